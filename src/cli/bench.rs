@@ -1,0 +1,294 @@
+//! `jobfleet bench`: bulk enqueue, drain by real worker processes, drain where every job fails
+//! once, and the start latency of a steady trickle. It prints figures; nothing here asserts speed.
+//!
+//! It works in a namespace of its own on the configured Redis and deletes its keys afterwards,
+//! so it never touches the real queues.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio_util::sync::CancellationToken;
+
+use super::App;
+use crate::jobs::Resources;
+use crate::queue::{Backoff, NewJob, QueueClient};
+use crate::telemetry::Metrics;
+use crate::telemetry::http::Health;
+use crate::worker::{QueueSelection, Worker, WorkerConfig};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Jobs per drain.
+    #[arg(long, default_value_t = 200_000)]
+    pub jobs: usize,
+    /// Concurrency of each worker process.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    pub processes: usize,
+    /// Jobs in the latency trickle (one every millisecond).
+    #[arg(long, default_value_t = 2000)]
+    pub trickle: usize,
+}
+
+const QUEUE: &str = "bench";
+
+/// A ~100-byte JSON payload, like a small real job's args.
+fn payload(i: usize) -> serde_json::Value {
+    serde_json::json!({"market_id": i, "wallet": "0x5fbdb2315678afecb367f032d93f642f64180aa3", "note": "bench"})
+}
+
+struct Fleet {
+    children: Vec<Child>,
+}
+
+impl Fleet {
+    fn start(app: &App, namespace: &str, n: usize, concurrency: usize) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find the jobfleet binary")?;
+        let jobs_dir = std::fs::canonicalize(&app.settings.jobs.dir)
+            .with_context(|| format!("jobs folder {}", app.settings.jobs.dir.display()))?;
+        let mut children = Vec::new();
+        for _ in 0..n {
+            let child = Command::new(&exe)
+                .args(["worker", "--queues", QUEUE, "--concurrency"])
+                .arg(concurrency.to_string())
+                .env("REDIS_URL", app.settings.redis.url.expose())
+                .env("JOBFLEET__REDIS__NAMESPACE", namespace)
+                .env("JOBFLEET__JOBS__DIR", &jobs_dir)
+                .env("JOBFLEET__TELEMETRY__HTTP_ADDR", "")
+                .env("JOBFLEET__TELEMETRY__LOG_FILTER", "error")
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .context("cannot start a worker process")?;
+            children.push(child);
+        }
+        Ok(Self { children })
+    }
+
+    /// SIGTERM, then wait: the workers drain and deregister.
+    fn stop(&mut self) {
+        for c in &self.children {
+            if let Ok(pid) = i32::try_from(c.id()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
+        for c in &mut self.children {
+            let _ = c.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn wait_for_workers(client: &QueueClient, n: usize) -> anyhow::Result<()> {
+    let until = Instant::now() + Duration::from_secs(30);
+    while client.workers(Duration::from_secs(60)).await?.len() < n {
+        if Instant::now() > until {
+            bail!("worker processes did not register within 30s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Resumes the queue and times until `processed` reaches `target`.
+async fn timed_drain(client: &QueueClient, target: u64) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    client.resume(QUEUE).await?;
+    loop {
+        let s = client.stats(QUEUE).await?;
+        if s.processed >= target {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            bail!("drain stalled at {} of {target} jobs", s.processed);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+pub async fn run(app: &App, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.jobs == 0 || args.processes == 0 || args.concurrency == 0 {
+        bail!("--jobs, --processes and --concurrency must be at least 1");
+    }
+    let namespace = format!("jobfleet-bench-{:08x}", rand::random::<u32>());
+    let client = QueueClient::connect(
+        app.settings.redis.url.expose(),
+        &namespace,
+        app.settings.store(),
+    )
+    .await
+    .with_context(|| format!("cannot connect to Redis at {}", app.settings.redis.url))?;
+    println!(
+        "jobfleet bench: {} jobs, {} processes x concurrency {}, namespace {namespace}",
+        args.jobs, args.processes, args.concurrency
+    );
+    let result = phases(app, &client, &namespace, &args).await;
+    cleanup(&client).await;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn phases(app: &App, client: &QueueClient, ns: &str, args: &BenchArgs) -> anyhow::Result<()> {
+    let n = args.jobs;
+    client.pause(QUEUE).await?;
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|i| NewJob::new("noop", QUEUE, payload(i)).max_attempts(3))
+        .collect();
+    let started = Instant::now();
+    client.enqueue_bulk(jobs).await?;
+    let took = started.elapsed();
+    println!(
+        "enqueue (bulk):        {:>10.0} jobs/s   ({n} jobs in {:.3}s)",
+        rate(n, took),
+        took.as_secs_f64()
+    );
+
+    let mut fleet = Fleet::start(app, ns, args.processes, args.concurrency)?;
+    wait_for_workers(client, args.processes).await?;
+    let took = timed_drain(client, n as u64).await?;
+    println!(
+        "drain (no-op):         {:>10.0} jobs/s   ({n} jobs in {:.3}s)",
+        rate(n, took),
+        took.as_secs_f64()
+    );
+
+    client.pause(QUEUE).await?;
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|_| {
+            NewJob::new("sleep", QUEUE, serde_json::json!({"fail_attempts": 1}))
+                .max_attempts(2)
+                .backoff(Backoff::ZERO)
+        })
+        .collect();
+    client.enqueue_bulk(jobs).await?;
+    let took = timed_drain(client, 2 * n as u64).await?;
+    let failed = client.stats(QUEUE).await?.failed;
+    println!(
+        "drain (fail once):     {:>10.0} jobs/s   ({n} jobs, {failed} failed attempts, in {:.3}s)",
+        rate(n, took),
+        took.as_secs_f64()
+    );
+    fleet.stop();
+
+    trickle(app, client, args).await
+}
+
+/// Enqueues one job per millisecond to an idle in-process worker and measures how long each
+/// waits between the enqueue call and the start of its handler.
+async fn trickle(app: &App, client: &QueueClient, args: &BenchArgs) -> anyhow::Result<()> {
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let delays: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let observer = {
+        let (sent, delays) = (sent.clone(), delays.clone());
+        Arc::new(move |job: &crate::queue::Leased| {
+            let at = sent.lock().ok().and_then(|mut m| m.remove(&job.id));
+            if let (Some(at), Ok(mut d)) = (at, delays.lock()) {
+                d.push(at.elapsed());
+            }
+        })
+    };
+    let cfg = WorkerConfig {
+        id: crate::queue::workers::new_worker_id(),
+        queues: QueueSelection::parse(QUEUE, false).map_err(anyhow::Error::msg)?,
+        concurrency: args.concurrency,
+        prefetch: app.settings.worker.prefetch,
+        lease: app.settings.worker.lease,
+        shutdown_timeout: Duration::from_secs(5),
+        poll_interval: app.settings.worker.poll_interval,
+    };
+    let resources = Arc::new(Resources {
+        queue: client.clone(),
+        settings: app.settings.clone(),
+    });
+    let worker = Worker::new(
+        client.clone(),
+        app.registry()?,
+        resources,
+        cfg,
+        Metrics::new(),
+        Arc::new(Health::new(Duration::from_secs(60))),
+    )
+    .with_observer(observer);
+    client.resume(QUEUE).await?;
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn({
+        let stop = stop.clone();
+        async move { worker.run(async move { stop.cancelled().await }).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    for i in 0..args.trickle {
+        tick.tick().await;
+        let id = ulid::Ulid::generate().to_string();
+        if let Ok(mut m) = sent.lock() {
+            m.insert(id.clone(), Instant::now());
+        }
+        client
+            .enqueue(NewJob::new("noop", QUEUE, payload(i)).id(id))
+            .await?;
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    while delays.lock().map(|d| d.len()).unwrap_or(0) < args.trickle && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    handle.await.context("trickle worker")??;
+    let mut d = delays.lock().map(|d| d.clone()).unwrap_or_default();
+    d.sort();
+    if d.is_empty() {
+        bail!("no trickle job started");
+    }
+    let pct = |p: f64| d[((d.len() as f64 * p) as usize).min(d.len() - 1)];
+    println!(
+        "trickle start delay:   p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} jobs, 1 per ms)",
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        d[d.len() - 1].as_secs_f64() * 1e3,
+        d.len()
+    );
+    Ok(())
+}
+
+/// Deletes the bench namespace's keys: the queue's fixed keys, its recent per-minute stats
+/// and the registry keys. Jobs were all acked, so no job hashes remain.
+async fn cleanup(client: &QueueClient) {
+    let k = client.keys().queue(QUEUE);
+    let minute = crate::queue::now_ms() / 60_000;
+    let mut keys = vec![
+        k.pending(),
+        k.scheduled(),
+        k.retry(),
+        k.active(),
+        k.dead(),
+        k.completed(),
+        k.paused(),
+        k.stats(),
+        client.keys().queues(),
+        client.keys().workers(),
+    ];
+    keys.extend((minute - 30..=minute).map(|m| k.minute(m)));
+    let mut con = client.connection();
+    let res: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut con).await;
+    if let Err(e) = res {
+        eprintln!("warning: could not delete the bench keys: {e}");
+    }
+}

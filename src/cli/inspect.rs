@@ -1,0 +1,180 @@
+//! Read-only commands: `queues`, `workers`, `jobs list`, `jobs show`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::App;
+use super::output::{age, json, table, time};
+use crate::queue::JobState;
+use crate::queue::admin::JobInfo;
+use crate::queue::now_ms;
+
+pub async fn queues(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
+    let client = app.client().await?;
+    let mut all = Vec::new();
+    for q in client.queue_names().await? {
+        all.push(client.stats(&q).await?);
+    }
+    if as_json {
+        json(&all)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|s| {
+            vec![
+                s.queue.clone(),
+                if s.paused { "yes" } else { "no" }.to_owned(),
+                s.pending.to_string(),
+                s.scheduled.to_string(),
+                s.active.to_string(),
+                s.retry.to_string(),
+                s.dead.to_string(),
+                s.processed.to_string(),
+                s.failed.to_string(),
+                age(s.oldest_pending_ms),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "QUEUE",
+            "PAUSED",
+            "PENDING",
+            "SCHEDULED",
+            "ACTIVE",
+            "RETRY",
+            "DEAD",
+            "PROCESSED",
+            "FAILED",
+            "OLDEST",
+        ],
+        &rows,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn workers(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
+    let client = app.client().await?;
+    let ttl = app.settings.worker.lease * 2;
+    let workers = client.workers(ttl.max(Duration::from_secs(10))).await?;
+    if as_json {
+        json(&workers)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = now_ms();
+    let rows: Vec<Vec<String>> = workers
+        .iter()
+        .map(|w| {
+            let running: Vec<String> = w
+                .in_flight
+                .iter()
+                .filter(|j| j.started_at.is_some())
+                .map(|j| format!("{}:{}", j.kind, j.id))
+                .collect();
+            vec![
+                w.id.clone(),
+                w.queues.join(","),
+                w.concurrency.to_string(),
+                age(Some(now - w.started_at)),
+                age(Some(now - w.heartbeat_at)),
+                w.in_flight.len().to_string(),
+                running.join(" "),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "WORKER",
+            "QUEUES",
+            "CONCURRENCY",
+            "UP",
+            "HEARTBEAT",
+            "HELD",
+            "RUNNING",
+        ],
+        &rows,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summary(j: &JobInfo) -> Vec<String> {
+    let args = j
+        .envelope
+        .as_ref()
+        .map_or_else(|| "<undecodable>".to_owned(), |e| e.args.to_string());
+    let args = if args.chars().count() > 60 {
+        format!("{}...", args.chars().take(57).collect::<String>())
+    } else {
+        args
+    };
+    vec![
+        j.id.clone(),
+        j.kind.clone(),
+        format!("{}/{}", j.attempt, j.max_attempts),
+        time(j.score.or(j.enqueued_at)),
+        args,
+        j.error.clone().unwrap_or_default(),
+    ]
+}
+
+pub async fn list(
+    app: &App,
+    queue: &str,
+    state: JobState,
+    limit: u64,
+    cursor: u64,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = app.client().await?;
+    let page = client.list(queue, state, cursor, limit).await?;
+    if as_json {
+        json(&page)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let when = match state {
+        JobState::Pending => "ENQUEUED",
+        JobState::Scheduled | JobState::Retry => "DUE",
+        JobState::Active => "LEASE UNTIL",
+        JobState::Dead => "DIED",
+    };
+    let rows: Vec<Vec<String>> = page.jobs.iter().map(summary).collect();
+    table(&["ID", "KIND", "ATTEMPT", when, "ARGS", "ERROR"], &rows);
+    if let Some(next) = page.next_cursor {
+        println!("next page: --cursor {next}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn show(app: &App, id: &str, as_json: bool) -> anyhow::Result<ExitCode> {
+    let client = app.client().await?;
+    let j = client.show(id).await?;
+    if as_json {
+        json(&j)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let args = j.envelope.as_ref().map_or_else(
+        || format!("<undecodable> {}", j.raw.clone().unwrap_or_default()),
+        |e| e.args.to_string(),
+    );
+    let rows = [
+        ("id", j.id.clone()),
+        ("queue", j.queue.clone()),
+        ("kind", j.kind.clone()),
+        ("state", j.state.clone()),
+        ("attempt", format!("{} of {}", j.attempt, j.max_attempts)),
+        ("args", args),
+        ("created", time(j.envelope.as_ref().map(|e| e.created_at))),
+        ("enqueued", time(j.enqueued_at)),
+        ("due/lease/died", time(j.score)),
+        ("started", time(j.started_at)),
+        ("worker", j.worker.clone().unwrap_or_else(|| "-".into())),
+        ("last error", j.error.clone().unwrap_or_else(|| "-".into())),
+        ("failed at", time(j.failed_at)),
+        ("dead at", time(j.dead_at)),
+    ];
+    for (k, v) in rows {
+        println!("{k:<15} {v}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

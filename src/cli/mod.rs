@@ -1,0 +1,199 @@
+//! The command line: one file per command group. `anyhow` lives here and in `main`, the edges.
+
+mod bench;
+mod enqueue;
+mod inspect;
+mod output;
+mod repair;
+mod worker;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::jobs::{Registry, registry};
+use crate::queue::{JobState, QueueClient};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jobfleet",
+    version,
+    about = "Background jobs on Redis: workers, queues and their operators' tools"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a worker process until SIGTERM or SIGINT.
+    Worker(worker::WorkerArgs),
+    /// Enqueue one job, or many from JSON lines.
+    Enqueue(enqueue::EnqueueArgs),
+    /// Show every queue's counters.
+    Queues(JsonFlag),
+    /// Inspect and repair jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Manage dead jobs.
+    #[command(subcommand)]
+    Dead(DeadCommand),
+    /// Pause or resume a queue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Show live worker processes and what they hold.
+    Workers(JsonFlag),
+    /// Measure enqueue and drain throughput and start latency.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List the jobs of a queue in one state, a page at a time.
+    List {
+        queue: String,
+        #[arg(long, value_parser = parse_state)]
+        state: JobState,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        /// Where the page starts (the previous page prints the next cursor).
+        #[arg(long, default_value_t = 0)]
+        cursor: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show everything stored about one job.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retry one job now, or every dead job (optionally of one queue or kind).
+    Retry {
+        /// The job to retry (dead, retry or scheduled).
+        #[arg(required_unless_present = "dead", conflicts_with = "dead")]
+        id: Option<String>,
+        /// Retry every dead job.
+        #[arg(long)]
+        dead: bool,
+        /// With --dead: only this queue (default: every queue).
+        #[arg(long, requires = "dead")]
+        queue: Option<String>,
+        /// With --dead: only jobs of this kind.
+        #[arg(long, requires = "dead")]
+        kind: Option<String>,
+        /// With --dead: count what would be retried, change nothing.
+        #[arg(long, requires = "dead")]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete one job, whatever its state.
+    Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadCommand {
+    /// Delete dead jobs of a queue, all or those older than a given age.
+    Purge {
+        queue: String,
+        /// Only jobs that died longer ago than this (e.g. 7d, 12h).
+        #[arg(long, value_parser = parse_duration)]
+        older_than: Option<Duration>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Stop workers from taking jobs of a queue (enqueueing goes on).
+    Pause { queue: String },
+    /// Let workers take jobs of a queue again.
+    Resume { queue: String },
+}
+
+fn parse_state(s: &str) -> Result<JobState, String> {
+    s.parse()
+}
+
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 30s or 7d: {e}"))
+}
+
+/// What every command needs: the settings, and on demand the store and the registry.
+pub(crate) struct App {
+    pub settings: Settings,
+}
+
+impl App {
+    fn load() -> anyhow::Result<Self> {
+        let settings = Settings::load()?;
+        crate::telemetry::init_logging(&settings.telemetry);
+        Ok(Self { settings })
+    }
+
+    pub async fn client(&self) -> anyhow::Result<QueueClient> {
+        QueueClient::connect(
+            self.settings.redis.url.expose(),
+            &self.settings.redis.namespace,
+            self.settings.store(),
+        )
+        .await
+        .with_context(|| format!("cannot connect to Redis at {}", self.settings.redis.url))
+    }
+
+    pub fn registry(&self) -> anyhow::Result<Arc<Registry>> {
+        Ok(Arc::new(Registry::load(
+            &self.settings.jobs.dir,
+            registry::handlers(),
+        )?))
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let app = App::load()?;
+    match cli.command {
+        Command::Worker(args) => worker::run(&app, args).await,
+        Command::Enqueue(args) => enqueue::run(&app, args).await,
+        Command::Queues(f) => inspect::queues(&app, f.json).await,
+        Command::Workers(f) => inspect::workers(&app, f.json).await,
+        Command::Jobs(JobsCommand::List {
+            queue,
+            state,
+            limit,
+            cursor,
+            json,
+        }) => inspect::list(&app, &queue, state, limit, cursor, json).await,
+        Command::Jobs(JobsCommand::Show { id, json }) => inspect::show(&app, &id, json).await,
+        Command::Jobs(JobsCommand::Retry {
+            id,
+            dead,
+            queue,
+            kind,
+            dry_run,
+            json,
+        }) => match (id, dead) {
+            (Some(id), false) => repair::retry_one(&app, &id, json).await,
+            _ => repair::retry_dead(&app, queue.as_deref(), kind.as_deref(), dry_run, json).await,
+        },
+        Command::Jobs(JobsCommand::Delete { id }) => repair::delete(&app, &id).await,
+        Command::Dead(DeadCommand::Purge { queue, older_than }) => {
+            repair::purge(&app, &queue, older_than).await
+        }
+        Command::Queue(QueueCommand::Pause { queue }) => repair::pause(&app, &queue, true).await,
+        Command::Queue(QueueCommand::Resume { queue }) => repair::pause(&app, &queue, false).await,
+        Command::Bench(args) => bench::run(&app, args).await,
+    }
+}

@@ -1,0 +1,88 @@
+//! Commands that change queue state: retry, delete, purge, pause and resume.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::App;
+use super::output::json;
+use crate::queue::admin::RetryReport;
+
+pub async fn retry_one(app: &App, id: &str, as_json: bool) -> anyhow::Result<ExitCode> {
+    let client = app.client().await?;
+    let was = client.retry_job(id).await?;
+    if as_json {
+        json(&serde_json::json!({"id": id, "was": was, "now": "pending"}))?;
+    } else {
+        println!("job {id} was {was}; it runs again now");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn retry_dead(
+    app: &App,
+    queue: Option<&str>,
+    kind: Option<&str>,
+    dry_run: bool,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = app.client().await?;
+    let queues = match queue {
+        Some(q) => vec![q.to_owned()],
+        None => client.queue_names().await?,
+    };
+    let mut reports: Vec<(String, RetryReport)> = Vec::new();
+    for q in queues {
+        let r = client.retry_dead(&q, kind, dry_run).await?;
+        reports.push((q, r));
+    }
+    if as_json {
+        let out: Vec<_> = reports
+            .iter()
+            .map(|(q, r)| serde_json::json!({"queue": q, "matched": r.matched, "scanned": r.scanned, "dry_run": r.dry_run}))
+            .collect();
+        json(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let verb = if dry_run { "would retry" } else { "retried" };
+    for (q, r) in &reports {
+        println!("{q}: {verb} {} of {} dead jobs", r.matched, r.scanned);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn delete(app: &App, id: &str) -> anyhow::Result<ExitCode> {
+    let client = app.client().await?;
+    let was = client.delete(id).await?;
+    println!("deleted job {id} (it was {was})");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn purge(
+    app: &App,
+    queue: &str,
+    older_than: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
+    let client = app.client().await?;
+    let ms = older_than.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let n = client.purge_dead(queue, ms).await?;
+    match older_than {
+        Some(d) => println!(
+            "{queue}: purged {n} dead jobs older than {}",
+            humantime::format_duration(d)
+        ),
+        None => println!("{queue}: purged {n} dead jobs"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn pause(app: &App, queue: &str, pause: bool) -> anyhow::Result<ExitCode> {
+    let client = app.client().await?;
+    if pause {
+        client.pause(queue).await?;
+        println!("{queue}: paused; workers take no jobs from it until it is resumed");
+    } else {
+        client.resume(queue).await?;
+        println!("{queue}: resumed");
+    }
+    Ok(ExitCode::SUCCESS)
+}

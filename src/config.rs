@@ -1,0 +1,347 @@
+//! Configuration in layers: the built-in `config/default.toml`, then `config/<env>.toml`, then
+//! environment variables (`JOBFLEET__SECTION__KEY`, and the usual `REDIS_URL`).
+//!
+//! Everything is validated at start; an error names the bad key. Secrets (the Redis password)
+//! are redacted from `Debug` and logs.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The built-in defaults, so the binary runs even where no config folder exists.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("config: {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("config: environment {env:?} has no file {path}")]
+    MissingEnv { env: String, path: PathBuf },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub redis: RedisSettings,
+    pub worker: WorkerSettings,
+    pub dead: DeadSettings,
+    pub telemetry: TelemetrySettings,
+    pub jobs: JobsSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: SecretUrl,
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub queues: String,
+    pub strict: bool,
+    pub concurrency: usize,
+    pub prefetch: usize,
+    #[serde(with = "duration")]
+    pub lease: Duration,
+    #[serde(with = "duration")]
+    pub shutdown_timeout: Duration,
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+    pub completed_history: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadSettings {
+    pub max_jobs: u64,
+    #[serde(with = "duration")]
+    pub max_age: Duration,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub http_addr: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsSettings {
+    pub dir: PathBuf,
+}
+
+/// A URL that may carry a password; `Debug` and `Display` show it with the password masked.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The real URL, for opening the connection only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn redacted(&self) -> String {
+        // scheme://user:password@host -> scheme://user:***@host
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return self.0.clone();
+        };
+        match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or("", |(u, _)| u);
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Where the layers come from; `from_env` reads the process environment.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    pub config_dir: PathBuf,
+    /// None means the default environment, "development", whose file is optional.
+    pub env: Option<String>,
+    /// Environment variables to apply (normally the process's).
+    pub vars: Vec<(String, String)>,
+}
+
+impl Sources {
+    pub fn from_env() -> Self {
+        Self {
+            config_dir: std::env::var_os("JOBFLEET_CONFIG_DIR")
+                .map_or_else(|| PathBuf::from("config"), PathBuf::from),
+            env: std::env::var("JOBFLEET_ENV").ok().filter(|e| !e.is_empty()),
+            vars: std::env::vars().collect(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads and validates the configuration of this process.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(&Sources::from_env())
+    }
+
+    pub fn load_from(sources: &Sources) -> Result<Self, ConfigError> {
+        let env_name = sources.env.as_deref().unwrap_or("development");
+        let env_file = sources.config_dir.join(format!("{env_name}.toml"));
+        if sources.env.is_some() && !env_file.exists() {
+            return Err(ConfigError::MissingEnv {
+                env: env_name.to_owned(),
+                path: env_file,
+            });
+        }
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        let default_file = sources.config_dir.join("default.toml");
+        for file in [default_file.as_path(), env_file.as_path()] {
+            builder = builder.add_source(config_file(file));
+        }
+        let vars: config::Map<String, String> = sources
+            .vars
+            .iter()
+            .filter(|(k, _)| k.starts_with("JOBFLEET__"))
+            .cloned()
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("JOBFLEET")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(vars)),
+        );
+        if let Some((_, url)) = sources.vars.iter().find(|(k, _)| k == "REDIS_URL") {
+            builder = builder.set_override("redis.url", url.as_str())?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that parse but make no sense; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.redis.url.expose();
+        if !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("redis+unix://")
+            || url.starts_with("unix://"))
+        {
+            return Err(invalid(
+                "redis.url",
+                "must start with redis://, rediss:// or unix://",
+            ));
+        }
+        if redis::Client::open(url).is_err() {
+            return Err(invalid(
+                "redis.url",
+                format!("cannot parse {}", self.redis.url),
+            ));
+        }
+        let ns = &self.redis.namespace;
+        if ns.is_empty() || ns.contains(['{', '}', ' ']) {
+            return Err(invalid(
+                "redis.namespace",
+                "must be non-empty, without braces or spaces",
+            ));
+        }
+        let w = &self.worker;
+        if w.concurrency == 0 || w.concurrency > 10_000 {
+            return Err(invalid("worker.concurrency", "must be between 1 and 10000"));
+        }
+        if w.prefetch > 10_000 {
+            return Err(invalid("worker.prefetch", "must be at most 10000"));
+        }
+        if w.lease < Duration::from_secs(1) {
+            return Err(invalid("worker.lease", "must be at least 1s"));
+        }
+        if w.poll_interval < Duration::from_millis(10) {
+            return Err(invalid("worker.poll_interval", "must be at least 10ms"));
+        }
+        crate::worker::QueueSelection::parse(&w.queues, w.strict)
+            .map_err(|e| invalid("worker.queues", e))?;
+        if self.dead.max_jobs == 0 {
+            return Err(invalid("dead.max_jobs", "must be at least 1"));
+        }
+        let addr = &self.telemetry.http_addr;
+        if !addr.is_empty() && addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "telemetry.http_addr",
+                format!("{addr:?} is not host:port (or \"\" to disable)"),
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
+            return Err(invalid("telemetry.log_filter", "is not a valid filter"));
+        }
+        Ok(())
+    }
+
+    /// The store settings shared by every process.
+    pub fn store(&self) -> crate::queue::StoreSettings {
+        crate::queue::StoreSettings {
+            dead_max_jobs: self.dead.max_jobs,
+            dead_max_age: self.dead.max_age,
+            completed_history: self.worker.completed_history,
+            ..crate::queue::StoreSettings::default()
+        }
+    }
+}
+
+fn config_file(path: &Path) -> config::File<config::FileSourceFile, config::FileFormat> {
+    config::File::from(path)
+        .format(config::FileFormat::Toml)
+        .required(false)
+}
+
+/// Serde for durations written like "30s", "5m", "180days".
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+    }
+
+    pub fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*v).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(vars: &[(&str, &str)], env: Option<&str>) -> Sources {
+        Sources {
+            config_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
+            env: env.map(str::to_owned),
+            vars: vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let s = Settings::load_from(&sources(
+            &[
+                ("JOBFLEET__WORKER__CONCURRENCY", "7"),
+                ("REDIS_URL", "redis://h:1/2"),
+            ],
+            Some("test"),
+        ))
+        .unwrap();
+        assert_eq!(s.worker.concurrency, 7);
+        assert_eq!(s.worker.lease, Duration::from_secs(5)); // from test.toml
+        assert_eq!(s.redis.url.expose(), "redis://h:1/2");
+        assert_eq!(s.dead.max_age, Duration::from_secs(180 * 86_400));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = Settings::load_from(&sources(&[("JOBFLEET__WORKER__CONCURRENCY", "0")], None))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("worker.concurrency"), "{err}");
+        let err = Settings::load_from(&sources(&[("JOBFLEET__WORKER__LEASE", "soon")], None))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lease"), "{err}");
+        let err = Settings::load_from(&sources(&[], Some("nowhere")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nowhere"), "{err}");
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let url = SecretUrl::new("rediss://default:hunter2@cache:6380/0");
+        assert_eq!(format!("{url}"), "rediss://default:***@cache:6380/0");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert_eq!(
+            SecretUrl::new("redis://127.0.0.1:6379").to_string(),
+            "redis://127.0.0.1:6379"
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! Job kinds: the `Job` trait, the errors a handler returns, and the registry that pairs every
+//! handler with its spec in the top-level `jobs/` folder.
+//!
+//! A handler lives in `src/jobs/<kind>.rs`; its policy (queue, retries, timeout, uniqueness) in
+//! `jobs/<kind>.toml`. `registry::handlers()` is the one place where kinds are registered.
+
+pub mod noop;
+pub mod registry;
+pub mod sleep;
+pub mod spec;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::Settings;
+use crate::queue::QueueClient;
+
+pub use registry::{HandlerSet, Registry, RegistryError};
+pub use spec::JobSpec;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a handler says when it did not succeed; each variant says what happens next.
+#[derive(Debug)]
+pub enum JobError {
+    /// Try again after the kind's backoff, until its attempts are used up, then dead.
+    Retry(BoxError),
+    /// Do not try again: straight to dead.
+    Fatal(BoxError),
+    /// Not a failure: run again after this delay, without consuming an attempt.
+    Snooze(Duration),
+}
+
+impl JobError {
+    pub fn retry(e: impl Into<BoxError>) -> Self {
+        JobError::Retry(e.into())
+    }
+    pub fn fatal(e: impl Into<BoxError>) -> Self {
+        JobError::Fatal(e.into())
+    }
+    pub fn snooze(after: Duration) -> Self {
+        JobError::Snooze(after)
+    }
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobError::Retry(e) => write!(f, "retryable: {}", error_chain(e.as_ref())),
+            JobError::Fatal(e) => write!(f, "fatal: {}", error_chain(e.as_ref())),
+            JobError::Snooze(d) => write!(f, "snoozed for {}", humantime::format_duration(*d)),
+        }
+    }
+}
+
+impl std::error::Error for JobError {}
+
+/// An error and all its sources, joined by ": ", so the stored last error keeps the chain.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// What the process shares with every handler: connections and configuration.
+#[derive(Debug)]
+pub struct Resources {
+    pub queue: QueueClient,
+    pub settings: Settings,
+}
+
+/// What a handler knows about the job it runs.
+#[derive(Clone, Debug)]
+pub struct JobContext {
+    pub id: String,
+    pub queue: String,
+    /// 1 for the first run.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub resources: Arc<Resources>,
+}
+
+/// A job kind: typed args with a stable kind name, and what running it means.
+pub trait Job: Serialize + DeserializeOwned + Send + 'static {
+    /// The stable name stored with every job; renaming it orphans queued jobs.
+    const KIND: &'static str;
+
+    fn run(self, ctx: JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn errors_keep_their_chain() {
+        let e = JobError::retry(Outer(std::io::Error::other("inner")));
+        assert_eq!(e.to_string(), "retryable: outer: inner");
+        assert_eq!(
+            JobError::snooze(Duration::from_secs(90)).to_string(),
+            "snoozed for 1m 30s"
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! `sleep`: sleeps, then succeeds or fails as asked. Crash tests and benchmarks use it to have
+//! jobs that take time, fail, or panic without any domain code.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Job, JobContext, JobError};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sleep {
+    /// How long to sleep, in milliseconds.
+    #[serde(default)]
+    pub ms: u64,
+    /// Fail every attempt after sleeping.
+    #[serde(default)]
+    pub fail: bool,
+    /// Fail only the first N attempts, then succeed (the benchmark's "fails once" is 1).
+    #[serde(default)]
+    pub fail_attempts: u32,
+    /// Panic instead of returning, to exercise the worker's panic handling.
+    #[serde(default)]
+    pub panic: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("sleep job asked to fail")]
+struct AskedToFail;
+
+impl Job for Sleep {
+    const KIND: &'static str = "sleep";
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        if self.ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.ms)).await;
+        }
+        if self.panic {
+            panic!("sleep job asked to panic");
+        }
+        if self.fail || ctx.attempt <= self.fail_attempts {
+            return Err(JobError::retry(AskedToFail));
+        }
+        Ok(())
+    }
+}

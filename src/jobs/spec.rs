@@ -1,0 +1,159 @@
+//! Job specs: the policy of a job kind, read from `jobs/<kind>.toml`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::queue::{Backoff, validate_queue_name};
+
+/// The policy of one job kind. The kind is the file's name.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    #[serde(skip)]
+    pub kind: String,
+    /// The queue jobs of this kind go to unless the producer names another.
+    pub queue: String,
+    /// A run that takes longer is cancelled and counts as a failed attempt.
+    #[serde(with = "crate::config::duration")]
+    pub timeout: Duration,
+    pub retry: RetrySpec,
+    #[serde(default)]
+    pub unique: Option<UniqueSpec>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Runs in all, the first included; 1 means never retried.
+    pub max_attempts: u32,
+    /// Delay after the first failure; it doubles with every further failure.
+    #[serde(with = "crate::config::duration")]
+    pub base: Duration,
+    /// Upper bound of the delay.
+    #[serde(with = "crate::config::duration")]
+    pub cap: Duration,
+    /// Fraction of each delay taken off at random (0 to 1).
+    #[serde(default)]
+    pub jitter: f64,
+}
+
+impl RetrySpec {
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            base: self.base,
+            cap: self.cap,
+            jitter: self.jitter,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UniqueSpec {
+    /// How long a unique key is held at most (it is released earlier when the job finishes).
+    #[serde(with = "crate::config::duration")]
+    pub ttl: Duration,
+}
+
+/// A spec file that cannot be used; the message names the file and the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct SpecError {
+    pub path: String,
+    pub message: String,
+}
+
+impl JobSpec {
+    /// Reads and validates one spec file.
+    pub fn load(path: &Path) -> Result<Self, SpecError> {
+        let err = |message: String| SpecError {
+            path: path.display().to_string(),
+            message,
+        };
+        let kind = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or_else(|| err("file name is not valid UTF-8".into()))?
+            .to_owned();
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let mut spec: JobSpec = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        spec.kind = kind;
+        spec.validate().map_err(err)?;
+        Ok(spec)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        validate_queue_name(&self.queue).map_err(|e| format!("queue: {e}"))?;
+        if self.retry.max_attempts == 0 {
+            return Err("retry.max_attempts: must be at least 1".into());
+        }
+        self.retry
+            .backoff()
+            .validate()
+            .map_err(|e| format!("retry.{e}"))?;
+        if self.timeout.is_zero() {
+            return Err("timeout: must be more than 0s".into());
+        }
+        if let Some(u) = &self.unique
+            && u.ttl.is_zero()
+        {
+            return Err("unique.ttl: must be more than 0s".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const GOOD: &str = r#"
+queue = "default"
+timeout = "30s"
+[retry]
+max_attempts = 5
+base = "1s"
+cap = "1m"
+jitter = 0.2
+"#;
+
+    #[test]
+    fn loads_and_takes_the_kind_from_the_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = JobSpec::load(&write(dir.path(), "noop.toml", GOOD)).unwrap();
+        assert_eq!(spec.kind, "noop");
+        assert_eq!(spec.retry.max_attempts, 5);
+        assert_eq!(spec.retry.cap, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = GOOD.replace("max_attempts = 5", "max_attempts = 0");
+        let e = JobSpec::load(&write(dir.path(), "a.toml", &bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("a.toml") && e.contains("retry.max_attempts"),
+            "{e}"
+        );
+        let bad = GOOD.replace("queue = \"default\"", "queue = \"a{b\"");
+        let e = JobSpec::load(&write(dir.path(), "b.toml", &bad))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("b.toml") && e.contains("queue"), "{e}");
+        let bad = format!("{GOOD}\ncolour = \"red\"\n");
+        let e = JobSpec::load(&write(dir.path(), "c.toml", &bad))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.toml") && e.contains("colour"), "{e}");
+    }
+}

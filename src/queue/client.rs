@@ -1,0 +1,482 @@
+//! The calls on a worker's path. Each is one script call for a whole batch of jobs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Value;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::envelope::{Enqueued, Leased, NewJob};
+use super::keys::{Keys, QueueKeys, validate_queue_name};
+use super::scripts::Scripts;
+use super::{QueueError, Result, StoreSettings, int, now_ms, string};
+
+/// Jobs per enqueue script call: large enough to amortise the round trip, small enough that
+/// one call never blocks Redis for long.
+const ENQUEUE_CHUNK: usize = 1000;
+/// Enqueue script calls in flight at once on the multiplexed connection.
+const ENQUEUE_PARALLEL: usize = 4;
+
+/// A handle on the queue store; cheap to clone, safe to share between tasks.
+#[derive(Clone)]
+pub struct QueueClient {
+    pub(crate) con: ConnectionManager,
+    pub(crate) client: redis::Client,
+    pub(crate) keys: Keys,
+    pub(crate) scripts: Arc<Scripts>,
+    pub(crate) settings: StoreSettings,
+}
+
+impl std::fmt::Debug for QueueClient {
+    // The connection info holds the Redis password, so it is left out on purpose.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueClient")
+            .field("namespace", &self.keys.namespace())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to do with a leased job that did not succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettleAction {
+    /// A failed attempt, to run again at the due time.
+    Retry,
+    /// Run later at the due time without consuming the attempt.
+    Snooze,
+    /// Handed back at shutdown, to the head of the queue, without consuming the attempt.
+    Requeue,
+    /// To the dead set.
+    Kill,
+}
+
+impl SettleAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            SettleAction::Retry => "retry",
+            SettleAction::Snooze => "snooze",
+            SettleAction::Requeue => "requeue",
+            SettleAction::Kill => "kill",
+        }
+    }
+}
+
+/// One non-success outcome for `settle`.
+#[derive(Clone, Debug)]
+pub struct Settle {
+    pub id: String,
+    pub token: String,
+    pub action: SettleAction,
+    /// Milliseconds since the epoch; ignored for requeue and kill.
+    pub due_ms: i64,
+    pub error: String,
+}
+
+/// Counts returned by `settle`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SettleReport {
+    pub retried: u64,
+    pub snoozed: u64,
+    pub requeued: u64,
+    pub killed: u64,
+    pub stale: u64,
+    pub evicted_by_age: u64,
+    pub evicted_by_count: u64,
+}
+
+/// Counts returned by `reap`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReapReport {
+    pub requeued: u64,
+    pub killed: u64,
+    pub evicted_by_age: u64,
+    pub evicted_by_count: u64,
+    pub ids: Vec<String>,
+}
+
+/// The result of one fetch call.
+#[derive(Clone, Debug, Default)]
+pub struct Fetched {
+    pub paused: bool,
+    /// When the next delayed or retrying job is due, in ms since the epoch.
+    pub next_due_ms: Option<i64>,
+    pub promoted: u64,
+    pub jobs: Vec<Leased>,
+}
+
+impl QueueClient {
+    /// Connects to Redis (`redis://`, `rediss://` for TLS, passwords in the URL).
+    pub async fn connect(url: &str, namespace: &str, settings: StoreSettings) -> Result<Self> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(30)))
+            .set_number_of_retries(3);
+        let con = ConnectionManager::new_with_config(client.clone(), config).await?;
+        Ok(Self {
+            con,
+            client,
+            keys: Keys::new(namespace),
+            scripts: Arc::new(Scripts::new()),
+            settings,
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn settings(&self) -> &StoreSettings {
+        &self.settings
+    }
+
+    /// The underlying client, for pub/sub connections.
+    pub fn redis_client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// A multiplexed connection shared by all clones of this handle.
+    pub fn connection(&self) -> ConnectionManager {
+        self.con.clone()
+    }
+
+    pub(crate) fn queue(&self, name: &str) -> Result<QueueKeys> {
+        validate_queue_name(name)?;
+        Ok(self.keys.queue(name))
+    }
+
+    fn minute_ttl(&self) -> u64 {
+        self.settings.minute_stats_ttl.as_secs().max(60)
+    }
+
+    fn dead_cutoff(&self, now: i64) -> i64 {
+        let age = i64::try_from(self.settings.dead_max_age.as_millis()).unwrap_or(i64::MAX);
+        now.saturating_sub(age)
+    }
+
+    /// Enqueues one job.
+    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        let mut out = self.enqueue_bulk(vec![job]).await?;
+        out.pop().ok_or(QueueError::Reply {
+            script: "enqueue",
+            detail: "empty reply".into(),
+        })
+    }
+
+    /// Enqueues many jobs, possibly for several queues: one script call per queue and chunk,
+    /// several calls in flight at once. Results come back in input order.
+    pub async fn enqueue_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        let now = now_ms();
+        let total = jobs.len();
+        // Group by queue, remembering each job's input position.
+        let mut groups: Vec<(String, Vec<(usize, NewJob)>)> = Vec::new();
+        for (i, job) in jobs.into_iter().enumerate() {
+            validate_queue_name(&job.queue)?;
+            match groups.iter_mut().find(|(q, _)| *q == job.queue) {
+                Some((_, g)) => g.push((i, job)),
+                None => groups.push((job.queue.clone(), vec![(i, job)])),
+            }
+        }
+        let mut calls = Vec::new();
+        for (queue, group) in groups {
+            let keys = self.keys.queue(&queue);
+            let mut rest = group.into_iter().peekable();
+            while rest.peek().is_some() {
+                let chunk: Vec<(usize, NewJob)> = rest.by_ref().take(ENQUEUE_CHUNK).collect();
+                calls.push((keys.clone(), chunk));
+            }
+        }
+        let mut results: Vec<Option<Enqueued>> = vec![None; total];
+        let mut con = self.con.clone();
+        let queues: Vec<String> = calls.iter().map(|(k, _)| k.name().to_owned()).collect();
+        if !queues.is_empty() {
+            let _: () = redis::cmd("SADD")
+                .arg(self.keys.queues())
+                .arg(&queues)
+                .query_async(&mut con)
+                .await?;
+        }
+        for wave in calls.chunks(ENQUEUE_PARALLEL) {
+            let futures = wave
+                .iter()
+                .map(|(keys, chunk)| self.enqueue_chunk(keys, chunk, now));
+            for (res, (_, chunk)) in futures::future::join_all(futures)
+                .await
+                .into_iter()
+                .zip(wave)
+            {
+                for (enq, (pos, _)) in res?.into_iter().zip(chunk) {
+                    results[*pos] = Some(enq);
+                }
+            }
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+
+    async fn enqueue_chunk(
+        &self,
+        keys: &QueueKeys,
+        chunk: &[(usize, NewJob)],
+        now: i64,
+    ) -> Result<Vec<Enqueued>> {
+        let mut inv = self.scripts.enqueue.prepare_invoke();
+        inv.key(keys.pending())
+            .key(keys.scheduled())
+            .key(keys.stats())
+            .arg(keys.prefix())
+            .arg(now);
+        for (_, job) in chunk {
+            let (uniq, ttl) = match &job.unique {
+                Some((k, ttl)) => (k.clone(), ttl.as_millis().max(1)),
+                None => (String::new(), 0),
+            };
+            let env = job.clone().into_envelope(now);
+            let json = serde_json::to_string(&env)?;
+            inv.arg(&env.id)
+                .arg(json)
+                .arg(&env.kind)
+                .arg(env.max_attempts)
+                .arg(uniq)
+                .arg(ttl.to_string())
+                .arg(env.run_at.unwrap_or(0))
+                .arg(if job.id.is_some() { "1" } else { "0" });
+        }
+        let reply: Vec<Value> = inv.invoke_async(&mut self.con.clone()).await?;
+        reply
+            .chunks(2)
+            .map(|p| {
+                Ok(Enqueued {
+                    id: string(&p[0], "enqueue")?,
+                    created: int(&p[1], "enqueue")? == 1,
+                })
+            })
+            .collect()
+    }
+
+    /// Promotes due delayed jobs and leases up to `max` pending jobs of one queue.
+    pub async fn fetch(
+        &self,
+        queue: &str,
+        max: usize,
+        lease: Duration,
+        token: &str,
+    ) -> Result<Fetched> {
+        let keys = self.queue(queue)?;
+        let now = now_ms();
+        let deadline = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let reply: Vec<Value> = self
+            .scripts
+            .fetch
+            .key(keys.pending())
+            .key(keys.scheduled())
+            .key(keys.retry())
+            .key(keys.active())
+            .key(keys.leases())
+            .key(keys.paused())
+            .arg(keys.prefix())
+            .arg(now)
+            .arg(max.max(1))
+            .arg(deadline)
+            .arg(token)
+            .arg(self.settings.promote_batch)
+            .invoke_async(&mut self.con.clone())
+            .await?;
+        if reply.len() < 3 || (reply.len() - 3) % 3 != 0 {
+            return Err(QueueError::Reply {
+                script: "fetch",
+                detail: format!("{} values", reply.len()),
+            });
+        }
+        let next_due = int(&reply[1], "fetch")?;
+        let mut jobs = Vec::with_capacity((reply.len() - 3) / 3);
+        for j in reply[3..].chunks(3) {
+            jobs.push(Leased {
+                id: string(&j[0], "fetch")?,
+                queue: queue.to_owned(),
+                attempt: u32::try_from(int(&j[1], "fetch")?).unwrap_or(u32::MAX),
+                token: token.to_owned(),
+                raw: string(&j[2], "fetch")?,
+            });
+        }
+        Ok(Fetched {
+            paused: int(&reply[0], "fetch")? == 1,
+            next_due_ms: (next_due >= 0).then_some(next_due),
+            promoted: u64::try_from(int(&reply[2], "fetch")?).unwrap_or(0),
+            jobs,
+        })
+    }
+
+    /// Completes jobs of one queue. Returns (acked, stale).
+    pub async fn ack(&self, queue: &str, jobs: &[(String, String)]) -> Result<(u64, u64)> {
+        if jobs.is_empty() {
+            return Ok((0, 0));
+        }
+        let keys = self.queue(queue)?;
+        let mut inv = self.scripts.ack.prepare_invoke();
+        inv.key(keys.active())
+            .key(keys.leases())
+            .key(keys.stats())
+            .key(keys.completed())
+            .arg(keys.prefix())
+            .arg(now_ms())
+            .arg(self.settings.completed_history)
+            .arg(self.minute_ttl());
+        for (id, token) in jobs {
+            inv.arg(id).arg(token);
+        }
+        let (acked, stale): (u64, u64) = inv.invoke_async(&mut self.con.clone()).await?;
+        Ok((acked, stale))
+    }
+
+    /// Applies non-success outcomes to jobs of one queue.
+    pub async fn settle(&self, queue: &str, jobs: &[Settle]) -> Result<SettleReport> {
+        if jobs.is_empty() {
+            return Ok(SettleReport::default());
+        }
+        let keys = self.queue(queue)?;
+        let now = now_ms();
+        let mut inv = self.scripts.settle.prepare_invoke();
+        inv.key(keys.active())
+            .key(keys.leases())
+            .key(keys.pending())
+            .key(keys.scheduled())
+            .key(keys.retry())
+            .key(keys.dead())
+            .key(keys.stats())
+            .arg(keys.prefix())
+            .arg(now)
+            .arg(self.minute_ttl())
+            .arg(self.settings.dead_max_jobs)
+            .arg(self.dead_cutoff(now))
+            .arg(1000);
+        for s in jobs {
+            inv.arg(&s.id)
+                .arg(&s.token)
+                .arg(s.action.as_str())
+                .arg(s.due_ms)
+                .arg(&s.error);
+        }
+        let r: Vec<u64> = inv.invoke_async(&mut self.con.clone()).await?;
+        if r.len() != 7 {
+            return Err(QueueError::Reply {
+                script: "settle",
+                detail: format!("{} values", r.len()),
+            });
+        }
+        Ok(SettleReport {
+            retried: r[0],
+            snoozed: r[1],
+            requeued: r[2],
+            killed: r[3],
+            stale: r[4],
+            evicted_by_age: r[5],
+            evicted_by_count: r[6],
+        })
+    }
+
+    /// Extends the leases this worker holds; returns the ids whose lease it lost.
+    pub async fn extend(
+        &self,
+        queue: &str,
+        jobs: &[(String, String)],
+        lease: Duration,
+    ) -> Result<Vec<String>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.queue(queue)?;
+        let deadline = now_ms() + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let mut inv = self.scripts.extend.prepare_invoke();
+        inv.key(keys.active())
+            .key(keys.leases())
+            .arg(keys.prefix())
+            .arg(deadline);
+        for (id, token) in jobs {
+            inv.arg(id).arg(token);
+        }
+        Ok(inv.invoke_async(&mut self.con.clone()).await?)
+    }
+
+    /// Returns up to `limit` jobs with an expired lease to pending (or dead).
+    pub async fn reap(&self, queue: &str, limit: usize) -> Result<ReapReport> {
+        let keys = self.queue(queue)?;
+        let now = now_ms();
+        let reply: Vec<Value> = self
+            .scripts
+            .reap
+            .key(keys.active())
+            .key(keys.leases())
+            .key(keys.pending())
+            .key(keys.dead())
+            .key(keys.stats())
+            .arg(keys.prefix())
+            .arg(now)
+            .arg(self.minute_ttl())
+            .arg(self.settings.dead_max_jobs)
+            .arg(self.dead_cutoff(now))
+            .arg(limit.max(1))
+            .invoke_async(&mut self.con.clone())
+            .await?;
+        if reply.len() < 4 {
+            return Err(QueueError::Reply {
+                script: "reap",
+                detail: format!("{} values", reply.len()),
+            });
+        }
+        let n = |i: usize| int(&reply[i], "reap").map(|v| u64::try_from(v).unwrap_or(0));
+        Ok(ReapReport {
+            requeued: n(0)?,
+            killed: n(1)?,
+            evicted_by_age: n(2)?,
+            evicted_by_count: n(3)?,
+            ids: reply[4..]
+                .iter()
+                .map(|v| string(v, "reap"))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// Evicts dead jobs past the age and count caps; returns (by age, by count).
+    pub async fn trim_dead(&self, queue: &str) -> Result<(u64, u64)> {
+        let now = now_ms();
+        self.trim_dead_with(
+            queue,
+            self.dead_cutoff(now),
+            self.settings.dead_max_jobs,
+            "dead_evicted",
+        )
+        .await
+    }
+
+    /// Loops the trim script until it removes less than a full batch.
+    pub(crate) async fn trim_dead_with(
+        &self,
+        queue: &str,
+        cutoff: i64,
+        max_count: u64,
+        field: &str,
+    ) -> Result<(u64, u64)> {
+        const BATCH: u64 = 1000;
+        let keys = self.queue(queue)?;
+        let (mut age, mut count) = (0, 0);
+        loop {
+            let (a, c): (u64, u64) = self
+                .scripts
+                .trim_dead
+                .key(keys.dead())
+                .key(keys.stats())
+                .arg(keys.prefix())
+                .arg(cutoff)
+                .arg(max_count)
+                .arg(BATCH)
+                .arg(field)
+                .invoke_async(&mut self.con.clone())
+                .await?;
+            age += a;
+            count += c;
+            if a < BATCH && c < BATCH {
+                return Ok((age, count));
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Every Redis key jobfleet uses is built here, and nowhere else.
+//!
+//! Per queue `q` in namespace `ns` (default `jobfleet`), every key starts with the prefix
+//! `ns:{q}:`. The braces are a Redis Cluster hash tag: all keys of one queue hash to one slot, so
+//! each Lua script, which only ever touches the keys of a single queue, runs on one node.
+//!
+//! | key                         | type       | content                                         |
+//! |-----------------------------|------------|-------------------------------------------------|
+//! | `ns:{q}:pending`            | list       | job ids ready to run, oldest at the head        |
+//! | `ns:{q}:scheduled`          | sorted set | job id -> run time (ms), delayed and snoozed    |
+//! | `ns:{q}:retry`              | sorted set | job id -> next attempt time (ms)                |
+//! | `ns:{q}:active`             | sorted set | job id -> lease deadline (ms)                   |
+//! | `ns:{q}:leases`             | hash       | job id -> "attempt|max|started|token|unique"    |
+//! | `ns:{q}:dead`               | sorted set | job id -> time of death (ms)                    |
+//! | `ns:{q}:completed`          | sorted set | opt-in capped history: job id -> finish (ms)    |
+//! | `ns:{q}:job:<id>`           | hash       | envelope and mutable state of one job           |
+//! | `ns:{q}:unique:<key>`       | string     | id of the job holding a unique key, with a TTL  |
+//! | `ns:{q}:paused`             | string     | present while the queue is paused               |
+//! | `ns:{q}:stats`              | hash       | lifetime counters (processed, failed, ...)      |
+//! | `ns:{q}:stats:<minute>`     | hash       | processed/failed of one minute, with a TTL      |
+//! | `ns:{q}:wake`               | channel    | pub/sub: published when jobs become pending     |
+//! | `ns:queues`                 | set        | names of all queues ever enqueued to            |
+//! | `ns:workers`                | sorted set | worker id -> last heartbeat (ms)                |
+//! | `ns:worker:<id>`            | string     | JSON description of a live worker, with a TTL   |
+//!
+//! The Lua scripts receive the queue prefix as `ARGV[1]` and append the same suffixes as the
+//! functions below (`job:`, `unique:`, `stats:`, `wake`); `tests` pins that both agree.
+
+use std::fmt;
+
+/// Suffix of a job hash, shared with the Lua prelude (`job_key`).
+pub const JOB_SUFFIX: &str = "job:";
+/// Suffix of a unique-lock key, shared with the Lua prelude (`unique_key`).
+pub const UNIQUE_SUFFIX: &str = "unique:";
+/// Suffix of a per-minute statistics hash, shared with the Lua prelude (`minute_key`).
+pub const MINUTE_SUFFIX: &str = "stats:";
+
+/// Error for a queue name that cannot be used as a hash tag.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "invalid queue name {0:?}: use 1-64 characters from a-z, A-Z, 0-9, '_' and '-' (no braces or colons)"
+)]
+pub struct InvalidQueueName(pub String);
+
+/// Checks that a queue name is safe inside a hash tag and a key.
+pub fn validate_queue_name(name: &str) -> Result<(), InvalidQueueName> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidQueueName(name.to_owned()))
+    }
+}
+
+/// The keys that do not belong to one queue.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    ns: String,
+}
+
+impl Keys {
+    /// Creates the key builder for a namespace (`jobfleet` unless configured otherwise).
+    pub fn new(namespace: &str) -> Self {
+        Self {
+            ns: namespace.to_owned(),
+        }
+    }
+
+    /// The namespace every key starts with.
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    /// The keys of one queue. The name must have passed [`validate_queue_name`].
+    pub fn queue(&self, queue: &str) -> QueueKeys {
+        QueueKeys {
+            queue: queue.to_owned(),
+            prefix: format!("{}:{{{}}}:", self.ns, queue),
+        }
+    }
+
+    /// Set of all queue names.
+    pub fn queues(&self) -> String {
+        format!("{}:queues", self.ns)
+    }
+
+    /// Sorted set of worker ids by last heartbeat.
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.ns)
+    }
+
+    /// Description of one live worker.
+    pub fn worker(&self, id: &str) -> String {
+        format!("{}:worker:{}", self.ns, id)
+    }
+}
+
+/// The keys of one queue, all sharing the hash tag `{queue}`.
+#[derive(Clone, Debug)]
+pub struct QueueKeys {
+    queue: String,
+    prefix: String,
+}
+
+impl QueueKeys {
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.queue
+    }
+
+    /// The common prefix, `ns:{queue}:`, handed to scripts as `ARGV[1]`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!("{}{}", self.prefix, suffix)
+    }
+
+    pub fn pending(&self) -> String {
+        self.key("pending")
+    }
+    pub fn scheduled(&self) -> String {
+        self.key("scheduled")
+    }
+    pub fn retry(&self) -> String {
+        self.key("retry")
+    }
+    pub fn active(&self) -> String {
+        self.key("active")
+    }
+    /// The lease of every active job: the fencing token and the attempt it runs.
+    pub fn leases(&self) -> String {
+        self.key("leases")
+    }
+    pub fn dead(&self) -> String {
+        self.key("dead")
+    }
+    pub fn completed(&self) -> String {
+        self.key("completed")
+    }
+    pub fn paused(&self) -> String {
+        self.key("paused")
+    }
+    pub fn stats(&self) -> String {
+        self.key("stats")
+    }
+    /// The pub/sub channel that wakes idle workers of this queue.
+    pub fn wake(&self) -> String {
+        self.key("wake")
+    }
+    pub fn job(&self, id: &str) -> String {
+        format!("{}{}{}", self.prefix, JOB_SUFFIX, id)
+    }
+    pub fn unique(&self, key: &str) -> String {
+        format!("{}{}{}", self.prefix, UNIQUE_SUFFIX, key)
+    }
+    /// Statistics of the minute starting at `minute * 60` seconds since the epoch.
+    pub fn minute(&self, minute: i64) -> String {
+        format!("{}{}{}", self.prefix, MINUTE_SUFFIX, minute)
+    }
+}
+
+impl fmt::Display for QueueKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.queue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_queue_keys_share_one_hash_tag() {
+        let q = Keys::new("jobfleet").queue("chain");
+        for key in [
+            q.pending(),
+            q.scheduled(),
+            q.retry(),
+            q.active(),
+            q.leases(),
+            q.dead(),
+            q.completed(),
+            q.paused(),
+            q.stats(),
+            q.job("01J"),
+            q.unique("u"),
+            q.minute(7),
+        ] {
+            assert!(key.starts_with("jobfleet:{chain}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn lua_and_rust_build_the_same_job_key() {
+        // The Lua prelude builds `prefix .. 'job:' .. id`; this is the same formula.
+        let q = Keys::new("ns").queue("default");
+        assert_eq!(q.job("abc"), format!("{}job:abc", q.prefix()));
+        assert_eq!(q.unique("k"), format!("{}unique:k", q.prefix()));
+        assert_eq!(q.minute(3), format!("{}stats:3", q.prefix()));
+    }
+
+    #[test]
+    fn queue_names_are_validated() {
+        assert!(validate_queue_name("default").is_ok());
+        assert!(validate_queue_name("chain-events_2").is_ok());
+        for bad in ["", "a{b", "a:b", "a b", &"x".repeat(65)] {
+            assert!(validate_queue_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The queue engine: jobs in Redis, moved between states by Lua scripts.
+//!
+//! `client` holds the calls on a worker's path (enqueue, fetch, ack, settle, extend, reap),
+//! `admin` the operators' calls (stats, listings, retry, delete, purge, pause), `workers` the
+//! registry of live worker processes. Every key comes from `keys`, every script from `scripts`.
+
+pub mod admin;
+pub mod backoff;
+pub mod client;
+pub mod envelope;
+pub mod keys;
+pub mod scripts;
+pub mod workers;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use backoff::Backoff;
+pub use client::{QueueClient, ReapReport, Settle, SettleAction, SettleReport};
+pub use envelope::{Enqueued, Envelope, JobState, Leased, NewJob};
+pub use keys::{Keys, QueueKeys, validate_queue_name};
+
+/// What can go wrong talking to the queue store.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The Redis error is shown in the message, not chained as a source, because its own
+    /// display already includes its causes and a chain would print them twice.
+    #[error("redis: {0}")]
+    Redis(redis::RedisError),
+    #[error(transparent)]
+    InvalidQueue(#[from] keys::InvalidQueueName),
+    #[error("unexpected reply from {script}: {detail}")]
+    Reply {
+        script: &'static str,
+        detail: String,
+    },
+    #[error("could not encode job: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("no job with id {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<redis::RedisError> for QueueError {
+    fn from(e: redis::RedisError) -> Self {
+        QueueError::Redis(e)
+    }
+}
+
+pub type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+/// Settings of the store that every process shares.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    /// Dead set cap by count (Sidekiq's default: 10,000).
+    pub dead_max_jobs: u64,
+    /// Dead set cap by age (Sidekiq's default: 180 days).
+    pub dead_max_age: Duration,
+    /// Completed jobs kept as a capped history; 0 keeps none.
+    pub completed_history: u64,
+    /// How long per-minute statistics are kept.
+    pub minute_stats_ttl: Duration,
+    /// Most delayed jobs promoted per set by one fetch.
+    pub promote_batch: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            dead_max_jobs: 10_000,
+            dead_max_age: Duration::from_secs(180 * 24 * 3600),
+            completed_history: 0,
+            minute_stats_ttl: Duration::from_secs(24 * 3600),
+            promote_batch: 1000,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch by the system clock.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Reads an integer out of a script reply.
+pub(crate) fn int(v: &redis::Value, script: &'static str) -> Result<i64> {
+    redis::from_redis_value_ref::<i64>(v).map_err(|e| QueueError::Reply {
+        script,
+        detail: e.to_string(),
+    })
+}
+
+/// Reads a string out of a script reply.
+pub(crate) fn string(v: &redis::Value, script: &'static str) -> Result<String> {
+    redis::from_redis_value_ref::<String>(v).map_err(|e| QueueError::Reply {
+        script,
+        detail: e.to_string(),
+    })
+}

@@ -1,0 +1,99 @@
+//! The registry of live worker processes, so operators can see who is doing what.
+//!
+//! Each worker writes its description (with its in-flight jobs) under a key with a TTL and its
+//! id into a sorted set by heartbeat time. A worker that dies simply stops heartbeating: its key
+//! expires and the next listing prunes its id.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use super::client::QueueClient;
+use super::{Result, now_ms};
+
+/// One job a worker holds.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InFlight {
+    pub id: String,
+    pub queue: String,
+    pub kind: String,
+    /// Milliseconds since the epoch; None while the job waits in the prefetch buffer.
+    pub started_at: Option<i64>,
+}
+
+/// What a worker process tells about itself at every heartbeat.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// host + pid + random suffix, unique across restarts.
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    pub queues: Vec<String>,
+    pub concurrency: usize,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    pub in_flight: Vec<InFlight>,
+}
+
+/// A new worker id: host, pid and a random suffix.
+pub fn new_worker_id() -> String {
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_owned());
+    // Lease tokens are built from the worker id and must never contain '|' or '#'.
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let suffix: u32 = rand::random();
+    format!("{host}:{}:{suffix:08x}", std::process::id())
+}
+
+impl QueueClient {
+    /// Records a heartbeat; the description expires after `ttl` without another one.
+    pub async fn heartbeat_worker(&self, info: &WorkerInfo, ttl: Duration) -> Result<()> {
+        let json = serde_json::to_string(info)?;
+        let _: () = redis::pipe()
+            .zadd(self.keys.workers(), &info.id, info.heartbeat_at)
+            .set_ex(self.keys.worker(&info.id), json, ttl.as_secs().max(1))
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a worker at shutdown.
+    pub async fn deregister_worker(&self, id: &str) -> Result<()> {
+        let _: () = redis::pipe()
+            .zrem(self.keys.workers(), id)
+            .del(self.keys.worker(id))
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(())
+    }
+
+    /// Live workers, and prunes the ids of those whose heartbeat is older than `ttl`.
+    pub async fn workers(&self, ttl: Duration) -> Result<Vec<WorkerInfo>> {
+        let mut con = self.connection();
+        let cutoff = now_ms() - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let _: () = con.zrembyscore(self.keys.workers(), "-inf", cutoff).await?;
+        let ids: Vec<String> = con.zrange(self.keys.workers(), 0, -1).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.keys.worker(id)).collect();
+        let raw: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query_async(&mut con).await?;
+        Ok(raw
+            .into_iter()
+            .flatten()
+            .filter_map(|j| serde_json::from_str(&j).ok())
+            .collect())
+    }
+}

@@ -1,0 +1,32 @@
+//! Telemetry: logs (text or JSON, with one span per job), Prometheus metrics, and the
+//! `/metrics` + `/healthz` server every long-running process serves.
+
+pub mod http;
+pub mod metrics;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
+
+use crate::config::{LogFormat, TelemetrySettings};
+
+pub use metrics::Metrics;
+
+/// Installs the global subscriber. `RUST_LOG` overrides the configured filter. Logs go to
+/// stderr so that command output on stdout stays machine-readable.
+pub fn init_logging(settings: &TelemetrySettings) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_span_events(FmtSpan::NONE);
+    // A second call (tests run several commands in one process) keeps the first subscriber.
+    let _ = match settings.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

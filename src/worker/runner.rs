@@ -1,0 +1,208 @@
+//! Runs one leased job: decode, find the handler, run it under its timeout with panics caught,
+//! and turn the result into what happens next.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use tracing::Instrument;
+
+use crate::jobs::{JobContext, JobError, Registry, Resources, error_chain};
+use crate::queue::{Backoff, Envelope, Leased, SettleAction, now_ms};
+
+/// What happens to a job after a run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Succeeded: its data is deleted.
+    Ack,
+    /// Did not succeed: retried, snoozed, handed back or killed, with the error text.
+    Settle {
+        action: SettleAction,
+        due_ms: i64,
+        error: String,
+    },
+}
+
+impl Outcome {
+    /// The metric label of the outcome.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Ack => "completed",
+            Outcome::Settle { action, .. } => match action {
+                SettleAction::Retry => "retried",
+                SettleAction::Snooze => "snoozed",
+                SettleAction::Requeue => "requeued",
+                SettleAction::Kill => "dead",
+            },
+        }
+    }
+
+    pub(crate) fn kill(error: String) -> Self {
+        Outcome::Settle {
+            action: SettleAction::Kill,
+            due_ms: 0,
+            error,
+        }
+    }
+
+    pub(crate) fn requeue() -> Self {
+        Outcome::Settle {
+            action: SettleAction::Requeue,
+            due_ms: 0,
+            error: String::new(),
+        }
+    }
+}
+
+/// The result of one run, with what the metrics and logs need.
+#[derive(Debug)]
+pub struct Ran {
+    pub kind: String,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+}
+
+/// Decides between retry and dead for a failed attempt. Pure: clock and randomness passed in.
+pub fn failure(
+    attempt: u32,
+    max_attempts: u32,
+    backoff: &Backoff,
+    error: String,
+    now_ms: i64,
+    unit: f64,
+) -> Outcome {
+    if attempt >= max_attempts {
+        return Outcome::kill(format!("{error} (attempt {attempt} of {max_attempts})"));
+    }
+    let delay = backoff.delay(attempt, unit);
+    Outcome::Settle {
+        action: SettleAction::Retry,
+        due_ms: now_ms + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
+        error,
+    }
+}
+
+/// Runs one job to an outcome. Never panics and never returns an error: whatever goes wrong
+/// becomes the job's outcome, so a bad job cannot take its worker down.
+pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) -> Ran {
+    let started = Instant::now();
+    let env: Envelope = match serde_json::from_str(&job.raw) {
+        Ok(env) => env,
+        Err(e) => {
+            tracing::error!(id = %job.id, queue = %job.queue, error = %e, "undecodable job payload, moving it to dead");
+            return Ran {
+                kind: "undecodable".to_owned(),
+                outcome: Outcome::kill(format!("undecodable payload: {e}")),
+                elapsed: started.elapsed(),
+            };
+        }
+    };
+    let Some(entry) = registry.get(&env.kind) else {
+        tracing::error!(id = %job.id, queue = %job.queue, kind = %env.kind, "unknown job kind, moving it to dead");
+        return Ran {
+            outcome: Outcome::kill(format!(
+                "unknown job kind {:?}: no handler in this worker",
+                env.kind
+            )),
+            kind: env.kind,
+            elapsed: started.elapsed(),
+        };
+    };
+    let span = tracing::info_span!("job", kind = %env.kind, id = %job.id, queue = %job.queue, attempt = job.attempt);
+    let ctx = JobContext {
+        id: job.id.clone(),
+        queue: job.queue.clone(),
+        attempt: job.attempt,
+        max_attempts: env.max_attempts,
+        resources: resources.clone(),
+    };
+    let timeout = entry.spec.timeout;
+    let fut = (entry.handler)(env.args.clone(), ctx);
+    let result = AssertUnwindSafe(tokio::time::timeout(timeout, fut))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    let elapsed = started.elapsed();
+    let backoff = env.backoff.unwrap_or_else(|| entry.spec.retry.backoff());
+    let fail = |error: String| {
+        failure(
+            job.attempt,
+            env.max_attempts,
+            &backoff,
+            error,
+            now_ms(),
+            rand::random(),
+        )
+    };
+    let outcome = match result {
+        Ok(Ok(Ok(()))) => Outcome::Ack,
+        Ok(Ok(Err(JobError::Snooze(after)))) => Outcome::Settle {
+            action: SettleAction::Snooze,
+            due_ms: now_ms() + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 2),
+            error: String::new(),
+        },
+        Ok(Ok(Err(JobError::Fatal(e)))) => {
+            Outcome::kill(format!("fatal: {}", error_chain(e.as_ref())))
+        }
+        Ok(Ok(Err(JobError::Retry(e)))) => fail(error_chain(e.as_ref())),
+        Ok(Err(_elapsed)) => fail(format!(
+            "timed out after {}",
+            humantime::format_duration(timeout)
+        )),
+        Err(panic) => fail(format!("panicked: {}", panic_message(panic.as_ref()))),
+    };
+    span.in_scope(|| match &outcome {
+        Outcome::Ack => tracing::debug!(elapsed_ms = elapsed.as_millis() as u64, "job completed"),
+        Outcome::Settle { action, error, .. } => {
+            tracing::warn!(elapsed_ms = elapsed.as_millis() as u64, outcome = ?action, %error, "job did not succeed")
+        }
+    });
+    Ran {
+        kind: env.kind,
+        outcome,
+        elapsed,
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: Backoff = Backoff {
+        base: Duration::from_secs(10),
+        cap: Duration::from_secs(60),
+        jitter: 0.0,
+    };
+
+    #[test]
+    fn failures_retry_with_backoff_until_the_last_attempt() {
+        let o = failure(2, 5, &POLICY, "boom".into(), 1_000, 0.3);
+        assert_eq!(
+            o,
+            Outcome::Settle {
+                action: SettleAction::Retry,
+                due_ms: 21_000,
+                error: "boom".into()
+            }
+        );
+        let o = failure(5, 5, &POLICY, "boom".into(), 1_000, 0.3);
+        assert_eq!(o, Outcome::kill("boom (attempt 5 of 5)".into()));
+    }
+
+    #[test]
+    fn panic_payloads_become_text() {
+        let p = std::panic::catch_unwind(|| panic!("at {}", 3)).unwrap_err();
+        assert_eq!(panic_message(p.as_ref()), "at 3");
+    }
+}

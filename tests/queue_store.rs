@@ -1,0 +1,459 @@
+//! The queue store's semantics, script by script, against a real redis-server per test.
+
+mod support;
+
+use std::time::Duration;
+
+use jobfleet::queue::{
+    Backoff, JobState, NewJob, QueueClient, Settle, SettleAction, StoreSettings, now_ms,
+};
+use redis::AsyncCommands;
+use serde_json::json;
+use support::TestRedis;
+use support::app::client;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn noop(i: usize) -> NewJob {
+    NewJob::new("noop", "default", json!({ "i": i }))
+}
+
+async fn fetch(c: &QueueClient, n: usize, token: &str) -> Vec<jobfleet::queue::Leased> {
+    c.fetch("default", n, LEASE, token).await.unwrap().jobs
+}
+
+fn settle(id: &str, token: &str, action: SettleAction, due_ms: i64) -> Settle {
+    Settle {
+        id: id.into(),
+        token: token.into(),
+        action,
+        due_ms,
+        error: "boom".into(),
+    }
+}
+
+#[tokio::test]
+async fn fetch_leases_in_fifo_order_and_ack_deletes() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    let ids: Vec<String> = c
+        .enqueue_bulk((0..3).map(noop).collect())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let jobs = fetch(&c, 2, "t1").await;
+    assert_eq!(
+        jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        ids[..2]
+    );
+    assert!(jobs.iter().all(|j| j.attempt == 1 && j.token == "t1"));
+    let s = c.stats("default").await.unwrap();
+    assert_eq!((s.pending, s.active), (1, 2));
+
+    let pairs: Vec<(String, String)> = jobs
+        .iter()
+        .map(|j| (j.id.clone(), j.token.clone()))
+        .collect();
+    assert_eq!(c.ack("default", &pairs).await.unwrap(), (2, 0));
+    let s = c.stats("default").await.unwrap();
+    assert_eq!((s.pending, s.active, s.processed, s.enqueued), (1, 0, 2, 3));
+    let mut con = c.connection();
+    let exists: bool = con
+        .exists(c.keys().queue("default").job(&ids[0]))
+        .await
+        .unwrap();
+    assert!(!exists, "ack deletes the job's data");
+    assert!(c.show(&ids[0]).await.is_err());
+}
+
+#[tokio::test]
+async fn duplicate_ids_and_unique_keys_return_the_existing_job() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    let first = c.enqueue(noop(1).id("tick-1")).await.unwrap();
+    let again = c.enqueue(noop(2).id("tick-1")).await.unwrap();
+    assert!(first.created && !again.created);
+    assert_eq!(again.id, "tick-1");
+
+    let ttl = Duration::from_secs(60);
+    let a = c.enqueue(noop(3).unique("sync:0xabc", ttl)).await.unwrap();
+    let b = c.enqueue(noop(4).unique("sync:0xabc", ttl)).await.unwrap();
+    assert!(a.created && !b.created);
+    assert_eq!(a.id, b.id);
+    assert_eq!(c.stats("default").await.unwrap().pending, 2);
+
+    // Finishing the job releases its key.
+    let jobs = fetch(&c, 10, "t").await;
+    let pairs: Vec<_> = jobs
+        .iter()
+        .map(|j| (j.id.clone(), j.token.clone()))
+        .collect();
+    c.ack("default", &pairs).await.unwrap();
+    let d = c.enqueue(noop(5).unique("sync:0xabc", ttl)).await.unwrap();
+    assert!(d.created && d.id != a.id);
+}
+
+#[tokio::test]
+async fn delayed_jobs_wait_then_are_promoted() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    let at = now_ms() + 400;
+    c.enqueue(noop(1).run_at(at)).await.unwrap();
+    let f = c.fetch("default", 10, LEASE, "t").await.unwrap();
+    assert!(f.jobs.is_empty());
+    assert_eq!(
+        f.next_due_ms,
+        Some(at),
+        "the fetcher learns when to look again"
+    );
+    assert_eq!(c.stats("default").await.unwrap().scheduled, 1);
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let f = c.fetch("default", 10, LEASE, "t").await.unwrap();
+    assert_eq!((f.jobs.len(), f.promoted), (1, 1));
+}
+
+#[tokio::test]
+async fn a_million_due_jobs_drain_in_bounded_chunks() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    const N: usize = 1_000_000;
+    // Each chunk is due shortly after it is stored, so that all of them sit in the scheduled
+    // set however slowly a debug build serialises them.
+    let mut last_due = 0;
+    for chunk in (0..N).collect::<Vec<_>>().chunks(50_000) {
+        last_due = now_ms() + 3_000;
+        let jobs = chunk.iter().map(|i| noop(*i).run_at(last_due)).collect();
+        c.enqueue_bulk(jobs).await.unwrap();
+    }
+    assert_eq!(c.stats("default").await.unwrap().scheduled, N as u64);
+    let wait = (last_due - now_ms() + 50).max(0);
+    tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    let mut drained = 0;
+    let mut calls = 0;
+    loop {
+        let f = c.fetch("default", 5_000, LEASE, "t").await.unwrap();
+        assert!(f.promoted <= 2 * 1_000, "promotion is bounded per call");
+        calls += 1;
+        if f.jobs.is_empty() && f.next_due_ms.is_none() {
+            break;
+        }
+        let pairs: Vec<_> = f
+            .jobs
+            .iter()
+            .map(|j| (j.id.clone(), j.token.clone()))
+            .collect();
+        for part in pairs.chunks(1_000) {
+            drained += c.ack("default", part).await.unwrap().0 as usize;
+        }
+    }
+    assert_eq!(drained, N);
+    let s = c.stats("default").await.unwrap();
+    assert_eq!(
+        (s.pending, s.scheduled, s.active, s.processed),
+        (0, 0, 0, N as u64)
+    );
+    assert!(calls >= N / 1_000, "{calls} fetch calls");
+}
+
+#[tokio::test]
+async fn acks_and_settles_with_an_old_lease_token_are_ignored() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    c.enqueue(noop(1)).await.unwrap();
+    let first = c
+        .fetch("default", 1, Duration::from_millis(1), "old")
+        .await
+        .unwrap()
+        .jobs
+        .remove(0);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let reaped = c.reap("default", 100).await.unwrap();
+    assert_eq!(
+        (reaped.requeued, reaped.ids.clone()),
+        (1, vec![first.id.clone()])
+    );
+    let second = fetch(&c, 1, "new").await.remove(0);
+    assert_eq!((second.id.clone(), second.attempt), (first.id.clone(), 2));
+
+    // The first worker comes back from the dead and reports: nothing happens.
+    assert_eq!(
+        c.ack("default", &[(first.id.clone(), "old".into())])
+            .await
+            .unwrap(),
+        (0, 1)
+    );
+    let r = c
+        .settle(
+            "default",
+            &[settle(&first.id, "old", SettleAction::Kill, 0)],
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.killed, r.stale), (0, 1));
+    assert_eq!(c.show(&first.id).await.unwrap().state, "active");
+    assert_eq!(
+        c.extend("default", &[(first.id.clone(), "old".into())], LEASE)
+            .await
+            .unwrap(),
+        vec![first.id.clone()]
+    );
+    assert!(
+        c.extend("default", &[(first.id.clone(), "new".into())], LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        c.ack("default", &[(first.id.clone(), "new".into())])
+            .await
+            .unwrap(),
+        (1, 0)
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_on_the_last_attempt_goes_to_dead() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    let id = c.enqueue(noop(1).max_attempts(1)).await.unwrap().id;
+    c.fetch("default", 1, Duration::from_millis(1), "w-lost#1")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let r = c.reap("default", 100).await.unwrap();
+    assert_eq!((r.requeued, r.killed), (0, 1));
+    let info = c.show(&id).await.unwrap();
+    assert_eq!(info.state, "dead");
+    assert!(info.error.unwrap().contains("w-lost"));
+    assert_eq!(c.stats("default").await.unwrap().failed, 1);
+}
+
+#[tokio::test]
+async fn settle_retries_snoozes_requeues_and_kills() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    c.enqueue_bulk((0..4).map(noop).collect()).await.unwrap();
+    let jobs = fetch(&c, 4, "t").await;
+    let later = now_ms() + 60_000;
+    let r = c
+        .settle(
+            "default",
+            &[
+                settle(&jobs[0].id, "t", SettleAction::Retry, later),
+                settle(&jobs[1].id, "t", SettleAction::Snooze, later),
+                settle(&jobs[2].id, "t", SettleAction::Requeue, 0),
+                settle(&jobs[3].id, "t", SettleAction::Kill, 0),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.retried, r.snoozed, r.requeued, r.killed, r.stale),
+        (1, 1, 1, 1, 0)
+    );
+    let s = c.stats("default").await.unwrap();
+    assert_eq!(
+        (s.retry, s.scheduled, s.pending, s.dead, s.active),
+        (1, 1, 1, 1, 0)
+    );
+    assert_eq!(
+        s.failed, 2,
+        "retry and kill are failures; snooze and requeue are not"
+    );
+    let attempts = |i: usize| {
+        let c = c.clone();
+        let id = jobs[i].id.clone();
+        async move { c.show(&id).await.unwrap().attempt }
+    };
+    assert_eq!(attempts(0).await, 1, "a failed attempt is consumed");
+    assert_eq!(attempts(1).await, 0, "a snooze gives the attempt back");
+    assert_eq!(attempts(2).await, 0, "a hand-back gives the attempt back");
+    let dead = c.show(&jobs[3].id).await.unwrap();
+    assert_eq!(
+        (dead.error.as_deref(), dead.dead_at.is_some()),
+        (Some("boom"), true)
+    );
+
+    // A retry due now skips the retry set.
+    let again = fetch(&c, 1, "t2").await.remove(0);
+    assert_eq!(
+        again.id, jobs[2].id,
+        "a handed-back job goes to the head of the queue"
+    );
+    c.settle(
+        "default",
+        &[settle(&again.id, "t2", SettleAction::Retry, 0)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.stats("default").await.unwrap().pending, 1);
+}
+
+#[tokio::test]
+async fn the_dead_set_is_capped_by_count_and_age_and_counts_evictions() {
+    let redis = TestRedis::start();
+    let store = StoreSettings {
+        dead_max_jobs: 5,
+        dead_max_age: Duration::from_millis(300),
+        ..StoreSettings::default()
+    };
+    let c = support::app::client_with(&redis.url(), store).await;
+    c.enqueue_bulk((0..8).map(noop).collect()).await.unwrap();
+    let jobs = fetch(&c, 8, "t").await;
+    let kills: Vec<_> = jobs
+        .iter()
+        .map(|j| settle(&j.id, "t", SettleAction::Kill, 0))
+        .collect();
+    let r = c.settle("default", &kills).await.unwrap();
+    assert_eq!((r.killed, r.evicted_by_count, r.evicted_by_age), (8, 3, 0));
+    let s = c.stats("default").await.unwrap();
+    assert_eq!((s.dead, s.dead_evicted), (5, 3));
+    // The oldest went first.
+    let left = c.list("default", JobState::Dead, 0, 10).await.unwrap();
+    let left: Vec<_> = left.jobs.iter().map(|j| j.id.clone()).collect();
+    assert!(!left.contains(&jobs[0].id) && left.contains(&jobs[7].id));
+
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(c.trim_dead("default").await.unwrap(), (5, 0));
+    let s = c.stats("default").await.unwrap();
+    assert_eq!((s.dead, s.dead_evicted), (0, 8));
+    let mut con = c.connection();
+    let hashes: u64 = redis::cmd("DBSIZE").query_async(&mut con).await.unwrap();
+    assert!(
+        hashes < 10,
+        "evicted jobs' hashes are deleted too ({hashes} keys left)"
+    );
+}
+
+#[tokio::test]
+async fn dead_jobs_are_retried_deleted_and_purged() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    let mut jobs: Vec<NewJob> = (0..6).map(noop).collect();
+    jobs.extend((0..4).map(|i| NewJob::new("sleep", "default", json!({ "i": i }))));
+    c.enqueue_bulk(jobs).await.unwrap();
+    let leased = fetch(&c, 10, "t").await;
+    let kills: Vec<_> = leased
+        .iter()
+        .map(|j| settle(&j.id, "t", SettleAction::Kill, 0))
+        .collect();
+    c.settle("default", &kills).await.unwrap();
+
+    let dry = c.retry_dead("default", Some("sleep"), true).await.unwrap();
+    assert_eq!((dry.matched, dry.scanned), (4, 10));
+    assert_eq!(
+        c.stats("default").await.unwrap().dead,
+        10,
+        "a dry run changes nothing"
+    );
+    let done = c.retry_dead("default", Some("sleep"), false).await.unwrap();
+    assert_eq!(done.matched, 4);
+    let s = c.stats("default").await.unwrap();
+    assert_eq!((s.dead, s.pending), (6, 4));
+    let back = fetch(&c, 10, "t2").await;
+    assert!(
+        back.iter().all(|j| j.attempt == 1),
+        "a retried dead job starts its attempts afresh"
+    );
+
+    assert_eq!(c.retry_job(&leased[0].id).await.unwrap(), "dead");
+    assert_eq!(c.delete(&leased[1].id).await.unwrap(), "dead");
+    assert!(c.show(&leased[1].id).await.is_err());
+    assert_eq!(
+        c.purge_dead("default", 3_600_000).await.unwrap(),
+        0,
+        "none is an hour old"
+    );
+    assert_eq!(c.purge_dead("default", 0).await.unwrap(), 4);
+    assert_eq!(c.stats("default").await.unwrap().dead, 0);
+}
+
+#[tokio::test]
+async fn a_paused_queue_gives_out_nothing_until_resumed() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    c.enqueue(noop(1)).await.unwrap();
+    c.pause("default").await.unwrap();
+    let f = c.fetch("default", 10, LEASE, "t").await.unwrap();
+    assert!(f.paused && f.jobs.is_empty());
+    assert!(c.stats("default").await.unwrap().paused);
+    c.resume("default").await.unwrap();
+    assert_eq!(fetch(&c, 10, "t").await.len(), 1);
+}
+
+#[tokio::test]
+async fn counters_history_listing_and_the_oldest_job() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    c.enqueue_bulk((0..25).map(noop).collect()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let s = c.stats("default").await.unwrap();
+    assert!(s.oldest_pending_ms.unwrap() >= 30);
+
+    let p1 = c.list("default", JobState::Pending, 0, 10).await.unwrap();
+    let p3 = c.list("default", JobState::Pending, 20, 10).await.unwrap();
+    assert_eq!((p1.jobs.len(), p1.next_cursor), (10, Some(10)));
+    assert_eq!((p3.jobs.len(), p3.next_cursor), (5, None));
+    assert_eq!(p1.jobs[0].envelope.as_ref().unwrap().args, json!({"i": 0}));
+
+    let jobs = fetch(&c, 5, "t").await;
+    let pairs: Vec<_> = jobs[..3]
+        .iter()
+        .map(|j| (j.id.clone(), j.token.clone()))
+        .collect();
+    c.ack("default", &pairs).await.unwrap();
+    let fails: Vec<_> = jobs[3..]
+        .iter()
+        .map(|j| settle(&j.id, "t", SettleAction::Retry, now_ms() + 60_000))
+        .collect();
+    c.settle("default", &fails).await.unwrap();
+    let h = c.history("default", 2).await.unwrap();
+    let last = h.last().unwrap();
+    assert_eq!((last.processed, last.failed), (3, 2));
+    let retry = c.list("default", JobState::Retry, 0, 10).await.unwrap();
+    assert_eq!(retry.jobs.len(), 2);
+    assert!(retry.jobs[0].score.unwrap() > now_ms());
+}
+
+#[tokio::test]
+async fn a_job_specific_backoff_is_stored_with_the_job() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    let id = c.enqueue(noop(1).backoff(Backoff::ZERO)).await.unwrap().id;
+    let env = c.show(&id).await.unwrap().envelope.unwrap();
+    assert_eq!(env.backoff, Some(Backoff::ZERO));
+}
+
+#[tokio::test]
+async fn workers_register_and_stale_ones_are_pruned() {
+    use jobfleet::queue::workers::{InFlight, WorkerInfo};
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    let mut info = WorkerInfo {
+        id: "host:1:abc".into(),
+        host: "host".into(),
+        pid: 1,
+        queues: vec!["default".into()],
+        concurrency: 4,
+        started_at: now_ms(),
+        heartbeat_at: now_ms(),
+        in_flight: vec![InFlight {
+            id: "j1".into(),
+            queue: "default".into(),
+            kind: "noop".into(),
+            started_at: Some(now_ms()),
+        }],
+    };
+    c.heartbeat_worker(&info, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let listed = c.workers(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(listed, vec![info.clone()]);
+    info.heartbeat_at -= 120_000;
+    c.heartbeat_worker(&info, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(c.workers(Duration::from_secs(60)).await.unwrap().is_empty());
+}

@@ -1,0 +1,410 @@
+//! The worker runtime in process against a real redis-server: outcomes, timeouts, panics,
+//! wake-ups, queue order, leases and graceful shutdown.
+
+mod support;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use jobfleet::jobs::{HandlerSet, Job, JobContext, JobError};
+use jobfleet::queue::{JobState, NewJob, QueueClient};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use support::TestRedis;
+use support::app::{WorkerOpts, client, eventually, registry, spec_dir, start_worker};
+
+/// What the test handlers did: (tag, attempt), in order.
+static EVENTS: Mutex<Vec<(String, u32)>> = Mutex::new(Vec::new());
+
+fn record(tag: &str, attempt: u32) {
+    EVENTS.lock().unwrap().push((tag.to_owned(), attempt));
+}
+
+fn events(prefix: &str) -> Vec<(String, u32)> {
+    EVENTS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| t.starts_with(prefix))
+        .cloned()
+        .collect()
+}
+
+/// A handler that does what its args say: fail some attempts, fail for good, snooze, panic,
+/// hang, or sleep, and records every run.
+#[derive(Debug, Serialize, Deserialize)]
+struct Probe {
+    tag: String,
+    #[serde(default)]
+    fail_attempts: u32,
+    #[serde(default)]
+    fatal: bool,
+    #[serde(default)]
+    snooze_ms: Option<u64>,
+    #[serde(default)]
+    panic: bool,
+    #[serde(default)]
+    sleep_ms: u64,
+}
+
+impl Job for Probe {
+    const KIND: &'static str = "probe";
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        record(&self.tag, ctx.attempt);
+        tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
+        if self.panic {
+            panic!("probe panics on purpose");
+        }
+        if self.fatal {
+            return Err(JobError::fatal("bad input"));
+        }
+        if let Some(ms) = self.snooze_ms
+            && ctx.attempt == 1
+            && events(&self.tag).len() == 1
+        {
+            return Err(JobError::snooze(Duration::from_millis(ms)));
+        }
+        if ctx.attempt <= self.fail_attempts {
+            return Err(JobError::retry(std::io::Error::other("flaky")));
+        }
+        Ok(())
+    }
+}
+
+struct Setup {
+    _redis: TestRedis,
+    _specs: tempfile::TempDir,
+    url: String,
+    client: QueueClient,
+    registry: std::sync::Arc<jobfleet::jobs::Registry>,
+}
+
+/// A Redis, a client, and the `probe` kind with a 1 s timeout, 3 attempts and 50 ms backoff.
+async fn setup() -> Setup {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let client = client(&url).await;
+    let specs = spec_dir(&[("probe", "default", "1s", 3, "50ms")]);
+    let registry = registry(specs.path(), HandlerSet::new().register::<Probe>());
+    Setup {
+        _redis: redis,
+        _specs: specs,
+        url,
+        client,
+        registry,
+    }
+}
+
+fn probe(args: serde_json::Value) -> NewJob {
+    NewJob::new("probe", "default", args).max_attempts(3)
+}
+
+async fn settled(c: &QueueClient, processed: u64, dead: u64) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        let s = c.stats("default").await.unwrap();
+        s.processed == processed && s.dead == dead && s.active == 0
+    })
+    .await
+}
+
+#[tokio::test]
+async fn failures_retry_with_backoff_then_succeed_or_die() {
+    let s = setup().await;
+    let w = start_worker(&s.client, s.registry.clone(), &s.url, WorkerOpts::default());
+    s.client
+        .enqueue(probe(json!({"tag": "flaky-a", "fail_attempts": 2})))
+        .await
+        .unwrap();
+    let dead_id = s
+        .client
+        .enqueue(probe(json!({"tag": "flaky-b", "fail_attempts": 9})))
+        .await
+        .unwrap()
+        .id;
+    let fatal_id = s
+        .client
+        .enqueue(probe(json!({"tag": "fatal-c", "fatal": true})))
+        .await
+        .unwrap()
+        .id;
+    assert!(
+        settled(&s.client, 1, 2).await,
+        "{:?}",
+        s.client.stats("default").await
+    );
+    let report = w.stop().await;
+    assert_eq!((report.completed, report.dead, report.retried), (1, 2, 4));
+
+    assert_eq!(
+        events("flaky-a"),
+        [
+            ("flaky-a".into(), 1),
+            ("flaky-a".into(), 2),
+            ("flaky-a".into(), 3)
+        ]
+    );
+    let dead = s.client.show(&dead_id).await.unwrap();
+    assert_eq!((dead.state.as_str(), dead.attempt), ("dead", 3));
+    assert_eq!(dead.error.as_deref(), Some("flaky (attempt 3 of 3)"));
+    let fatal = s.client.show(&fatal_id).await.unwrap();
+    assert_eq!(
+        (fatal.attempt, fatal.error.as_deref()),
+        (1, Some("fatal: bad input"))
+    );
+    assert_eq!(events("fatal-c").len(), 1, "a fatal error is never retried");
+}
+
+#[tokio::test]
+async fn panics_and_timeouts_are_failures_and_the_worker_goes_on() {
+    let s = setup().await;
+    let w = start_worker(&s.client, s.registry.clone(), &s.url, WorkerOpts::default());
+    let p = s
+        .client
+        .enqueue(probe(json!({"tag": "panic", "panic": true})).max_attempts(1))
+        .await
+        .unwrap()
+        .id;
+    let t = s
+        .client
+        .enqueue(probe(json!({"tag": "hang", "sleep_ms": 60_000})).max_attempts(1))
+        .await
+        .unwrap()
+        .id;
+    s.client
+        .enqueue(probe(json!({"tag": "after"})))
+        .await
+        .unwrap();
+    assert!(settled(&s.client, 1, 2).await);
+    w.stop().await;
+    let p = s.client.show(&p).await.unwrap().error.unwrap();
+    assert!(p.contains("panicked: probe panics on purpose"), "{p}");
+    let t = s.client.show(&t).await.unwrap().error.unwrap();
+    assert!(t.contains("timed out after 1s"), "{t}");
+}
+
+#[tokio::test]
+async fn a_snooze_runs_later_without_using_an_attempt() {
+    let s = setup().await;
+    let w = start_worker(&s.client, s.registry.clone(), &s.url, WorkerOpts::default());
+    s.client
+        .enqueue(probe(json!({"tag": "snooze", "snooze_ms": 200})))
+        .await
+        .unwrap();
+    assert!(settled(&s.client, 1, 0).await);
+    w.stop().await;
+    assert_eq!(
+        events("snooze"),
+        [("snooze".into(), 1), ("snooze".into(), 1)]
+    );
+    assert_eq!(s.client.stats("default").await.unwrap().failed, 0);
+}
+
+#[tokio::test]
+async fn undecodable_payloads_and_unknown_kinds_go_to_dead_with_a_reason() {
+    let s = setup().await;
+    let w = start_worker(&s.client, s.registry.clone(), &s.url, WorkerOpts::default());
+    let unknown = s
+        .client
+        .enqueue(NewJob::new("mystery", "default", json!({})))
+        .await
+        .unwrap()
+        .id;
+    let bad_args = s.client.enqueue(probe(json!({"tag": 5}))).await.unwrap().id;
+    // A producer in another language wrote garbage: store it the way the script would.
+    let k = s.client.keys().queue("default");
+    let mut con = s.client.connection();
+    let _: () = redis::pipe()
+        .hset_multiple(
+            k.job("garbage"),
+            &[
+                ("env", "{not json"),
+                ("kind", "?"),
+                ("max", "3"),
+                ("attempt", "0"),
+                ("state", "pending"),
+            ],
+        )
+        .rpush(k.pending(), "garbage")
+        .publish(k.wake(), 1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(settled(&s.client, 0, 3).await);
+    w.stop().await;
+    let reason = |id: &str| {
+        let c = s.client.clone();
+        let id = id.to_owned();
+        async move { c.show(&id).await.unwrap().error.unwrap() }
+    };
+    assert!(
+        reason(&unknown)
+            .await
+            .contains("unknown job kind \"mystery\"")
+    );
+    assert!(
+        reason(&bad_args)
+            .await
+            .contains("args do not decode as probe")
+    );
+    assert!(reason("garbage").await.contains("undecodable payload"));
+    let _: () = con.del(k.job("none")).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_worker_is_woken_without_polling() {
+    let s = setup().await;
+    // The poll interval is 30 s: a job that finishes quickly was started by the wake-up.
+    let w = start_worker(&s.client, s.registry.clone(), &s.url, WorkerOpts::default());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.client
+        .enqueue(probe(json!({"tag": "wake"})))
+        .await
+        .unwrap();
+    let woke = eventually(Duration::from_secs(5), || async {
+        !events("wake").is_empty()
+    })
+    .await;
+    w.stop().await;
+    assert!(woke, "the job did not start before the 30 s poll interval");
+}
+
+#[tokio::test]
+async fn strict_order_serves_earlier_queues_first() {
+    let s = setup().await;
+    for i in 0..5 {
+        s.client
+            .enqueue(probe(json!({"tag": format!("order-low-{i}")})).on_queue("low"))
+            .await
+            .unwrap();
+        s.client
+            .enqueue(probe(json!({"tag": format!("order-high-{i}")})).on_queue("high"))
+            .await
+            .unwrap();
+    }
+    let opts = WorkerOpts {
+        queues: "high,low".into(),
+        strict: true,
+        concurrency: 1,
+        prefetch: 0,
+        ..WorkerOpts::default()
+    };
+    let w = start_worker(&s.client, s.registry.clone(), &s.url, opts);
+    let done = eventually(Duration::from_secs(10), || async {
+        events("order-").len() == 10
+    })
+    .await;
+    w.stop().await;
+    assert!(done);
+    let order: Vec<String> = events("order-").into_iter().map(|(t, _)| t).collect();
+    assert!(
+        order[..5].iter().all(|t| t.starts_with("order-high")),
+        "{order:?}"
+    );
+}
+
+#[tokio::test]
+async fn leases_are_renewed_while_a_long_job_runs() {
+    let s = setup().await;
+    let specs = spec_dir(&[("probe", "default", "10s", 3, "50ms")]);
+    let registry = registry(specs.path(), HandlerSet::new().register::<Probe>());
+    let opts = WorkerOpts {
+        lease: Duration::from_secs(1),
+        ..WorkerOpts::default()
+    };
+    let w = start_worker(&s.client, registry, &s.url, opts);
+    s.client
+        .enqueue(probe(json!({"tag": "long", "sleep_ms": 3_000})))
+        .await
+        .unwrap();
+    assert!(settled(&s.client, 1, 0).await);
+    let listed = w.stop().await;
+    assert_eq!(listed.completed, 1);
+    assert_eq!(
+        events("long").len(),
+        1,
+        "renewed leases keep the reaper away"
+    );
+    assert_eq!(s.client.stats("default").await.unwrap().failed, 0);
+}
+
+#[tokio::test]
+async fn shutdown_lets_short_jobs_finish_and_hands_long_ones_back() {
+    let s = setup().await;
+    let specs = spec_dir(&[("probe", "default", "60s", 3, "50ms")]);
+    let registry = registry(specs.path(), HandlerSet::new().register::<Probe>());
+    let opts = WorkerOpts {
+        concurrency: 2,
+        prefetch: 4,
+        shutdown_timeout: Duration::from_millis(800),
+        ..WorkerOpts::default()
+    };
+    let w = start_worker(&s.client, registry, &s.url, opts);
+    s.client
+        .enqueue(probe(json!({"tag": "stop-short", "sleep_ms": 300})))
+        .await
+        .unwrap();
+    s.client
+        .enqueue(probe(json!({"tag": "stop-long", "sleep_ms": 30_000})))
+        .await
+        .unwrap();
+    for i in 0..4 {
+        s.client
+            .enqueue(probe(json!({"tag": format!("stop-waiting-{i}")})))
+            .await
+            .unwrap();
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            events("stop-").len() == 2
+        })
+        .await
+    );
+    let report = w.stop().await;
+    let st = s.client.stats("default").await.unwrap();
+    assert_eq!(
+        (report.completed, report.requeued),
+        (1, 5),
+        "{report:?} {st:?}"
+    );
+    let st = s.client.stats("default").await.unwrap();
+    assert_eq!(
+        (st.processed, st.failed, st.active, st.pending),
+        (1, 0, 0, 5)
+    );
+    let pending = s
+        .client
+        .list("default", JobState::Pending, 0, 10)
+        .await
+        .unwrap();
+    assert!(
+        pending.jobs.iter().all(|j| j.attempt == 0),
+        "hand-backs do not use attempts"
+    );
+    assert!(
+        s.client
+            .workers(Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "deregistered"
+    );
+}
+
+#[tokio::test]
+async fn a_running_worker_is_listed_with_its_jobs() {
+    let s = setup().await;
+    let w = start_worker(&s.client, s.registry.clone(), &s.url, WorkerOpts::default());
+    s.client
+        .enqueue(probe(json!({"tag": "listed", "sleep_ms": 900})))
+        .await
+        .unwrap();
+    let seen = eventually(Duration::from_secs(5), || async {
+        let ws = s.client.workers(Duration::from_secs(60)).await.unwrap();
+        ws.len() == 1 && ws[0].id == w.id
+    })
+    .await;
+    w.stop().await;
+    assert!(seen);
+}
