@@ -139,7 +139,7 @@ async fn sigterm_hands_running_jobs_back_without_counting_them() {
         .await
         .unwrap();
     assert!(
-        page.jobs.iter().all(|j| j.attempt == 0),
+        page.jobs.iter().all(|j| j.attempts == 0),
         "no attempt was used up"
     );
 

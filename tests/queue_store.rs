@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use jobfleet::queue::{
-    Backoff, JobState, NewJob, QueueClient, Settle, SettleAction, StoreSettings, now_ms,
+    Backoff, JobState, Leased, NewJob, QueueClient, Settle, SettleAction, StoreSettings, now_ms,
 };
 use redis::AsyncCommands;
 use serde_json::json;
@@ -18,54 +18,59 @@ fn noop(i: usize) -> NewJob {
     NewJob::new("noop", "default", json!({ "i": i }))
 }
 
-async fn fetch(c: &QueueClient, n: usize, token: &str) -> Vec<jobfleet::queue::Leased> {
-    c.fetch("default", n, LEASE, token).await.unwrap().jobs
+async fn fetch(c: &QueueClient, n: usize, worker: &str) -> Vec<Leased> {
+    c.fetch("default", n, LEASE, worker).await.unwrap().jobs
 }
 
-fn settle(id: &str, token: &str, action: SettleAction, due_ms: i64) -> Settle {
+fn settle(job: &Leased, action: SettleAction, due_ms: i64) -> Settle<'_> {
     Settle {
-        id: id.into(),
-        token: token.into(),
+        job,
         action,
         due_ms,
         error: "boom".into(),
     }
 }
 
+fn refs(jobs: &[Leased]) -> Vec<&Leased> {
+    jobs.iter().collect()
+}
+
+fn ids(jobs: &[Leased]) -> Vec<String> {
+    jobs.iter().map(Leased::id).collect()
+}
+
+async fn dbsize(c: &QueueClient) -> u64 {
+    redis::cmd("DBSIZE")
+        .query_async(&mut c.connection())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn fetch_leases_in_fifo_order_and_ack_deletes() {
     let redis = TestRedis::start();
     let c = client(&redis.url()).await;
-    let ids: Vec<String> = c
+    let enqueued: Vec<String> = c
         .enqueue_bulk((0..3).map(noop).collect())
         .await
         .unwrap()
         .into_iter()
         .map(|e| e.id)
         .collect();
-    let jobs = fetch(&c, 2, "t1").await;
-    assert_eq!(
-        jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
-        ids[..2]
-    );
-    assert!(jobs.iter().all(|j| j.attempt == 1 && j.token == "t1"));
+    let jobs = fetch(&c, 2, "w1").await;
+    assert_eq!(ids(&jobs), enqueued[..2]);
+    assert!(jobs.iter().all(|j| j.attempt() == 1 && j.worker == "w1"));
     let s = c.stats("default").await.unwrap();
     assert_eq!((s.pending, s.active), (1, 2));
+    assert_eq!(c.show(&enqueued[0]).await.unwrap().state, "active");
 
-    let pairs: Vec<(String, String)> = jobs
-        .iter()
-        .map(|j| (j.id.clone(), j.token.clone()))
-        .collect();
-    assert_eq!(c.ack("default", &pairs).await.unwrap(), (2, 0));
+    assert_eq!(c.ack("default", "w1", &refs(&jobs)).await.unwrap(), (2, 0));
     let s = c.stats("default").await.unwrap();
     assert_eq!((s.pending, s.active, s.processed, s.enqueued), (1, 0, 2, 3));
+    assert!(c.show(&enqueued[0]).await.is_err(), "ack deletes the job");
     let mut con = c.connection();
-    let exists: bool = con
-        .exists(c.keys().queue("default").job(&ids[0]))
-        .await
-        .unwrap();
-    assert!(!exists, "ack deletes the job's data");
-    assert!(c.show(&ids[0]).await.is_err());
+    let leases: u64 = con.zcard(c.keys().queue("default").leases()).await.unwrap();
+    assert_eq!(leases, 0, "a worker holding nothing has no lease entry");
 }
 
 #[tokio::test]
@@ -76,6 +81,7 @@ async fn duplicate_ids_and_unique_keys_return_the_existing_job() {
     let again = c.enqueue(noop(2).id("tick-1")).await.unwrap();
     assert!(first.created && !again.created);
     assert_eq!(again.id, "tick-1");
+    assert!(c.enqueue(noop(3).id("bad|id")).await.is_err());
 
     let ttl = Duration::from_secs(60);
     let a = c.enqueue(noop(3).unique("sync:0xabc", ttl)).await.unwrap();
@@ -85,12 +91,8 @@ async fn duplicate_ids_and_unique_keys_return_the_existing_job() {
     assert_eq!(c.stats("default").await.unwrap().pending, 2);
 
     // Finishing the job releases its key.
-    let jobs = fetch(&c, 10, "t").await;
-    let pairs: Vec<_> = jobs
-        .iter()
-        .map(|j| (j.id.clone(), j.token.clone()))
-        .collect();
-    c.ack("default", &pairs).await.unwrap();
+    let jobs = fetch(&c, 10, "w").await;
+    c.ack("default", "w", &refs(&jobs)).await.unwrap();
     let d = c.enqueue(noop(5).unique("sync:0xabc", ttl)).await.unwrap();
     assert!(d.created && d.id != a.id);
 }
@@ -101,7 +103,7 @@ async fn delayed_jobs_wait_then_are_promoted() {
     let c = client(&redis.url()).await;
     let at = now_ms() + 400;
     c.enqueue(noop(1).run_at(at)).await.unwrap();
-    let f = c.fetch("default", 10, LEASE, "t").await.unwrap();
+    let f = c.fetch("default", 10, LEASE, "w").await.unwrap();
     assert!(f.jobs.is_empty());
     assert_eq!(
         f.next_due_ms,
@@ -110,7 +112,7 @@ async fn delayed_jobs_wait_then_are_promoted() {
     );
     assert_eq!(c.stats("default").await.unwrap().scheduled, 1);
     tokio::time::sleep(Duration::from_millis(450)).await;
-    let f = c.fetch("default", 10, LEASE, "t").await.unwrap();
+    let f = c.fetch("default", 10, LEASE, "w").await.unwrap();
     assert_eq!((f.jobs.len(), f.promoted), (1, 1));
 }
 
@@ -133,19 +135,14 @@ async fn a_million_due_jobs_drain_in_bounded_chunks() {
     let mut drained = 0;
     let mut calls = 0;
     loop {
-        let f = c.fetch("default", 5_000, LEASE, "t").await.unwrap();
+        let f = c.fetch("default", 5_000, LEASE, "w").await.unwrap();
         assert!(f.promoted <= 2 * 1_000, "promotion is bounded per call");
         calls += 1;
         if f.jobs.is_empty() && f.next_due_ms.is_none() {
             break;
         }
-        let pairs: Vec<_> = f
-            .jobs
-            .iter()
-            .map(|j| (j.id.clone(), j.token.clone()))
-            .collect();
-        for part in pairs.chunks(1_000) {
-            drained += c.ack("default", part).await.unwrap().0 as usize;
+        for part in f.jobs.chunks(1_000) {
+            drained += c.ack("default", "w", &refs(part)).await.unwrap().0 as usize;
         }
     }
     assert_eq!(drained, N);
@@ -158,7 +155,7 @@ async fn a_million_due_jobs_drain_in_bounded_chunks() {
 }
 
 #[tokio::test]
-async fn acks_and_settles_with_an_old_lease_token_are_ignored() {
+async fn results_of_a_worker_whose_lease_expired_are_ignored() {
     let redis = TestRedis::start();
     let c = client(&redis.url()).await;
     c.enqueue(noop(1)).await.unwrap();
@@ -171,46 +168,30 @@ async fn acks_and_settles_with_an_old_lease_token_are_ignored() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     let reaped = c.reap("default", 100).await.unwrap();
     assert_eq!(
-        (reaped.requeued, reaped.ids.clone()),
-        (1, vec![first.id.clone()])
+        (reaped.requeued, reaped.workers.clone()),
+        (1, vec!["old".to_owned()])
     );
     let second = fetch(&c, 1, "new").await.remove(0);
-    assert_eq!((second.id.clone(), second.attempt), (first.id.clone(), 2));
+    assert_eq!((second.id(), second.attempt()), (first.id(), 2));
+    let info = c.show(&first.id()).await.unwrap();
+    assert!(info.error.unwrap().contains("worker old stopped renewing"));
 
     // The first worker comes back from the dead and reports: nothing happens.
     assert_eq!(
-        c.ack("default", &[(first.id.clone(), "old".into())])
-            .await
-            .unwrap(),
-        (0, 1)
+        c.extend("default", "old", LEASE).await.unwrap(),
+        None,
+        "it learns it lost"
     );
+    assert_eq!(c.ack("default", "old", &[&first]).await.unwrap(), (0, 1));
     let r = c
-        .settle(
-            "default",
-            &[settle(&first.id, "old", SettleAction::Kill, 0)],
-        )
+        .settle("default", "old", &[settle(&first, SettleAction::Kill, 0)])
         .await
         .unwrap();
     assert_eq!((r.killed, r.stale), (0, 1));
-    assert_eq!(c.show(&first.id).await.unwrap().state, "active");
-    assert_eq!(
-        c.extend("default", &[(first.id.clone(), "old".into())], LEASE)
-            .await
-            .unwrap(),
-        vec![first.id.clone()]
-    );
-    assert!(
-        c.extend("default", &[(first.id.clone(), "new".into())], LEASE)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        c.ack("default", &[(first.id.clone(), "new".into())])
-            .await
-            .unwrap(),
-        (1, 0)
-    );
+    assert_eq!(c.show(&first.id()).await.unwrap().state, "active");
+    assert_eq!(c.extend("default", "new", LEASE).await.unwrap(), Some(1));
+    assert_eq!(c.ack("default", "new", &[&second]).await.unwrap(), (1, 0));
+    assert_eq!(c.stats("default").await.unwrap().active, 0);
 }
 
 #[tokio::test]
@@ -218,16 +199,17 @@ async fn an_expired_lease_on_the_last_attempt_goes_to_dead() {
     let redis = TestRedis::start();
     let c = client(&redis.url()).await;
     let id = c.enqueue(noop(1).max_attempts(1)).await.unwrap().id;
-    c.fetch("default", 1, Duration::from_millis(1), "w-lost#1")
+    c.fetch("default", 1, Duration::from_millis(1), "w-lost")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let r = c.reap("default", 100).await.unwrap();
     assert_eq!((r.requeued, r.killed), (0, 1));
     let info = c.show(&id).await.unwrap();
-    assert_eq!(info.state, "dead");
+    assert_eq!((info.state.as_str(), info.attempts), ("dead", 1));
     assert!(info.error.unwrap().contains("w-lost"));
-    assert_eq!(c.stats("default").await.unwrap().failed, 1);
+    let s = c.stats("default").await.unwrap();
+    assert_eq!((s.failed, s.active), (1, 0));
 }
 
 #[tokio::test]
@@ -235,16 +217,17 @@ async fn settle_retries_snoozes_requeues_and_kills() {
     let redis = TestRedis::start();
     let c = client(&redis.url()).await;
     c.enqueue_bulk((0..4).map(noop).collect()).await.unwrap();
-    let jobs = fetch(&c, 4, "t").await;
+    let jobs = fetch(&c, 4, "w").await;
     let later = now_ms() + 60_000;
     let r = c
         .settle(
             "default",
+            "w",
             &[
-                settle(&jobs[0].id, "t", SettleAction::Retry, later),
-                settle(&jobs[1].id, "t", SettleAction::Snooze, later),
-                settle(&jobs[2].id, "t", SettleAction::Requeue, 0),
-                settle(&jobs[3].id, "t", SettleAction::Kill, 0),
+                settle(&jobs[0], SettleAction::Retry, later),
+                settle(&jobs[1], SettleAction::Snooze, later),
+                settle(&jobs[2], SettleAction::Requeue, 0),
+                settle(&jobs[3], SettleAction::Kill, 0),
             ],
         )
         .await
@@ -262,32 +245,35 @@ async fn settle_retries_snoozes_requeues_and_kills() {
         s.failed, 2,
         "retry and kill are failures; snooze and requeue are not"
     );
-    let attempts = |i: usize| {
+    let show = |i: usize| {
         let c = c.clone();
-        let id = jobs[i].id.clone();
-        async move { c.show(&id).await.unwrap().attempt }
+        let id = jobs[i].id();
+        async move { c.show(&id).await.unwrap() }
     };
-    assert_eq!(attempts(0).await, 1, "a failed attempt is consumed");
-    assert_eq!(attempts(1).await, 0, "a snooze gives the attempt back");
-    assert_eq!(attempts(2).await, 0, "a hand-back gives the attempt back");
-    let dead = c.show(&jobs[3].id).await.unwrap();
+    assert_eq!(show(0).await.attempts, 1, "a failed attempt is consumed");
+    assert_eq!(show(0).await.error.as_deref(), Some("boom"));
+    assert_eq!(show(1).await.attempts, 0, "a snooze gives the attempt back");
     assert_eq!(
-        (dead.error.as_deref(), dead.dead_at.is_some()),
-        (Some("boom"), true)
+        show(2).await.attempts,
+        0,
+        "a hand-back gives the attempt back"
+    );
+    let dead = show(3).await;
+    assert_eq!(
+        (dead.state.as_str(), dead.error.as_deref()),
+        ("dead", Some("boom"))
     );
 
-    // A retry due now skips the retry set.
-    let again = fetch(&c, 1, "t2").await.remove(0);
+    // A handed-back job is next; a retry that is already due skips the retry set.
+    let again = fetch(&c, 1, "w2").await.remove(0);
     assert_eq!(
-        again.id, jobs[2].id,
+        again.id(),
+        jobs[2].id(),
         "a handed-back job goes to the head of the queue"
     );
-    c.settle(
-        "default",
-        &[settle(&again.id, "t2", SettleAction::Retry, 0)],
-    )
-    .await
-    .unwrap();
+    c.settle("default", "w2", &[settle(&again, SettleAction::Retry, 0)])
+        .await
+        .unwrap();
     assert_eq!(c.stats("default").await.unwrap().pending, 1);
 }
 
@@ -301,45 +287,43 @@ async fn the_dead_set_is_capped_by_count_and_age_and_counts_evictions() {
     };
     let c = support::app::client_with(&redis.url(), store).await;
     c.enqueue_bulk((0..8).map(noop).collect()).await.unwrap();
-    let jobs = fetch(&c, 8, "t").await;
-    let kills: Vec<_> = jobs
-        .iter()
-        .map(|j| settle(&j.id, "t", SettleAction::Kill, 0))
-        .collect();
-    let r = c.settle("default", &kills).await.unwrap();
-    assert_eq!((r.killed, r.evicted_by_count, r.evicted_by_age), (8, 3, 0));
+    let jobs = fetch(&c, 8, "w").await;
+    for job in &jobs {
+        // One at a time, so their times of death are ordered.
+        c.settle("default", "w", &[settle(job, SettleAction::Kill, 0)])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let s = c.stats("default").await.unwrap();
     assert_eq!((s.dead, s.dead_evicted), (5, 3));
-    // The oldest went first.
     let left = c.list("default", JobState::Dead, 0, 10).await.unwrap();
-    let left: Vec<_> = left.jobs.iter().map(|j| j.id.clone()).collect();
-    assert!(!left.contains(&jobs[0].id) && left.contains(&jobs[7].id));
+    let left: Vec<String> = left.jobs.iter().map(|j| j.id.clone()).collect();
+    assert!(
+        !left.contains(&jobs[0].id()) && left.contains(&jobs[7].id()),
+        "the oldest went first"
+    );
 
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(c.trim_dead("default").await.unwrap(), (5, 0));
     let s = c.stats("default").await.unwrap();
     assert_eq!((s.dead, s.dead_evicted), (0, 8));
-    let mut con = c.connection();
-    let hashes: u64 = redis::cmd("DBSIZE").query_async(&mut con).await.unwrap();
-    assert!(
-        hashes < 10,
-        "evicted jobs' hashes are deleted too ({hashes} keys left)"
-    );
+    assert!(dbsize(&c).await < 10, "nothing of the evicted jobs is left");
 }
 
 #[tokio::test]
 async fn dead_jobs_are_retried_deleted_and_purged() {
     let redis = TestRedis::start();
     let c = client(&redis.url()).await;
-    let mut jobs: Vec<NewJob> = (0..6).map(noop).collect();
-    jobs.extend((0..4).map(|i| NewJob::new("sleep", "default", json!({ "i": i }))));
-    c.enqueue_bulk(jobs).await.unwrap();
-    let leased = fetch(&c, 10, "t").await;
+    let mut new: Vec<NewJob> = (0..6).map(noop).collect();
+    new.extend((0..4).map(|i| NewJob::new("sleep", "default", json!({ "i": i }))));
+    c.enqueue_bulk(new).await.unwrap();
+    let leased = fetch(&c, 10, "w").await;
     let kills: Vec<_> = leased
         .iter()
-        .map(|j| settle(&j.id, "t", SettleAction::Kill, 0))
+        .map(|j| settle(j, SettleAction::Kill, 0))
         .collect();
-    c.settle("default", &kills).await.unwrap();
+    c.settle("default", "w", &kills).await.unwrap();
 
     let dry = c.retry_dead("default", Some("sleep"), true).await.unwrap();
     assert_eq!((dry.matched, dry.scanned), (4, 10));
@@ -352,15 +336,18 @@ async fn dead_jobs_are_retried_deleted_and_purged() {
     assert_eq!(done.matched, 4);
     let s = c.stats("default").await.unwrap();
     assert_eq!((s.dead, s.pending), (6, 4));
-    let back = fetch(&c, 10, "t2").await;
+    let back = fetch(&c, 10, "w2").await;
     assert!(
-        back.iter().all(|j| j.attempt == 1),
+        back.iter().all(|j| j.attempt() == 1),
         "a retried dead job starts its attempts afresh"
     );
 
-    assert_eq!(c.retry_job(&leased[0].id).await.unwrap(), "dead");
-    assert_eq!(c.delete(&leased[1].id).await.unwrap(), "dead");
-    assert!(c.show(&leased[1].id).await.is_err());
+    assert_eq!(c.retry_job(&leased[0].id()).await.unwrap(), "dead");
+    assert_eq!(c.stats("default").await.unwrap().pending, 1);
+    assert_eq!(c.delete(&leased[1].id()).await.unwrap(), "dead");
+    assert!(c.show(&leased[1].id()).await.is_err());
+    assert_eq!(c.delete(&back[0].id()).await.unwrap(), "active");
+    assert_eq!(c.stats("default").await.unwrap().active, 3);
     assert_eq!(
         c.purge_dead("default", 3_600_000).await.unwrap(),
         0,
@@ -371,16 +358,34 @@ async fn dead_jobs_are_retried_deleted_and_purged() {
 }
 
 #[tokio::test]
+async fn retry_job_makes_a_delayed_job_due_now() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    let id = c
+        .enqueue(noop(1).run_at(now_ms() + 3_600_000))
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(c.show(&id).await.unwrap().state, "scheduled");
+    assert_eq!(c.retry_job(&id).await.unwrap(), "scheduled");
+    assert_eq!(c.show(&id).await.unwrap().state, "pending");
+    assert!(
+        c.retry_job(&id).await.is_err(),
+        "a pending job cannot be retried"
+    );
+}
+
+#[tokio::test]
 async fn a_paused_queue_gives_out_nothing_until_resumed() {
     let redis = TestRedis::start();
     let c = client(&redis.url()).await;
     c.enqueue(noop(1)).await.unwrap();
     c.pause("default").await.unwrap();
-    let f = c.fetch("default", 10, LEASE, "t").await.unwrap();
+    let f = c.fetch("default", 10, LEASE, "w").await.unwrap();
     assert!(f.paused && f.jobs.is_empty());
     assert!(c.stats("default").await.unwrap().paused);
     c.resume("default").await.unwrap();
-    assert_eq!(fetch(&c, 10, "t").await.len(), 1);
+    assert_eq!(fetch(&c, 10, "w").await.len(), 1);
 }
 
 #[tokio::test]
@@ -398,23 +403,26 @@ async fn counters_history_listing_and_the_oldest_job() {
     assert_eq!((p3.jobs.len(), p3.next_cursor), (5, None));
     assert_eq!(p1.jobs[0].envelope.as_ref().unwrap().args, json!({"i": 0}));
 
-    let jobs = fetch(&c, 5, "t").await;
-    let pairs: Vec<_> = jobs[..3]
-        .iter()
-        .map(|j| (j.id.clone(), j.token.clone()))
-        .collect();
-    c.ack("default", &pairs).await.unwrap();
+    let jobs = fetch(&c, 5, "w").await;
+    c.ack("default", "w", &refs(&jobs[..3])).await.unwrap();
     let fails: Vec<_> = jobs[3..]
         .iter()
-        .map(|j| settle(&j.id, "t", SettleAction::Retry, now_ms() + 60_000))
+        .map(|j| settle(j, SettleAction::Retry, now_ms() + 60_000))
         .collect();
-    c.settle("default", &fails).await.unwrap();
+    c.settle("default", "w", &fails).await.unwrap();
     let h = c.history("default", 2).await.unwrap();
     let last = h.last().unwrap();
     assert_eq!((last.processed, last.failed), (3, 2));
     let retry = c.list("default", JobState::Retry, 0, 10).await.unwrap();
     assert_eq!(retry.jobs.len(), 2);
     assert!(retry.jobs[0].score.unwrap() > now_ms());
+    assert!(
+        c.list("default", JobState::Active, 0, 10)
+            .await
+            .unwrap()
+            .jobs
+            .is_empty()
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use jobfleet::jobs::{HandlerSet, Job, JobContext, JobError};
 use jobfleet::queue::{JobState, NewJob, QueueClient};
-use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use support::TestRedis;
@@ -146,11 +145,11 @@ async fn failures_retry_with_backoff_then_succeed_or_die() {
         ]
     );
     let dead = s.client.show(&dead_id).await.unwrap();
-    assert_eq!((dead.state.as_str(), dead.attempt), ("dead", 3));
+    assert_eq!((dead.state.as_str(), dead.attempts), ("dead", 3));
     assert_eq!(dead.error.as_deref(), Some("flaky (attempt 3 of 3)"));
     let fatal = s.client.show(&fatal_id).await.unwrap();
     assert_eq!(
-        (fatal.attempt, fatal.error.as_deref()),
+        (fatal.attempts, fatal.error.as_deref()),
         (1, Some("fatal: bad input"))
     );
     assert_eq!(events("fatal-c").len(), 1, "a fatal error is never retried");
@@ -212,26 +211,18 @@ async fn undecodable_payloads_and_unknown_kinds_go_to_dead_with_a_reason() {
         .unwrap()
         .id;
     let bad_args = s.client.enqueue(probe(json!({"tag": 5}))).await.unwrap().id;
-    // A producer in another language wrote garbage: store it the way the script would.
+    // Producers in another language wrote garbage: no header at all, and a header with a body
+    // that is not JSON.
     let k = s.client.keys().queue("default");
     let mut con = s.client.connection();
     let _: () = redis::pipe()
-        .hset_multiple(
-            k.job("garbage"),
-            &[
-                ("env", "{not json"),
-                ("kind", "?"),
-                ("max", "3"),
-                ("attempt", "0"),
-                ("state", "pending"),
-            ],
-        )
-        .rpush(k.pending(), "garbage")
+        .rpush(k.pending(), "garbage{")
+        .rpush(k.pending(), "jf|0|3|badjson|0|0:0:\n{not json")
         .publish(k.wake(), 1)
         .query_async(&mut con)
         .await
         .unwrap();
-    assert!(settled(&s.client, 0, 3).await);
+    assert!(settled(&s.client, 0, 4).await);
     w.stop().await;
     let reason = |id: &str| {
         let c = s.client.clone();
@@ -248,8 +239,27 @@ async fn undecodable_payloads_and_unknown_kinds_go_to_dead_with_a_reason() {
             .await
             .contains("args do not decode as probe")
     );
-    assert!(reason("garbage").await.contains("undecodable payload"));
-    let _: () = con.del(k.job("none")).await.unwrap();
+    assert!(reason("badjson").await.contains("undecodable payload"));
+    let dead = s
+        .client
+        .list("default", JobState::Dead, 0, 10)
+        .await
+        .unwrap();
+    let raw = dead
+        .jobs
+        .iter()
+        .find(|j| j.id.starts_with("undecodable-"))
+        .expect("the headerless job is in dead under a derived id");
+    assert!(
+        raw.error
+            .as_deref()
+            .unwrap()
+            .contains("malformed job header")
+    );
+    assert!(
+        raw.raw.as_deref().unwrap().contains("garbage{"),
+        "the original bytes are kept"
+    );
 }
 
 #[tokio::test]
@@ -379,7 +389,7 @@ async fn shutdown_lets_short_jobs_finish_and_hands_long_ones_back() {
         .await
         .unwrap();
     assert!(
-        pending.jobs.iter().all(|j| j.attempt == 0),
+        pending.jobs.iter().all(|j| j.attempts == 0),
         "hand-backs do not use attempts"
     );
     assert!(

@@ -200,7 +200,7 @@ async fn trickle(app: &App, client: &QueueClient, args: &BenchArgs) -> anyhow::R
     let observer = {
         let (sent, delays) = (sent.clone(), delays.clone());
         Arc::new(move |job: &crate::queue::Leased| {
-            let at = sent.lock().ok().and_then(|mut m| m.remove(&job.id));
+            let at = sent.lock().ok().and_then(|mut m| m.remove(&job.id()));
             if let (Some(at), Ok(mut d)) = (at, delays.lock()) {
                 d.push(at.elapsed());
             }
@@ -277,7 +277,7 @@ async fn cleanup(client: &QueueClient) {
         k.pending(),
         k.scheduled(),
         k.retry(),
-        k.active(),
+        k.leases(),
         k.dead(),
         k.completed(),
         k.paused(),

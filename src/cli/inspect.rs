@@ -111,8 +111,8 @@ fn summary(j: &JobInfo) -> Vec<String> {
     vec![
         j.id.clone(),
         j.kind.clone(),
-        format!("{}/{}", j.attempt, j.max_attempts),
-        time(j.score.or(j.enqueued_at)),
+        format!("{}/{}", j.attempts, j.max_attempts),
+        time(j.score.or(j.envelope.as_ref().map(|e| e.created_at))),
         args,
         j.error.clone().unwrap_or_default(),
     ]
@@ -135,11 +135,11 @@ pub async fn list(
     let when = match state {
         JobState::Pending => "ENQUEUED",
         JobState::Scheduled | JobState::Retry => "DUE",
-        JobState::Active => "LEASE UNTIL",
+        JobState::Active => "ENQUEUED",
         JobState::Dead => "DIED",
     };
     let rows: Vec<Vec<String>> = page.jobs.iter().map(summary).collect();
-    table(&["ID", "KIND", "ATTEMPT", when, "ARGS", "ERROR"], &rows);
+    table(&["ID", "KIND", "FAILED", when, "ARGS", "ERROR"], &rows);
     if let Some(next) = page.next_cursor {
         println!("next page: --cursor {next}");
     }
@@ -162,16 +162,16 @@ pub async fn show(app: &App, id: &str, as_json: bool) -> anyhow::Result<ExitCode
         ("queue", j.queue.clone()),
         ("kind", j.kind.clone()),
         ("state", j.state.clone()),
-        ("attempt", format!("{} of {}", j.attempt, j.max_attempts)),
+        (
+            "attempts",
+            format!("{} failed of {}", j.attempts, j.max_attempts),
+        ),
         ("args", args),
-        ("created", time(j.envelope.as_ref().map(|e| e.created_at))),
-        ("enqueued", time(j.enqueued_at)),
-        ("due/lease/died", time(j.score)),
-        ("started", time(j.started_at)),
+        ("enqueued", time(j.envelope.as_ref().map(|e| e.created_at))),
+        ("due/died", time(j.score)),
         ("worker", j.worker.clone().unwrap_or_else(|| "-".into())),
         ("last error", j.error.clone().unwrap_or_else(|| "-".into())),
         ("failed at", time(j.failed_at)),
-        ("dead at", time(j.dead_at)),
     ];
     for (k, v) in rows {
         println!("{k:<15} {v}");

@@ -1,7 +1,10 @@
 //! Operators' calls: statistics, listings, and repairs of queue state.
 //!
-//! None of these is on a worker's path. Listings page by rank with a cursor instead of scanning,
-//! and bulk repairs loop over bounded script calls so Redis is never blocked for long.
+//! None of these is on a worker's path. A job is found by id the way Sidekiq finds one: by
+//! scanning the structures of its queue in bounded steps (SCAN-style cursors for the sets,
+//! ranges of the pending list), never with KEYS and never in one blocking command. Every
+//! repair moves exact stored jobs with `replace.lua`, which skips a job that a worker took in
+//! the meantime.
 
 use std::collections::HashMap;
 
@@ -10,6 +13,8 @@ use serde::Serialize;
 
 use super::client::QueueClient;
 use super::envelope::{Envelope, JobState};
+use super::keys::QueueKeys;
+use super::payload::{Header, peek_id};
 use super::{QueueError, Result, now_ms};
 
 /// Counters and depths of one queue; every figure is an O(1) read.
@@ -46,75 +51,47 @@ pub struct JobInfo {
     pub queue: String,
     pub kind: String,
     pub state: String,
-    pub attempt: u32,
+    /// Runs that already ended in failure.
+    pub attempts: u32,
     pub max_attempts: u32,
     /// The envelope, or None when the stored JSON cannot be decoded.
     pub envelope: Option<Envelope>,
-    /// The stored JSON when it could not be decoded.
+    /// The stored job when it could not be decoded.
     pub raw: Option<String>,
-    pub enqueued_at: Option<i64>,
-    pub started_at: Option<i64>,
+    /// The worker holding an active job.
     pub worker: Option<String>,
     pub error: Option<String>,
     pub failed_at: Option<i64>,
-    pub dead_at: Option<i64>,
-    /// Lease deadline (active), due time (scheduled, retry) or time of death (dead), in ms.
+    /// Due time (scheduled, retry) or time of death (dead), in ms.
     pub score: Option<i64>,
-}
-
-/// What a lease record says: "attempt|max|started_ms|token|unique key".
-struct LeaseRecord {
-    attempt: u32,
-    started_at: i64,
-    worker: String,
-}
-
-fn parse_lease(v: &str) -> Option<LeaseRecord> {
-    let mut parts = v.splitn(5, '|');
-    let attempt = parts.next()?.parse().ok()?;
-    let _max = parts.next()?;
-    let started_at = parts.next()?.parse().ok()?;
-    let token = parts.next()?;
-    let worker = token.split_once('#').map_or(token, |(w, _)| w).to_owned();
-    Some(LeaseRecord {
-        attempt,
-        started_at,
-        worker,
-    })
+    /// The job exactly as stored, which repairs act on.
+    #[serde(skip)]
+    pub stored: String,
 }
 
 impl JobInfo {
-    fn from_hash(
-        id: &str,
-        queue: &str,
-        state: JobState,
-        h: HashMap<String, String>,
-        score: Option<i64>,
-        lease: Option<&str>,
-    ) -> Self {
-        let num = |k: &str| h.get(k).and_then(|v| v.parse::<i64>().ok());
-        let raw = h.get("env").cloned().unwrap_or_default();
-        let envelope = serde_json::from_str::<Envelope>(&raw).ok();
-        let lease = lease.and_then(parse_lease);
-        let stored_attempt = num("attempt")
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(0);
+    pub fn from_stored(queue: &str, state: JobState, stored: String, score: Option<i64>) -> Self {
+        let decoded = Header::decode(&stored).ok();
+        let envelope = decoded
+            .as_ref()
+            .and_then(|(_, body)| serde_json::from_str::<Envelope>(body).ok());
+        let header = decoded.map(|(h, _)| h).unwrap_or_default();
         Self {
-            id: id.to_owned(),
+            id: peek_id(&stored).unwrap_or("?").to_owned(),
             queue: queue.to_owned(),
-            kind: h.get("kind").cloned().unwrap_or_default(),
+            kind: envelope
+                .as_ref()
+                .map_or_else(|| "?".to_owned(), |e| e.kind.clone()),
             state: state.as_str().to_owned(),
-            attempt: lease.as_ref().map_or(stored_attempt, |l| l.attempt),
-            max_attempts: num("max").and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
-            raw: envelope.is_none().then_some(raw),
+            attempts: header.attempts,
+            max_attempts: header.max_attempts,
+            raw: envelope.is_none().then(|| stored.clone()),
             envelope,
-            enqueued_at: num("enq_at"),
-            started_at: lease.as_ref().map(|l| l.started_at),
-            worker: lease.map(|l| l.worker),
-            error: h.get("error").cloned(),
-            failed_at: num("failed_at"),
-            dead_at: num("dead_at"),
+            worker: None,
+            error: (!header.error.is_empty()).then_some(header.error),
+            failed_at: (header.failed_at > 0).then_some(header.failed_at),
             score,
+            stored,
         }
     }
 }
@@ -138,6 +115,17 @@ fn u(h: &HashMap<String, String>, k: &str) -> u64 {
     h.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+/// Where a found job is: the key and whether it is a list.
+fn location(k: &QueueKeys, info: &JobInfo) -> (String, bool) {
+    match info.state.as_str() {
+        "pending" => (k.pending(), true),
+        "active" => (k.inflight(info.worker.as_deref().unwrap_or_default()), true),
+        "scheduled" => (k.scheduled(), false),
+        "retry" => (k.retry(), false),
+        _ => (k.dead(), false),
+    }
+}
+
 impl QueueClient {
     /// Names of all known queues, sorted.
     pub async fn queue_names(&self) -> Result<Vec<String>> {
@@ -153,13 +141,11 @@ impl QueueClient {
         Ok(())
     }
 
-    /// The counters of one queue in one pipelined round trip (plus one for the oldest job).
+    /// The counters of one queue in one pipelined round trip.
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
         let k = self.queue(queue)?;
-        let mut con = self.connection();
         #[allow(clippy::type_complexity)]
-        let (pending, scheduled, active, retry, dead, paused, counters, head): (
-            u64,
+        let (pending, scheduled, retry, dead, paused, counters, head): (
             u64,
             u64,
             u64,
@@ -170,27 +156,23 @@ impl QueueClient {
         ) = redis::pipe()
             .llen(k.pending())
             .zcard(k.scheduled())
-            .zcard(k.active())
             .zcard(k.retry())
             .zcard(k.dead())
             .exists(k.paused())
             .hgetall(k.stats())
             .lindex(k.pending(), 0)
-            .query_async(&mut con)
+            .query_async(&mut self.connection())
             .await?;
-        let oldest_pending_ms = match head {
-            Some(id) => {
-                let at: Option<i64> = con.hget(k.job(&id), "enq_at").await?;
-                at.map(|t| (now_ms() - t).max(0))
-            }
-            None => None,
-        };
+        let oldest_pending_ms = head
+            .map(|stored| JobInfo::from_stored(queue, JobState::Pending, stored, None))
+            .and_then(|j| j.envelope)
+            .map(|e| (now_ms() - e.run_at.unwrap_or(e.created_at).max(e.created_at)).max(0));
         Ok(QueueStats {
             queue: queue.to_owned(),
             paused,
             pending,
             scheduled,
-            active,
+            active: u(&counters, "active"),
             retry,
             dead,
             processed: u(&counters, "processed"),
@@ -222,6 +204,23 @@ impl QueueClient {
             .collect())
     }
 
+    /// Every active job of a queue, by worker.
+    async fn active_jobs(&self, queue: &str) -> Result<Vec<JobInfo>> {
+        let k = self.queue(queue)?;
+        let mut con = self.connection();
+        let workers: Vec<String> = con.zrange(k.leases(), 0, -1).await?;
+        let mut out = Vec::new();
+        for w in workers {
+            let jobs: Vec<String> = con.lrange(k.inflight(&w), 0, -1).await?;
+            for stored in jobs {
+                let mut info = JobInfo::from_stored(queue, JobState::Active, stored, None);
+                info.worker = Some(w.clone());
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
     /// One page of the jobs of a queue in a state, by rank from `cursor`.
     pub async fn list(
         &self,
@@ -235,15 +234,24 @@ impl QueueClient {
         let limit = limit.clamp(1, 10_000);
         let start = isize::try_from(cursor).unwrap_or(isize::MAX);
         let stop = start.saturating_add(isize::try_from(limit).unwrap_or(10_000) - 1);
-        let entries: Vec<(String, Option<i64>)> = match state {
+        let jobs: Vec<JobInfo> = match state {
             JobState::Pending => {
-                let ids: Vec<String> = con.lrange(k.pending(), start, stop).await?;
-                ids.into_iter().map(|id| (id, None)).collect()
+                let stored: Vec<String> = con.lrange(k.pending(), start, stop).await?;
+                stored
+                    .into_iter()
+                    .map(|s| JobInfo::from_stored(queue, state, s, None))
+                    .collect()
             }
+            JobState::Active => self
+                .active_jobs(queue)
+                .await?
+                .into_iter()
+                .skip(usize::try_from(cursor).unwrap_or(usize::MAX))
+                .take(usize::try_from(limit).unwrap_or(10_000))
+                .collect(),
             _ => {
                 let set = match state {
                     JobState::Scheduled => k.scheduled(),
-                    JobState::Active => k.active(),
                     JobState::Retry => k.retry(),
                     _ => k.dead(),
                 };
@@ -251,128 +259,154 @@ impl QueueClient {
                 #[allow(clippy::cast_possible_truncation)]
                 pairs
                     .into_iter()
-                    .map(|(id, s)| (id, Some(s as i64)))
+                    .map(|(s, score)| JobInfo::from_stored(queue, state, s, Some(score as i64)))
                     .collect()
             }
         };
-        let mut pipe = redis::pipe();
-        for (id, _) in &entries {
-            pipe.hgetall(k.job(id));
-        }
-        let hashes: Vec<HashMap<String, String>> = if entries.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query_async(&mut con).await?
-        };
-        let leases: Vec<Option<String>> = if state == JobState::Active && !entries.is_empty() {
-            let ids: Vec<&String> = entries.iter().map(|(id, _)| id).collect();
-            redis::cmd("HMGET")
-                .arg(k.leases())
-                .arg(ids)
-                .query_async(&mut con)
-                .await?
-        } else {
-            vec![None; entries.len()]
-        };
-        let full = entries.len() as u64 == limit;
-        let jobs = entries
-            .into_iter()
-            .zip(hashes)
-            .zip(leases)
-            .map(|(((id, score), h), lease)| {
-                JobInfo::from_hash(&id, queue, state, h, score, lease.as_deref())
-            })
-            .collect();
+        let full = jobs.len() as u64 == limit;
         Ok(Page {
             jobs,
             next_cursor: full.then_some(cursor + limit),
         })
     }
 
-    /// Finds a job by id in any queue. Its state is where its id is: the leases hash (active),
-    /// the scheduled, retry or dead set, or else the pending list.
-    pub async fn show(&self, id: &str) -> Result<JobInfo> {
+    /// Finds a job by id in one queue: the sorted sets by SCAN cursor, then the in-flight
+    /// lists, then the pending list in ranges of 1,000.
+    async fn find_in(&self, queue: &str, id: &str) -> Result<Option<JobInfo>> {
+        let k = self.queue(queue)?;
         let mut con = self.connection();
-        for queue in self.queue_names().await? {
-            let k = self.keys.queue(&queue);
-            #[allow(clippy::type_complexity)]
-            let (h, lease, active, scheduled, retry, dead): (
-                HashMap<String, String>,
-                Option<String>,
-                Option<f64>,
-                Option<f64>,
-                Option<f64>,
-                Option<f64>,
-            ) = redis::pipe()
-                .hgetall(k.job(id))
-                .hget(k.leases(), id)
-                .zscore(k.active(), id)
-                .zscore(k.scheduled(), id)
-                .zscore(k.retry(), id)
-                .zscore(k.dead(), id)
-                .query_async(&mut con)
-                .await?;
-            if h.is_empty() {
-                continue;
+        let pattern = format!("jf|*|*|{id}|*");
+        for (state, set) in [
+            (JobState::Retry, k.retry()),
+            (JobState::Scheduled, k.scheduled()),
+            (JobState::Dead, k.dead()),
+        ] {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, items): (u64, Vec<(String, f64)>) = redis::cmd("ZSCAN")
+                    .arg(&set)
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut con)
+                    .await?;
+                if let Some((stored, score)) =
+                    items.into_iter().find(|(s, _)| peek_id(s) == Some(id))
+                {
+                    #[allow(clippy::cast_possible_truncation)]
+                    return Ok(Some(JobInfo::from_stored(
+                        queue,
+                        state,
+                        stored,
+                        Some(score as i64),
+                    )));
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            let (state, score) = if lease.is_some() {
-                (JobState::Active, active)
-            } else if scheduled.is_some() {
-                (JobState::Scheduled, scheduled)
-            } else if retry.is_some() {
-                (JobState::Retry, retry)
-            } else if dead.is_some() {
-                (JobState::Dead, dead)
-            } else {
-                (JobState::Pending, None)
-            };
-            #[allow(clippy::cast_possible_truncation)]
-            let score = score.map(|s| s as i64);
-            return Ok(JobInfo::from_hash(
-                id,
-                &queue,
-                state,
-                h,
-                score,
-                lease.as_deref(),
-            ));
+        }
+        if let Some(job) = self
+            .active_jobs(queue)
+            .await?
+            .into_iter()
+            .find(|j| j.id == id)
+        {
+            return Ok(Some(job));
+        }
+        let mut start = 0isize;
+        loop {
+            let chunk: Vec<String> = con.lrange(k.pending(), start, start + 999).await?;
+            if let Some(stored) = chunk.iter().find(|s| peek_id(s) == Some(id)) {
+                return Ok(Some(JobInfo::from_stored(
+                    queue,
+                    JobState::Pending,
+                    stored.clone(),
+                    None,
+                )));
+            }
+            if chunk.len() < 1000 {
+                return Ok(None);
+            }
+            start += 1000;
+        }
+    }
+
+    /// Finds a job by id in any queue.
+    pub async fn show(&self, id: &str) -> Result<JobInfo> {
+        for queue in self.queue_names().await? {
+            if let Some(job) = self.find_in(&queue, id).await? {
+                return Ok(job);
+            }
         }
         Err(QueueError::NotFound(id.to_owned()))
+    }
+
+    /// Moves exact stored jobs out of `from` (a list or a sorted set): to the tail of pending
+    /// (with a replacement, or unchanged) or nowhere (delete). Returns how many moved.
+    async fn replace(
+        &self,
+        queue: &str,
+        from: (&str, bool),
+        to_pending: bool,
+        jobs: &[(&JobInfo, Option<String>)],
+    ) -> Result<u64> {
+        let k = self.queue(queue)?;
+        let mut inv = self.scripts.replace.prepare_invoke();
+        inv.key(from.0)
+            .key(k.pending())
+            .key(k.stats())
+            .arg(k.prefix())
+            .arg(if from.1 { "list" } else { "zset" })
+            .arg(if to_pending { "pending" } else { "delete" });
+        for (job, new) in jobs {
+            let unique = Header::decode(&job.stored)
+                .map(|(h, _)| h.unique)
+                .unwrap_or_default();
+            inv.arg(&job.stored)
+                .arg(new.as_deref().unwrap_or(""))
+                .arg(&job.id)
+                .arg(unique);
+        }
+        Ok(inv.invoke_async(&mut self.connection()).await?)
+    }
+
+    /// A dead job made new: no attempts used, its last error kept for the record.
+    fn revived(job: &JobInfo) -> Option<String> {
+        let (h, body) = Header::decode(&job.stored).ok()?;
+        Some(Header { attempts: 0, ..h }.encode(body))
     }
 
     /// Runs one job again now: a dead job gets a fresh set of attempts, a retrying or
     /// scheduled job is made due at once. Returns the state it was in.
     pub async fn retry_job(&self, id: &str) -> Result<String> {
-        let info = self.show(id).await?;
-        let k = self.keys.queue(&info.queue);
-        match info.state.as_str() {
-            "dead" => {
-                self.retry_dead_script(&info.queue, 0, 0, "", false, &[id.to_owned()])
-                    .await?;
-            }
-            "retry" | "scheduled" => {
-                let set = if info.state == "retry" {
-                    k.retry()
-                } else {
-                    k.scheduled()
-                };
-                let mut con = self.connection();
-                let _: () = redis::cmd("ZADD")
-                    .arg(set)
-                    .arg("XX")
-                    .arg(0)
-                    .arg(id)
-                    .query_async(&mut con)
-                    .await?;
-                let _: () = con.publish(k.wake(), 1).await?;
-            }
-            other => {
-                return Err(QueueError::Invalid(format!(
-                    "job {id} is {other}; only dead, retry and scheduled jobs can be retried"
-                )));
-            }
+        let job = self.show(id).await?;
+        if !matches!(job.state.as_str(), "dead" | "retry" | "scheduled") {
+            return Err(QueueError::Invalid(format!(
+                "job {id} is {}; only dead, retry and scheduled jobs can be retried",
+                job.state
+            )));
         }
-        Ok(info.state)
+        let k = self.keys.queue(&job.queue);
+        let (key, is_list) = location(&k, &job);
+        let new = if job.state == "dead" {
+            Self::revived(&job)
+        } else {
+            None
+        };
+        if self
+            .replace(&job.queue, (&key, is_list), true, &[(&job, new)])
+            .await?
+            == 0
+        {
+            return Err(QueueError::Invalid(format!(
+                "job {id} moved while it was being retried"
+            )));
+        }
+        Ok(job.state)
     }
 
     /// Moves every dead job of a queue (optionally of one kind) back to pending.
@@ -382,70 +416,53 @@ impl QueueClient {
         kind: Option<&str>,
         dry_run: bool,
     ) -> Result<RetryReport> {
-        const BATCH: u64 = 1000;
+        const BATCH: isize = 1000;
+        let k = self.queue(queue)?;
+        let mut con = self.connection();
         let mut report = RetryReport {
             dry_run,
             ..RetryReport::default()
         };
-        let mut start = 0u64;
+        let mut start = 0isize;
         loop {
-            let (matched, scanned) = self
-                .retry_dead_script(queue, start, BATCH, kind.unwrap_or(""), dry_run, &[])
-                .await?;
-            report.matched += matched;
-            report.scanned += scanned;
-            start += if dry_run { scanned } else { scanned - matched };
-            if scanned < BATCH {
+            let stored: Vec<String> = con.zrange(k.dead(), start, start + BATCH - 1).await?;
+            let scanned = stored.len();
+            let matching: Vec<JobInfo> = stored
+                .into_iter()
+                .map(|s| JobInfo::from_stored(queue, JobState::Dead, s, None))
+                .filter(|j| kind.is_none_or(|kind| j.kind == kind))
+                .collect();
+            report.scanned += scanned as u64;
+            report.matched += matching.len() as u64;
+            let mut moved = 0;
+            if !dry_run && !matching.is_empty() {
+                let pairs: Vec<(&JobInfo, Option<String>)> =
+                    matching.iter().map(|j| (j, Self::revived(j))).collect();
+                moved = self
+                    .replace(queue, (&k.dead(), false), true, &pairs)
+                    .await?;
+            }
+            if scanned < BATCH as usize {
                 return Ok(report);
             }
+            start += BATCH - isize::try_from(moved).unwrap_or(0);
         }
     }
 
-    async fn retry_dead_script(
-        &self,
-        queue: &str,
-        start: u64,
-        count: u64,
-        kind: &str,
-        dry_run: bool,
-        ids: &[String],
-    ) -> Result<(u64, u64)> {
-        let k = self.queue(queue)?;
-        let mut inv = self.scripts.retry_dead.prepare_invoke();
-        inv.key(k.dead())
-            .key(k.pending())
-            .arg(k.prefix())
-            .arg(start)
-            .arg(count)
-            .arg(kind)
-            .arg(if dry_run { "1" } else { "0" });
-        for id in ids {
-            inv.arg(id);
-        }
-        Ok(inv.invoke_async(&mut self.connection()).await?)
-    }
-
-    /// Deletes one job in any state; returns the state it was in.
+    /// Deletes one job in any state; returns the state it was in. Deleting an active job
+    /// makes its worker's result stale: it is ignored.
     pub async fn delete(&self, id: &str) -> Result<String> {
-        let info = self.show(id).await?;
-        let k = self.keys.queue(&info.queue);
-        let deleted: u8 = self
-            .scripts
-            .delete
-            .key(k.pending())
-            .key(k.scheduled())
-            .key(k.retry())
-            .key(k.active())
-            .key(k.dead())
-            .key(k.leases())
-            .arg(k.prefix())
-            .arg(id)
-            .invoke_async(&mut self.connection())
-            .await?;
-        if deleted == 0 {
+        let job = self.show(id).await?;
+        let k = self.keys.queue(&job.queue);
+        let (key, is_list) = location(&k, &job);
+        if self
+            .replace(&job.queue, (&key, is_list), false, &[(&job, None)])
+            .await?
+            == 0
+        {
             return Err(QueueError::NotFound(id.to_owned()));
         }
-        Ok(info.state)
+        Ok(job.state)
     }
 
     /// Deletes dead jobs that died more than `older_than_ms` ago (all of them for 0).

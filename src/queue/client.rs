@@ -8,6 +8,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::envelope::{Enqueued, Leased, NewJob};
 use super::keys::{Keys, QueueKeys, validate_queue_name};
+use super::payload::{Header, valid_id};
 use super::scripts::Scripts;
 use super::{QueueError, Result, StoreSettings, int, now_ms, string};
 
@@ -63,13 +64,43 @@ impl SettleAction {
 
 /// One non-success outcome for `settle`.
 #[derive(Clone, Debug)]
-pub struct Settle {
-    pub id: String,
-    pub token: String,
+pub struct Settle<'a> {
+    pub job: &'a Leased,
     pub action: SettleAction,
     /// Milliseconds since the epoch; ignored for requeue and kill.
     pub due_ms: i64,
+    /// Why the attempt failed (retry, kill).
     pub error: String,
+}
+
+impl Settle<'_> {
+    /// The job to store instead of the leased one: a failed attempt is counted in the header
+    /// with its error; snoozed and handed-back jobs are stored unchanged (empty string).
+    fn replacement(&self, now: i64) -> String {
+        if matches!(self.action, SettleAction::Snooze | SettleAction::Requeue) {
+            return String::new();
+        }
+        match &self.job.header {
+            Ok(h) => Header {
+                attempts: h.attempts + 1,
+                failed_at: now,
+                error: self.error.clone(),
+                ..h.clone()
+            }
+            .encode(self.job.body()),
+            // An undecodable job is kept whole as the body of a valid dead entry, so an
+            // operator still sees exactly what was received.
+            Err(_) => Header {
+                attempts: 1,
+                max_attempts: 1,
+                id: self.job.id(),
+                failed_at: now,
+                unique: String::new(),
+                error: self.error.clone(),
+            }
+            .encode(&self.job.stored),
+        }
+    }
 }
 
 /// Counts returned by `settle`.
@@ -91,7 +122,8 @@ pub struct ReapReport {
     pub killed: u64,
     pub evicted_by_age: u64,
     pub evicted_by_count: u64,
-    pub ids: Vec<String>,
+    /// The workers whose expired leases were taken back.
+    pub workers: Vec<String>,
 }
 
 /// The result of one fetch call.
@@ -225,41 +257,71 @@ impl QueueClient {
             .key(keys.stats())
             .arg(keys.prefix())
             .arg(now);
+        let mut ids = Vec::with_capacity(chunk.len());
         for (_, job) in chunk {
-            let (uniq, ttl) = match &job.unique {
-                Some((k, ttl)) => (k.clone(), ttl.as_millis().max(1)),
-                None => (String::new(), 0),
+            // A producer that chooses the id (the scheduler does) is protected against a second
+            // enqueue with that id by an implied unique key, unless it gave one of its own.
+            let (uniq, ttl) = match (&job.unique, &job.id) {
+                (Some((k, ttl)), _) => (k.clone(), ttl.as_millis().max(1)),
+                (None, Some(id)) => (
+                    format!("id:{id}"),
+                    self.settings.id_dedupe_ttl.as_millis().max(1),
+                ),
+                (None, None) => (String::new(), 0),
             };
+            if let Some(id) = &job.id
+                && !valid_id(id)
+            {
+                return Err(QueueError::Invalid(format!(
+                    "job id {id:?}: use 1-128 characters from a-z, A-Z, 0-9, '_', '-', '.', ':'"
+                )));
+            }
             let env = job.clone().into_envelope(now);
-            let json = serde_json::to_string(&env)?;
-            inv.arg(&env.id)
-                .arg(json)
-                .arg(&env.kind)
-                .arg(env.max_attempts)
+            let header = Header {
+                attempts: 0,
+                max_attempts: env.max_attempts,
+                id: env.id.clone(),
+                failed_at: 0,
+                unique: uniq.clone(),
+                error: String::new(),
+            };
+            inv.arg(header.encode(&serde_json::to_string(&env)?))
+                .arg(&env.id)
                 .arg(uniq)
                 .arg(ttl.to_string())
-                .arg(env.run_at.unwrap_or(0))
-                .arg(if job.id.is_some() { "1" } else { "0" });
+                .arg(env.run_at.unwrap_or(0));
+            ids.push(env.id);
         }
-        let reply: Vec<Value> = inv.invoke_async(&mut self.con.clone()).await?;
-        reply
-            .chunks(2)
-            .map(|p| {
-                Ok(Enqueued {
-                    id: string(&p[0], "enqueue")?,
-                    created: int(&p[1], "enqueue")? == 1,
-                })
+        let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+        if reply.len() != ids.len() {
+            return Err(QueueError::Reply {
+                script: "enqueue",
+                detail: format!("{} replies for {} jobs", reply.len(), ids.len()),
+            });
+        }
+        Ok(ids
+            .into_iter()
+            .zip(reply)
+            .map(|(id, holder)| {
+                if holder.is_empty() {
+                    Enqueued { id, created: true }
+                } else {
+                    Enqueued {
+                        id: holder,
+                        created: false,
+                    }
+                }
             })
-            .collect()
+            .collect())
     }
 
-    /// Promotes due delayed jobs and leases up to `max` pending jobs of one queue.
+    /// Promotes due delayed jobs and leases up to `max` pending jobs of one queue to `worker`.
     pub async fn fetch(
         &self,
         queue: &str,
         max: usize,
         lease: Duration,
-        token: &str,
+        worker: &str,
     ) -> Result<Fetched> {
         let keys = self.queue(queue)?;
         let now = now_ms();
@@ -270,34 +332,29 @@ impl QueueClient {
             .key(keys.pending())
             .key(keys.scheduled())
             .key(keys.retry())
-            .key(keys.active())
             .key(keys.leases())
             .key(keys.paused())
+            .key(keys.stats())
+            .key(keys.inflight(worker))
             .arg(keys.prefix())
             .arg(now)
             .arg(max.max(1))
             .arg(deadline)
-            .arg(token)
+            .arg(worker)
             .arg(self.settings.promote_batch)
             .invoke_async(&mut self.con.clone())
             .await?;
-        if reply.len() < 3 || (reply.len() - 3) % 3 != 0 {
+        if reply.len() < 3 {
             return Err(QueueError::Reply {
                 script: "fetch",
                 detail: format!("{} values", reply.len()),
             });
         }
         let next_due = int(&reply[1], "fetch")?;
-        let mut jobs = Vec::with_capacity((reply.len() - 3) / 3);
-        for j in reply[3..].chunks(3) {
-            jobs.push(Leased {
-                id: string(&j[0], "fetch")?,
-                queue: queue.to_owned(),
-                attempt: u32::try_from(int(&j[1], "fetch")?).unwrap_or(u32::MAX),
-                token: token.to_owned(),
-                raw: string(&j[2], "fetch")?,
-            });
-        }
+        let jobs = reply[3..]
+            .iter()
+            .map(|v| Ok(Leased::new(queue, worker, string(v, "fetch")?)))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Fetched {
             paused: int(&reply[0], "fetch")? == 1,
             next_due_ms: (next_due >= 0).then_some(next_due),
@@ -306,37 +363,43 @@ impl QueueClient {
         })
     }
 
-    /// Completes jobs of one queue. Returns (acked, stale).
-    pub async fn ack(&self, queue: &str, jobs: &[(String, String)]) -> Result<(u64, u64)> {
+    /// Completes jobs a worker holds in one queue. Returns (acked, stale).
+    pub async fn ack(&self, queue: &str, worker: &str, jobs: &[&Leased]) -> Result<(u64, u64)> {
         if jobs.is_empty() {
             return Ok((0, 0));
         }
         let keys = self.queue(queue)?;
         let mut inv = self.scripts.ack.prepare_invoke();
-        inv.key(keys.active())
+        inv.key(keys.inflight(worker))
             .key(keys.leases())
             .key(keys.stats())
             .key(keys.completed())
             .arg(keys.prefix())
             .arg(now_ms())
             .arg(self.settings.completed_history)
-            .arg(self.minute_ttl());
-        for (id, token) in jobs {
-            inv.arg(id).arg(token);
+            .arg(self.minute_ttl())
+            .arg(worker);
+        for job in jobs {
+            inv.arg(&job.stored).arg(job.id()).arg(job.unique());
         }
         let (acked, stale): (u64, u64) = inv.invoke_async(&mut self.con.clone()).await?;
         Ok((acked, stale))
     }
 
-    /// Applies non-success outcomes to jobs of one queue.
-    pub async fn settle(&self, queue: &str, jobs: &[Settle]) -> Result<SettleReport> {
+    /// Applies non-success outcomes to jobs a worker holds in one queue.
+    pub async fn settle(
+        &self,
+        queue: &str,
+        worker: &str,
+        jobs: &[Settle<'_>],
+    ) -> Result<SettleReport> {
         if jobs.is_empty() {
             return Ok(SettleReport::default());
         }
         let keys = self.queue(queue)?;
         let now = now_ms();
         let mut inv = self.scripts.settle.prepare_invoke();
-        inv.key(keys.active())
+        inv.key(keys.inflight(worker))
             .key(keys.leases())
             .key(keys.pending())
             .key(keys.scheduled())
@@ -348,13 +411,14 @@ impl QueueClient {
             .arg(self.minute_ttl())
             .arg(self.settings.dead_max_jobs)
             .arg(self.dead_cutoff(now))
-            .arg(1000);
+            .arg(worker);
         for s in jobs {
-            inv.arg(&s.id)
-                .arg(&s.token)
+            inv.arg(&s.job.stored)
                 .arg(s.action.as_str())
                 .arg(s.due_ms)
-                .arg(&s.error);
+                .arg(s.replacement(now))
+                .arg(s.job.id())
+                .arg(s.job.unique());
         }
         let r: Vec<u64> = inv.invoke_async(&mut self.con.clone()).await?;
         if r.len() != 7 {
@@ -374,37 +438,31 @@ impl QueueClient {
         })
     }
 
-    /// Extends the leases this worker holds; returns the ids whose lease it lost.
-    pub async fn extend(
-        &self,
-        queue: &str,
-        jobs: &[(String, String)],
-        lease: Duration,
-    ) -> Result<Vec<String>> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
+    /// Renews a worker's lease on its jobs of one queue. Returns how many it still holds
+    /// there, or None when the lease had expired and the reaper took them back.
+    pub async fn extend(&self, queue: &str, worker: &str, lease: Duration) -> Result<Option<u64>> {
         let keys = self.queue(queue)?;
         let deadline = now_ms() + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
-        let mut inv = self.scripts.extend.prepare_invoke();
-        inv.key(keys.active())
+        let held: i64 = self
+            .scripts
+            .extend
             .key(keys.leases())
+            .key(keys.inflight(worker))
             .arg(keys.prefix())
-            .arg(deadline);
-        for (id, token) in jobs {
-            inv.arg(id).arg(token);
-        }
-        Ok(inv.invoke_async(&mut self.con.clone()).await?)
+            .arg(worker)
+            .arg(deadline)
+            .invoke_async(&mut self.con.clone())
+            .await?;
+        Ok(u64::try_from(held).ok())
     }
 
-    /// Returns up to `limit` jobs with an expired lease to pending (or dead).
+    /// Takes back the jobs of up to `limit` workers whose lease expired.
     pub async fn reap(&self, queue: &str, limit: usize) -> Result<ReapReport> {
         let keys = self.queue(queue)?;
         let now = now_ms();
         let reply: Vec<Value> = self
             .scripts
             .reap
-            .key(keys.active())
             .key(keys.leases())
             .key(keys.pending())
             .key(keys.dead())
@@ -429,7 +487,7 @@ impl QueueClient {
             killed: n(1)?,
             evicted_by_age: n(2)?,
             evicted_by_count: n(3)?,
-            ids: reply[4..]
+            workers: reply[4..]
                 .iter()
                 .map(|v| string(v, "reap"))
                 .collect::<Result<_>>()?,
@@ -448,7 +506,8 @@ impl QueueClient {
         .await
     }
 
-    /// Loops the trim script until it removes less than a full batch.
+    /// Runs the trim script once: every dead job at or before `cutoff`, then beyond
+    /// `max_count`, is removed and counted under `field`.
     pub(crate) async fn trim_dead_with(
         &self,
         queue: &str,
@@ -456,27 +515,17 @@ impl QueueClient {
         max_count: u64,
         field: &str,
     ) -> Result<(u64, u64)> {
-        const BATCH: u64 = 1000;
         let keys = self.queue(queue)?;
-        let (mut age, mut count) = (0, 0);
-        loop {
-            let (a, c): (u64, u64) = self
-                .scripts
-                .trim_dead
-                .key(keys.dead())
-                .key(keys.stats())
-                .arg(keys.prefix())
-                .arg(cutoff)
-                .arg(max_count)
-                .arg(BATCH)
-                .arg(field)
-                .invoke_async(&mut self.con.clone())
-                .await?;
-            age += a;
-            count += c;
-            if a < BATCH && c < BATCH {
-                return Ok((age, count));
-            }
-        }
+        Ok(self
+            .scripts
+            .trim_dead
+            .key(keys.dead())
+            .key(keys.stats())
+            .arg(keys.prefix())
+            .arg(cutoff)
+            .arg(max_count)
+            .arg(field)
+            .invoke_async(&mut self.con.clone())
+            .await?)
     }
 }

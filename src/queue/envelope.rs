@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::backoff::Backoff;
+use super::payload::{Header, MalformedHeader};
 
 /// The immutable part of a job, stored as JSON in the job hash's `env` field.
 ///
@@ -94,7 +95,7 @@ impl NewJob {
         self
     }
 
-    /// Assigns the id (a new ULID unless one was chosen) and builds the stored envelope.
+    /// Assigns the id (a new ULID unless one was chosen) and builds the envelope.
     pub(crate) fn into_envelope(self, now_ms: i64) -> Envelope {
         Envelope {
             id: self
@@ -124,14 +125,62 @@ pub struct Enqueued {
 /// A job leased to this worker by `fetch`.
 #[derive(Clone, Debug)]
 pub struct Leased {
-    pub id: String,
     pub queue: String,
-    /// 1 for the first run.
-    pub attempt: u32,
-    /// Fences every later state change: it only applies while the job still holds this token.
-    pub token: String,
-    /// The envelope JSON as stored, decoded by the runner (undecodable ones go to dead).
-    pub raw: String,
+    /// The worker whose in-flight list holds the job. Together with `stored` it is the lease
+    /// token: every later state change applies only while the job is still in that list.
+    pub worker: String,
+    /// The job exactly as stored.
+    pub stored: String,
+    /// The decoded header, or the reason it could not be decoded.
+    pub header: Result<Header, MalformedHeader>,
+    /// Where the envelope JSON starts in `stored`.
+    body_start: usize,
+}
+
+impl Leased {
+    pub(crate) fn new(queue: &str, worker: &str, stored: String) -> Self {
+        let (header, body_start) = match Header::decode(&stored) {
+            Ok((h, body)) => (Ok(h), stored.len() - body.len()),
+            Err(e) => (Err(e), stored.len()),
+        };
+        Self {
+            queue: queue.to_owned(),
+            worker: worker.to_owned(),
+            stored,
+            header,
+            body_start,
+        }
+    }
+
+    /// The job's id; an undecodable job is named by the hash of its bytes.
+    pub fn id(&self) -> String {
+        match &self.header {
+            Ok(h) => h.id.clone(),
+            Err(_) => format!("undecodable-{:016x}", fnv1a(self.stored.as_bytes())),
+        }
+    }
+
+    /// The run this lease is for: 1 for the first.
+    pub fn attempt(&self) -> u32 {
+        self.header.as_ref().map_or(1, |h| h.attempts + 1)
+    }
+
+    /// The envelope JSON.
+    pub fn body(&self) -> &str {
+        &self.stored[self.body_start..]
+    }
+
+    /// The unique key the job holds, empty for none.
+    pub fn unique(&self) -> &str {
+        self.header.as_ref().map_or("", |h| h.unique.as_str())
+    }
+}
+
+/// A stable 64-bit hash for naming undecodable jobs (FNV-1a).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// State names as stored in the job hash and accepted by the CLI.
@@ -193,6 +242,24 @@ mod tests {
     fn new_ids_are_ulids() {
         let env = NewJob::new("noop", "default", Value::Null).into_envelope(0);
         assert!(env.id.parse::<ulid::Ulid>().is_ok());
+    }
+
+    #[test]
+    fn leased_jobs_expose_header_and_body() {
+        let h = Header {
+            attempts: 1,
+            max_attempts: 3,
+            id: "j1".into(),
+            ..Header::default()
+        };
+        let l = Leased::new("q", "w", h.encode("{\"x\":1}"));
+        assert_eq!(
+            (l.id(), l.attempt(), l.body()),
+            ("j1".to_owned(), 2, "{\"x\":1}")
+        );
+        let bad = Leased::new("q", "w", "garbage".into());
+        assert!(bad.header.is_err() && bad.id().starts_with("undecodable-"));
+        assert_eq!(bad.attempt(), 1);
     }
 
     #[test]

@@ -6,30 +6,30 @@
 //!
 //! | key                         | type       | content                                         |
 //! |-----------------------------|------------|-------------------------------------------------|
-//! | `ns:{q}:pending`            | list       | job ids ready to run, oldest at the head        |
-//! | `ns:{q}:scheduled`          | sorted set | job id -> run time (ms), delayed and snoozed    |
-//! | `ns:{q}:retry`              | sorted set | job id -> next attempt time (ms)                |
-//! | `ns:{q}:active`             | sorted set | job id -> lease deadline (ms)                   |
-//! | `ns:{q}:leases`             | hash       | job id -> "attempt|max|started|token|unique"    |
-//! | `ns:{q}:dead`               | sorted set | job id -> time of death (ms)                    |
+//! | `ns:{q}:pending`            | list       | stored jobs ready to run, oldest at the head    |
+//! | `ns:{q}:scheduled`          | sorted set | stored job -> run time (ms), delayed, snoozed   |
+//! | `ns:{q}:retry`              | sorted set | stored job -> next attempt time (ms)            |
+//! | `ns:{q}:dead`               | sorted set | stored job -> time of death (ms)                |
+//! | `ns:{q}:inflight:<worker>`  | list       | stored jobs leased to one worker                |
+//! | `ns:{q}:leases`             | sorted set | worker id -> lease deadline (ms)                |
 //! | `ns:{q}:completed`          | sorted set | opt-in capped history: job id -> finish (ms)    |
-//! | `ns:{q}:job:<id>`           | hash       | envelope and mutable state of one job           |
 //! | `ns:{q}:unique:<key>`       | string     | id of the job holding a unique key, with a TTL  |
 //! | `ns:{q}:paused`             | string     | present while the queue is paused               |
-//! | `ns:{q}:stats`              | hash       | lifetime counters (processed, failed, ...)      |
+//! | `ns:{q}:stats`              | hash       | counters (enqueued, processed, failed, active)  |
 //! | `ns:{q}:stats:<minute>`     | hash       | processed/failed of one minute, with a TTL      |
 //! | `ns:{q}:wake`               | channel    | pub/sub: published when jobs become pending     |
 //! | `ns:queues`                 | set        | names of all queues ever enqueued to            |
 //! | `ns:workers`                | sorted set | worker id -> last heartbeat (ms)                |
 //! | `ns:worker:<id>`            | string     | JSON description of a live worker, with a TTL   |
 //!
-//! The Lua scripts receive the queue prefix as `ARGV[1]` and append the same suffixes as the
-//! functions below (`job:`, `unique:`, `stats:`, `wake`); `tests` pins that both agree.
+//! A stored job is one string (see `payload.rs`), so a job's state is the structure that holds
+//! it. The Lua scripts receive the queue prefix as `ARGV[1]` and append the same suffixes as
+//! the functions below (`inflight:`, `unique:`, `stats:`, `wake`); `tests` pins that both agree.
 
 use std::fmt;
 
-/// Suffix of a job hash, shared with the Lua prelude (`job_key`).
-pub const JOB_SUFFIX: &str = "job:";
+/// Suffix of a worker's in-flight list, shared with the Lua prelude (`inflight_key`).
+pub const INFLIGHT_SUFFIX: &str = "inflight:";
 /// Suffix of a unique-lock key, shared with the Lua prelude (`unique_key`).
 pub const UNIQUE_SUFFIX: &str = "unique:";
 /// Suffix of a per-minute statistics hash, shared with the Lua prelude (`minute_key`).
@@ -130,12 +130,13 @@ impl QueueKeys {
     pub fn retry(&self) -> String {
         self.key("retry")
     }
-    pub fn active(&self) -> String {
-        self.key("active")
-    }
-    /// The lease of every active job: the fencing token and the attempt it runs.
+    /// Workers holding jobs of this queue, by lease deadline.
     pub fn leases(&self) -> String {
         self.key("leases")
+    }
+    /// The jobs one worker holds.
+    pub fn inflight(&self, worker: &str) -> String {
+        format!("{}{}{}", self.prefix, INFLIGHT_SUFFIX, worker)
     }
     pub fn dead(&self) -> String {
         self.key("dead")
@@ -152,9 +153,6 @@ impl QueueKeys {
     /// The pub/sub channel that wakes idle workers of this queue.
     pub fn wake(&self) -> String {
         self.key("wake")
-    }
-    pub fn job(&self, id: &str) -> String {
-        format!("{}{}{}", self.prefix, JOB_SUFFIX, id)
     }
     pub fn unique(&self, key: &str) -> String {
         format!("{}{}{}", self.prefix, UNIQUE_SUFFIX, key)
@@ -182,13 +180,12 @@ mod tests {
             q.pending(),
             q.scheduled(),
             q.retry(),
-            q.active(),
             q.leases(),
+            q.inflight("w1"),
             q.dead(),
             q.completed(),
             q.paused(),
             q.stats(),
-            q.job("01J"),
             q.unique("u"),
             q.minute(7),
         ] {
@@ -197,10 +194,10 @@ mod tests {
     }
 
     #[test]
-    fn lua_and_rust_build_the_same_job_key() {
-        // The Lua prelude builds `prefix .. 'job:' .. id`; this is the same formula.
+    fn lua_and_rust_build_the_same_keys() {
+        // The Lua prelude builds `prefix .. 'inflight:' .. worker`; this is the same formula.
         let q = Keys::new("ns").queue("default");
-        assert_eq!(q.job("abc"), format!("{}job:abc", q.prefix()));
+        assert_eq!(q.inflight("w"), format!("{}inflight:w", q.prefix()));
         assert_eq!(q.unique("k"), format!("{}unique:k", q.prefix()));
         assert_eq!(q.minute(3), format!("{}stats:3", q.prefix()));
     }

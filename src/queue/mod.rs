@@ -9,13 +9,14 @@ pub mod backoff;
 pub mod client;
 pub mod envelope;
 pub mod keys;
+pub mod payload;
 pub mod scripts;
 pub mod workers;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use backoff::Backoff;
-pub use client::{QueueClient, ReapReport, Settle, SettleAction, SettleReport};
+pub use client::{Fetched, QueueClient, ReapReport, Settle, SettleAction, SettleReport};
 pub use envelope::{Enqueued, Envelope, JobState, Leased, NewJob};
 pub use keys::{Keys, QueueKeys, validate_queue_name};
 
@@ -62,6 +63,8 @@ pub struct StoreSettings {
     pub minute_stats_ttl: Duration,
     /// Most delayed jobs promoted per set by one fetch.
     pub promote_batch: usize,
+    /// How long an id chosen by the producer protects against a second enqueue with that id.
+    pub id_dedupe_ttl: Duration,
 }
 
 impl Default for StoreSettings {
@@ -72,6 +75,7 @@ impl Default for StoreSettings {
             completed_history: 0,
             minute_stats_ttl: Duration::from_secs(24 * 3600),
             promote_batch: 1000,
+            id_dedupe_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -22,8 +22,7 @@ pub struct Scripts {
     pub extend: Script,
     pub reap: Script,
     pub trim_dead: Script,
-    pub retry_dead: Script,
-    pub delete: Script,
+    pub replace: Script,
 }
 
 impl Scripts {
@@ -36,8 +35,7 @@ impl Scripts {
             extend: compile(include_str!("scripts/extend.lua")),
             reap: compile(include_str!("scripts/reap.lua")),
             trim_dead: compile(include_str!("scripts/trim_dead.lua")),
-            retry_dead: compile(include_str!("scripts/retry_dead.lua")),
-            delete: compile(include_str!("scripts/delete.lua")),
+            replace: compile(include_str!("scripts/replace.lua")),
         }
     }
 }

@@ -44,8 +44,7 @@ pub struct WorkerReport {
 
 /// A job this process holds a lease on.
 struct Held {
-    queue: String,
-    token: String,
+    job: Arc<Leased>,
     kind: String,
     started_at: Option<i64>,
 }
@@ -53,8 +52,7 @@ struct Held {
 /// A finished run on its way to the acker.
 struct Finished {
     id: String,
-    queue: String,
-    token: String,
+    job: Arc<Leased>,
     ran: Ran,
 }
 
@@ -96,14 +94,14 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The leases held, grouped by queue: (id, token) pairs.
-    fn leases_by_queue(&self) -> HashMap<String, Vec<(String, String)>> {
-        let mut by_queue: HashMap<String, Vec<(String, String)>> = HashMap::new();
-        for (id, h) in self.held().iter() {
+    /// The jobs held, grouped by queue.
+    fn held_by_queue(&self) -> HashMap<String, Vec<Arc<Leased>>> {
+        let mut by_queue: HashMap<String, Vec<Arc<Leased>>> = HashMap::new();
+        for h in self.held().values() {
             by_queue
-                .entry(h.queue.clone())
+                .entry(h.job.queue.clone())
                 .or_default()
-                .push((id.clone(), h.token.clone()));
+                .push(h.job.clone());
         }
         by_queue
     }
@@ -204,7 +202,6 @@ async fn fetch_loop(
     let slots = Arc::new(Semaphore::new(w.cfg.concurrency + w.cfg.prefetch));
     let exec = Arc::new(Semaphore::new(w.cfg.concurrency));
     let capacity = w.cfg.concurrency + w.cfg.prefetch;
-    let mut seq = 0u64;
     let mut error_pause = Duration::from_millis(100);
     let mut backlog = false;
     loop {
@@ -227,10 +224,8 @@ async fn fetch_loop(
         {
             batch.merge(more);
         }
-        seq += 1;
-        let token = format!("{}#{seq}", w.cfg.id);
         let want = batch.num_permits();
-        let (leased, next_due, failed) = fetch_batch(shared, want, &token).await;
+        let (leased, next_due, failed) = fetch_batch(shared, want).await;
         let got = leased.len();
         backlog = got == want;
         for job in leased {
@@ -288,16 +283,12 @@ async fn gather(slots: &Arc<Semaphore>, batch: &mut OwnedSemaphorePermit, capaci
 }
 
 /// One lease round over the queues in their order for this round.
-async fn fetch_batch(
-    shared: &Shared,
-    want: usize,
-    token: &str,
-) -> (Vec<Leased>, Option<i64>, bool) {
+async fn fetch_batch(shared: &Shared, want: usize) -> (Vec<Arc<Leased>>, Option<i64>, bool) {
     let w = &shared.w;
     let units: Vec<f64> = (0..w.cfg.queues.names().len())
         .map(|_| rand::random())
         .collect();
-    let mut leased: Vec<Leased> = Vec::new();
+    let mut leased: Vec<Arc<Leased>> = Vec::new();
     let mut next_due: Option<i64> = None;
     let mut failed = false;
     for queue in w.cfg.queues.order(&units) {
@@ -306,7 +297,7 @@ async fn fetch_batch(
         }
         match w
             .client
-            .fetch(queue, want - leased.len(), w.cfg.lease, token)
+            .fetch(queue, want - leased.len(), w.cfg.lease, &w.cfg.id)
             .await
         {
             Ok(f) => {
@@ -314,7 +305,7 @@ async fn fetch_batch(
                 if let Some(t) = f.next_due_ms {
                     next_due = Some(next_due.map_or(t, |n: i64| n.min(t)));
                 }
-                leased.extend(f.jobs);
+                leased.extend(f.jobs.into_iter().map(Arc::new));
             }
             Err(e) => {
                 failed = true;
@@ -327,11 +318,10 @@ async fn fetch_batch(
         let mut held = shared.held();
         for job in &leased {
             held.insert(
-                job.id.clone(),
+                job.id(),
                 Held {
-                    queue: job.queue.clone(),
-                    token: job.token.clone(),
-                    kind: peek_kind(&job.raw),
+                    job: job.clone(),
+                    kind: peek_kind(job.body()),
                     started_at: None,
                 },
             );
@@ -340,21 +330,19 @@ async fn fetch_batch(
     (leased, next_due, failed)
 }
 
-/// The kind of a raw envelope for the worker listing, without decoding the args.
-fn peek_kind(raw: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct Peek<'a> {
-        #[serde(borrow)]
-        kind: std::borrow::Cow<'a, str>,
-    }
-    serde_json::from_str::<Peek<'_>>(raw).map_or_else(|_| "?".to_owned(), |p| p.kind.into_owned())
+/// The kind of an envelope for the worker listing, without decoding it: the envelope is
+/// written by `serde_json` from `Envelope`, whose `kind` field holds a plain name.
+fn peek_kind(body: &str) -> String {
+    body.split_once("\"kind\":\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or_else(|| "?".to_owned(), |(kind, _)| kind.to_owned())
 }
 
 /// Waits for a run slot, runs the job and hands the result to the acker. A job still waiting
 /// for its slot at shutdown is handed back without running.
 async fn job_task(
     shared: Arc<Shared>,
-    job: Leased,
+    job: Arc<Leased>,
     _lease_slot: OwnedSemaphorePermit,
     exec: Arc<Semaphore>,
     tx: mpsc::UnboundedSender<Finished>,
@@ -364,8 +352,9 @@ async fn job_task(
         () = shared.stop.cancelled() => None,
         p = exec.acquire_owned() => Some(p.expect("the semaphore is never closed")),
     };
+    let id = job.id();
     let ran = if run_slot.is_some() {
-        if let Some(h) = shared.held().get_mut(&job.id) {
+        if let Some(h) = shared.held().get_mut(&id) {
             h.started_at = Some(now_ms());
         }
         if let Some(observe) = &shared.w.observer {
@@ -374,17 +363,12 @@ async fn job_task(
         runner::run(&shared.w.registry, &shared.w.resources, &job).await
     } else {
         Ran {
-            kind: peek_kind(&job.raw),
+            kind: peek_kind(job.body()),
             outcome: Outcome::requeue(),
             elapsed: Duration::ZERO,
         }
     };
-    let _ = tx.send(Finished {
-        id: job.id,
-        queue: job.queue,
-        token: job.token,
-        ran,
-    });
+    let _ = tx.send(Finished { id, job, ran });
 }
 
 /// Waits for running jobs up to the shutdown timeout, then cancels the rest.
@@ -427,20 +411,17 @@ async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finished>
 
 async fn flush(shared: &Shared, batch: Vec<Finished>) {
     let w = &shared.w;
-    /// Per queue: the (id, token) pairs to ack, and the other outcomes.
-    type Batch = (Vec<(String, String)>, Vec<Settle>);
-    let mut by_queue: HashMap<String, Batch> = HashMap::new();
+    let mut by_queue: HashMap<&str, (Vec<&Leased>, Vec<Settle<'_>>)> = HashMap::new();
     for f in &batch {
-        let (acks, settles) = by_queue.entry(f.queue.clone()).or_default();
+        let (acks, settles) = by_queue.entry(f.job.queue.as_str()).or_default();
         match &f.ran.outcome {
-            Outcome::Ack => acks.push((f.id.clone(), f.token.clone())),
+            Outcome::Ack => acks.push(&f.job),
             Outcome::Settle {
                 action,
                 due_ms,
                 error,
             } => settles.push(Settle {
-                id: f.id.clone(),
-                token: f.token.clone(),
+                job: &f.job,
                 action: *action,
                 due_ms: *due_ms,
                 error: error.clone(),
@@ -448,19 +429,22 @@ async fn flush(shared: &Shared, batch: Vec<Finished>) {
         }
     }
     let mut report = WorkerReport::default();
+    let me = w.cfg.id.as_str();
     for (queue, (acks, settles)) in by_queue {
-        if let Some((_, stale)) = persist(shared, "ack", || w.client.ack(&queue, &acks)).await {
-            report.completed += acks.len() as u64 - stale;
+        if let Some((acked, stale)) =
+            persist(shared, "ack", || w.client.ack(queue, me, &acks)).await
+        {
+            report.completed += acked;
             report.stale += stale;
         }
-        if let Some(r) = persist(shared, "settle", || w.client.settle(&queue, &settles)).await {
+        if let Some(r) = persist(shared, "settle", || w.client.settle(queue, me, &settles)).await {
             report.retried += r.retried;
             report.dead += r.killed;
             report.snoozed += r.snoozed;
             report.requeued += r.requeued;
             report.stale += r.stale;
             w.metrics
-                .evicted(&queue, r.evicted_by_age, r.evicted_by_count);
+                .evicted(queue, r.evicted_by_age, r.evicted_by_count);
         }
     }
     {
@@ -469,16 +453,31 @@ async fn flush(shared: &Shared, batch: Vec<Finished>) {
             held.remove(&f.id);
         }
     }
+    // One counter update per (queue, kind, outcome) and one histogram lookup per (queue, kind)
+    // for the whole batch: label lookups hash strings, which is not free at 100,000 jobs/s.
+    let mut counts: HashMap<(&str, &str, &str), u64> = HashMap::new();
+    let mut timings: HashMap<(&str, &str), Vec<f64>> = HashMap::new();
     for f in &batch {
-        let labels = [f.queue.as_str(), f.ran.kind.as_str()];
+        let (queue, kind) = (f.job.queue.as_str(), f.ran.kind.as_str());
+        *counts
+            .entry((queue, kind, f.ran.outcome.label()))
+            .or_default() += 1;
+        timings
+            .entry((queue, kind))
+            .or_default()
+            .push(f.ran.elapsed.as_secs_f64());
+    }
+    for ((queue, kind, outcome), n) in counts {
         w.metrics
             .jobs
-            .with_label_values(&[labels[0], labels[1], f.ran.outcome.label()])
-            .inc();
-        w.metrics
-            .duration
-            .with_label_values(&labels)
-            .observe(f.ran.elapsed.as_secs_f64());
+            .with_label_values(&[queue, kind, outcome])
+            .inc_by(n);
+    }
+    for ((queue, kind), secs) in timings {
+        let histogram = w.metrics.duration.with_label_values(&[queue, kind]);
+        for s in secs {
+            histogram.observe(s);
+        }
     }
     if report.stale > 0 {
         tracing::warn!(
@@ -530,23 +529,22 @@ fn add_report(shared: &Shared, r: WorkerReport) {
 
 /// Hands every job still held (cancelled at the deadline, or never settled) back to pending.
 async fn hand_back(shared: &Shared) {
-    let leftovers = shared.leases_by_queue();
+    let leftovers = shared.held_by_queue();
     shared.held().clear();
     let mut report = WorkerReport::default();
-    for (queue, leases) in leftovers {
-        let settles: Vec<Settle> = leases
-            .into_iter()
-            .map(|(id, token)| Settle {
-                id,
-                token,
+    for (queue, jobs) in leftovers {
+        let settles: Vec<Settle<'_>> = jobs
+            .iter()
+            .map(|job| Settle {
+                job,
                 action: SettleAction::Requeue,
                 due_ms: 0,
                 error: String::new(),
             })
             .collect();
-        let n = settles.len();
+        let me = shared.w.cfg.id.as_str();
         match persist(shared, "requeue", || {
-            shared.w.client.settle(&queue, &settles)
+            shared.w.client.settle(&queue, me, &settles)
         })
         .await
         {
@@ -557,7 +555,7 @@ async fn hand_back(shared: &Shared) {
             }
             None => tracing::error!(
                 queue,
-                jobs = n,
+                jobs = jobs.len(),
                 "could not hand back jobs; their leases will expire"
             ),
         }
@@ -579,10 +577,12 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
 
 async fn heartbeat_once(shared: &Shared) {
     let w = &shared.w;
-    for (queue, leases) in shared.leases_by_queue() {
-        match w.client.extend(&queue, &leases, w.cfg.lease).await {
-            Ok(lost) if !lost.is_empty() => {
-                tracing::warn!(queue, lost = ?lost, "leases lost: these jobs' results will be ignored");
+    for (queue, jobs) in shared.held_by_queue() {
+        match w.client.extend(&queue, &w.cfg.id, w.cfg.lease).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let lost: Vec<String> = jobs.iter().map(|j| j.id()).collect();
+                tracing::warn!(queue, lost = ?lost, "lease lost: the reaper took these jobs back; their results will be ignored");
                 w.metrics
                     .leases_lost
                     .with_label_values(&[queue.as_str()])
@@ -592,7 +592,6 @@ async fn heartbeat_once(shared: &Shared) {
                     held.remove(&id);
                 }
             }
-            Ok(_) => {}
             Err(e) => {
                 w.metrics.redis_errors.with_label_values(&["extend"]).inc();
                 tracing::error!(queue, error = %e, "could not renew leases");
@@ -604,7 +603,7 @@ async fn heartbeat_once(shared: &Shared) {
         .iter()
         .map(|(id, h)| InFlight {
             id: id.clone(),
-            queue: h.queue.clone(),
+            queue: h.job.queue.clone(),
             kind: h.kind.clone(),
             started_at: h.started_at,
         })
@@ -662,13 +661,13 @@ async fn maintenance_loop(shared: Arc<Shared>) {
 }
 
 async fn reap_queue(w: &Worker, queue: &str) {
-    const LIMIT: usize = 1000;
+    const LIMIT: usize = 100;
     loop {
         match w.client.reap(queue, LIMIT).await {
             Ok(r) => {
-                if !r.ids.is_empty() {
-                    tracing::warn!(queue, requeued = r.requeued, dead = r.killed, ids = ?r.ids,
-                        "reaped jobs whose lease expired");
+                if !r.workers.is_empty() {
+                    tracing::warn!(queue, requeued = r.requeued, dead = r.killed, workers = ?r.workers,
+                        "took back the jobs of workers whose lease expired");
                     w.metrics
                         .reaped
                         .with_label_values(&[queue, "requeued"])
@@ -680,7 +679,7 @@ async fn reap_queue(w: &Worker, queue: &str) {
                 }
                 w.metrics
                     .evicted(queue, r.evicted_by_age, r.evicted_by_count);
-                if r.ids.len() < LIMIT {
+                if r.workers.len() < LIMIT {
                     return;
                 }
             }

@@ -87,10 +87,20 @@ pub fn failure(
 /// becomes the job's outcome, so a bad job cannot take its worker down.
 pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) -> Ran {
     let started = Instant::now();
-    let env: Envelope = match serde_json::from_str(&job.raw) {
-        Ok(env) => env,
+    let id = job.id();
+    let decoded = job
+        .header
+        .as_ref()
+        .map_err(ToString::to_string)
+        .and_then(|h| {
+            serde_json::from_str::<Envelope>(job.body())
+                .map(|env| (h, env))
+                .map_err(|e| e.to_string())
+        });
+    let (header, mut env) = match decoded {
+        Ok(ok) => ok,
         Err(e) => {
-            tracing::error!(id = %job.id, queue = %job.queue, error = %e, "undecodable job payload, moving it to dead");
+            tracing::error!(%id, queue = %job.queue, error = %e, "undecodable job payload, moving it to dead");
             return Ran {
                 kind: "undecodable".to_owned(),
                 outcome: Outcome::kill(format!("undecodable payload: {e}")),
@@ -99,7 +109,7 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
         }
     };
     let Some(entry) = registry.get(&env.kind) else {
-        tracing::error!(id = %job.id, queue = %job.queue, kind = %env.kind, "unknown job kind, moving it to dead");
+        tracing::error!(%id, queue = %job.queue, kind = %env.kind, "unknown job kind, moving it to dead");
         return Ran {
             outcome: Outcome::kill(format!(
                 "unknown job kind {:?}: no handler in this worker",
@@ -109,16 +119,18 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
             elapsed: started.elapsed(),
         };
     };
-    let span = tracing::info_span!("job", kind = %env.kind, id = %job.id, queue = %job.queue, attempt = job.attempt);
+    let attempt = header.attempts + 1;
+    let max_attempts = header.max_attempts;
+    let span = tracing::info_span!("job", kind = %env.kind, %id, queue = %job.queue, attempt);
     let ctx = JobContext {
-        id: job.id.clone(),
+        id,
         queue: job.queue.clone(),
-        attempt: job.attempt,
-        max_attempts: env.max_attempts,
+        attempt,
+        max_attempts,
         resources: resources.clone(),
     };
     let timeout = entry.spec.timeout;
-    let fut = (entry.handler)(env.args.clone(), ctx);
+    let fut = (entry.handler)(std::mem::take(&mut env.args), ctx);
     let result = AssertUnwindSafe(tokio::time::timeout(timeout, fut))
         .catch_unwind()
         .instrument(span.clone())
@@ -127,8 +139,8 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
     let backoff = env.backoff.unwrap_or_else(|| entry.spec.retry.backoff());
     let fail = |error: String| {
         failure(
-            job.attempt,
-            env.max_attempts,
+            attempt,
+            max_attempts,
             &backoff,
             error,
             now_ms(),

@@ -1,49 +1,31 @@
 -- enqueue: stores new jobs, one or many, in one queue.
 --
 -- KEYS[1] pending list, KEYS[2] scheduled set, KEYS[3] stats hash
--- ARGV[1] queue prefix, ARGV[2] now (ms), then 8 values per job:
---   id, envelope JSON, kind, max attempts, unique key ('' for none), unique TTL (ms),
---   run at (ms; 0 or a time not after now means "ready now"),
---   check id (1 when the producer chose the id, so it may exist already; 0 for a fresh ULID)
--- Returns a flat array with two values per job, in input order: the job id and 1 when it was
--- created, or the id of the existing job and 0 for a duplicate (the same id is already stored,
--- or its unique key is held by a job that still exists).
--- The job hash holds env, kind, max, enq_at and, once a run has ended, attempt, error and the
--- failure times. A job's state is where its id is: pending list, scheduled, retry or dead set,
--- or the leases hash while active.
+-- ARGV[1] queue prefix, ARGV[2] now (ms), then 5 values per job:
+--   stored job, id, unique key ('' for none), unique TTL (ms), run at (ms; 0 or a time not
+--   after now means "ready now")
+-- Returns one value per job, in input order: '' when it was stored, or the id of the job that
+-- holds its unique key (a duplicate, not stored).
 local now = tonumber(ARGV[2])
 local out, ready, sched = {}, {}, {}
 local created = 0
-for i = 3, #ARGV, 8 do
-  local id, env, kind, max, uniq = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local ttl, run_at = ARGV[i + 5], tonumber(ARGV[i + 6])
-  local key = job_key(id)
-  local existing = nil
-  if ARGV[i + 7] == '1' and redis.call('EXISTS', key) == 1 then
-    existing = id
-  elseif uniq ~= '' then
-    local holder = redis.call('GET', unique_key(uniq))
-    if holder and redis.call('EXISTS', job_key(holder)) == 1 then existing = holder end
+for i = 3, #ARGV, 5 do
+  local job, id, uniq, ttl, run_at = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  local holder = nil
+  if uniq ~= '' and not redis.call('SET', unique_key(uniq), id, 'NX', 'PX', ttl) then
+    holder = redis.call('GET', unique_key(uniq)) or id
   end
-  if existing then
-    out[#out + 1] = existing
-    out[#out + 1] = 0
+  if holder then
+    out[#out + 1] = holder
   else
     if run_at > now then
       sched[#sched + 1] = run_at
-      sched[#sched + 1] = id
+      sched[#sched + 1] = job
     else
-      ready[#ready + 1] = id
-    end
-    if uniq ~= '' then
-      redis.call('HSET', key, 'env', env, 'kind', kind, 'max', max, 'enq_at', now, 'uniq', uniq)
-      redis.call('SET', unique_key(uniq), id, 'PX', ttl)
-    else
-      redis.call('HSET', key, 'env', env, 'kind', kind, 'max', max, 'enq_at', now)
+      ready[#ready + 1] = job
     end
     created = created + 1
-    out[#out + 1] = id
-    out[#out + 1] = 1
+    out[#out + 1] = ''
   end
 end
 chunked('RPUSH', KEYS[1], ready)

@@ -1,30 +1,17 @@
--- extend: moves the lease deadline of jobs a worker still holds.
+-- extend: renews a worker's lease on the jobs of one queue.
 --
--- KEYS[1] active set, KEYS[2] leases hash
--- ARGV[1] queue prefix, ARGV[2] new lease deadline (ms), then pairs of job id and lease token
--- Returns the ids whose lease is no longer this worker's (expired and re-leased, settled, or
--- deleted); their deadlines are left alone.
-local deadline = ARGV[2]
-local ids, tokens = {}, {}
-for i = 3, #ARGV, 2 do
-  ids[#ids + 1] = ARGV[i]
-  tokens[#tokens + 1] = ARGV[i + 1]
+-- KEYS[1] leases set, KEYS[2] the worker's in-flight list
+-- ARGV[1] queue prefix, ARGV[2] worker id, ARGV[3] new lease deadline (ms)
+-- Returns the number of jobs the worker still holds in this queue, or -1 when its lease had
+-- already expired and the reaper took its jobs back (their results will be ignored as stale).
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[2])
+  return redis.call('LLEN', KEYS[2])
 end
-local leases = read_leases(KEYS[2], ids)
-local keep, lost = {}, {}
-for i, id in ipairs(ids) do
-  local l = leases[i]
-  if l and l.token == tokens[i] then
-    keep[#keep + 1] = deadline
-    keep[#keep + 1] = id
-  else
-    lost[#lost + 1] = id
-  end
+local held = redis.call('LLEN', KEYS[2])
+if held > 0 then
+  -- Defensive: jobs without a lease entry would never be reaped, so give them one.
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+  return held
 end
-local i = 1
-while i <= #keep do
-  local j = math.min(i + 999, #keep)
-  redis.call('ZADD', KEYS[1], 'XX', unpack(keep, i, j))
-  i = j + 1
-end
-return lost
+return -1

@@ -1,15 +1,15 @@
 -- fetch: promotes due jobs, then leases up to N pending jobs to one worker.
 --
--- KEYS[1] pending list, KEYS[2] scheduled set, KEYS[3] retry set, KEYS[4] active set,
--- KEYS[5] leases hash, KEYS[6] paused flag
+-- KEYS[1] pending list, KEYS[2] scheduled set, KEYS[3] retry set, KEYS[4] leases set,
+-- KEYS[5] paused flag, KEYS[6] stats hash, KEYS[7] this worker's in-flight list
 -- ARGV[1] queue prefix, ARGV[2] now (ms), ARGV[3] max jobs to lease, ARGV[4] lease deadline (ms),
--- ARGV[5] lease token, ARGV[6] max jobs to promote per set
+-- ARGV[5] worker id, ARGV[6] max jobs to promote per set
 -- Returns {paused (0|1), next due time in ms of a scheduled or retry job (-1: none),
---          promoted count, then id, attempt, envelope JSON for each leased job}.
--- Promotion is bounded per call so that a backlog of millions of due jobs drains over many
--- calls instead of one script that blocks Redis; the returned next due time lets an idle worker
--- sleep exactly until the next delayed job is due. Leasing costs one HMGET per job; the lease
--- records and deadlines are written with one HSET and one ZADD per batch.
+--          promoted count, then the leased jobs}.
+-- Leasing moves the jobs into the worker's in-flight list and sets the worker's lease deadline
+-- in the leases set: a constant number of commands per batch, whatever its size. Promotion is
+-- bounded per call so that a backlog of millions of due jobs drains over many calls instead of
+-- one script that blocks Redis; the next due time lets an idle worker sleep exactly that long.
 local now = tonumber(ARGV[2])
 local limit = tonumber(ARGV[6])
 
@@ -34,32 +34,17 @@ for _, zkey in ipairs({KEYS[2], KEYS[3]}) do
   if t and (next_due < 0 or t < next_due) then next_due = t end
 end
 
-if redis.call('EXISTS', KEYS[6]) == 1 then
+if redis.call('EXISTS', KEYS[5]) == 1 then
   return {1, next_due, promoted}
 end
 
 local out = {0, next_due, promoted}
-local ids = redis.call('LPOP', KEYS[1], tonumber(ARGV[3]))
-if ids then
-  local deadline, token = ARGV[4], ARGV[5]
-  local leases, active = {}, {}
-  for _, id in ipairs(ids) do
-    local f = redis.call('HMGET', job_key(id), 'env', 'attempt', 'max', 'uniq')
-    -- An id whose hash is gone was deleted by an operator while pending: skip it.
-    if f[1] then
-      local attempt = (tonumber(f[2]) or 0) + 1
-      leases[#leases + 1] = id
-      leases[#leases + 1] = attempt .. '|' .. (f[3] or attempt) .. '|' .. now .. '|' .. token
-        .. '|' .. (f[4] or '')
-      active[#active + 1] = deadline
-      active[#active + 1] = id
-      out[#out + 1] = id
-      out[#out + 1] = attempt
-      out[#out + 1] = f[1]
-    end
-  end
-  chunked('HSET', KEYS[5], leases)
-  chunked('ZADD', KEYS[4], active)
+local jobs = redis.call('LPOP', KEYS[1], tonumber(ARGV[3]))
+if jobs then
+  chunked('RPUSH', KEYS[7], jobs)
+  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
+  count(KEYS[6], 'active', #jobs)
+  for _, job in ipairs(jobs) do out[#out + 1] = job end
 end
 -- Jobs promoted here that this call did not take are for the other idle workers.
 if promoted > 0 and redis.call('LLEN', KEYS[1]) > 0 then wake(promoted) end

@@ -1,45 +1,51 @@
--- reap: returns jobs whose lease expired (their worker died or hung) to pending.
+-- reap: takes back the jobs of workers whose lease expired (they died, hung or lost Redis).
 --
--- KEYS[1] active set, KEYS[2] leases hash, KEYS[3] pending list, KEYS[4] dead set,
--- KEYS[5] stats hash
+-- KEYS[1] leases set, KEYS[2] pending list, KEYS[3] dead set, KEYS[4] stats hash
 -- ARGV[1] queue prefix, ARGV[2] now (ms), ARGV[3] TTL of per-minute stats (s),
--- ARGV[4] dead cap by count, ARGV[5] dead cutoff (ms), ARGV[6] max jobs per call
--- Returns {requeued, killed, evicted by age, evicted by count, then the reaped ids}.
--- The expired attempt counts as a failure: a job that already used its last attempt goes to
--- dead instead of running again, so a job that kills its worker cannot loop forever.
+-- ARGV[4] dead cap by count, ARGV[5] dead cutoff (ms), ARGV[6] max workers per call
+-- Returns {requeued, killed, evicted by age, evicted by count, then the reaped workers' ids}.
+-- The expired run counts as a failed attempt: it is written into the job's header with the
+-- error, and a job that already used its last attempt goes to dead instead of running again,
+-- so a job that kills its worker cannot loop forever. Requeued jobs go to the head of pending.
 local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))
-local leases = read_leases(KEYS[2], expired)
-local front, ids = {}, {}
-local killed = 0
-for i, id in ipairs(expired) do
-  local key = job_key(id)
-  local l = leases[i]
-  if l and redis.call('EXISTS', key) == 1 then
-    ids[#ids + 1] = id
-    local worker = string.match(l.token, '^(.*)#') or l.token
-    local err = 'lease expired: worker ' .. worker .. ' stopped renewing it'
-    if l.attempt >= l.max then
-      redis.call('HSET', key, 'attempt', l.attempt, 'error', err, 'failed_at', now, 'dead_at', now)
-      redis.call('ZADD', KEYS[4], now, id)
-      release_unique(l.uniq, id)
-      killed = killed + 1
+local front, dead = {}, {}
+for _, worker in ipairs(expired) do
+  local key = inflight_key(worker)
+  local err = 'lease expired: worker ' .. worker .. ' stopped renewing it'
+  for _, job in ipairs(redis.call('LRANGE', key, 0, -1)) do
+    local j = parse_job(job)
+    if j then
+      j.attempts = j.attempts + 1
+      j.failed = now
+      j.err = err
+      if j.attempts >= j.max then
+        dead[#dead + 1] = now
+        dead[#dead + 1] = build_job(j)
+        release_unique(j.uniq, j.id)
+      else
+        front[#front + 1] = build_job(j)
+      end
     else
-      redis.call('HSET', key, 'attempt', l.attempt, 'error', err, 'failed_at', now)
-      front[#front + 1] = id
+      -- Not a job we wrote: keep it where an operator can see it.
+      dead[#dead + 1] = now
+      dead[#dead + 1] = job
     end
   end
+  redis.call('DEL', key)
 end
-chunked('HDEL', KEYS[2], expired)
 chunked('ZREM', KEYS[1], expired)
-chunked('LPUSH', KEYS[3], front)
-count(KEYS[5], 'failed', #ids, now, ttl)
-count(KEYS[5], 'dead', killed)
+chunked('LPUSH', KEYS[2], front)
+chunked('ZADD', KEYS[3], dead)
+local taken = #front + #dead / 2
+count(KEYS[4], 'active', -taken)
+count(KEYS[4], 'failed', taken, now, ttl)
+count(KEYS[4], 'dead', #dead / 2)
 local ev = {0, 0}
-if killed > 0 then
-  ev = trim_dead(KEYS[4], KEYS[5], tonumber(ARGV[5]), tonumber(ARGV[4]), 1000, 'dead_evicted')
+if #dead > 0 then
+  ev = trim_dead(KEYS[3], KEYS[4], tonumber(ARGV[5]), tonumber(ARGV[4]), 'dead_evicted')
 end
 wake(#front)
-local out = {#front, killed, ev[1], ev[2]}
-for _, id in ipairs(ids) do out[#out + 1] = id end
+local out = {#front, #dead / 2, ev[1], ev[2]}
+for _, w in ipairs(expired) do out[#out + 1] = w end
 return out

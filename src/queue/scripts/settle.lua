@@ -1,74 +1,59 @@
 -- settle: every outcome of a leased job other than success, for a batch of jobs.
 --
--- KEYS[1] active set, KEYS[2] leases hash, KEYS[3] pending list, KEYS[4] scheduled set,
--- KEYS[5] retry set, KEYS[6] dead set, KEYS[7] stats hash
+-- KEYS[1] the worker's in-flight list, KEYS[2] leases set, KEYS[3] pending list,
+-- KEYS[4] scheduled set, KEYS[5] retry set, KEYS[6] dead set, KEYS[7] stats hash
 -- ARGV[1] queue prefix, ARGV[2] now (ms), ARGV[3] TTL of per-minute stats (s),
 -- ARGV[4] dead cap by count, ARGV[5] dead cutoff (ms; older deaths are evicted),
--- ARGV[6] max evictions per call, then 5 values per job:
---   id, lease token, action, due time (ms), error text
+-- ARGV[6] worker id, then 6 values per job:
+--   the stored job as leased, action, due time (ms), the job to store instead ('' to keep it),
+--   id, unique key
 -- Actions:
---   retry   a failed attempt: to the retry set at the due time (straight to pending when due)
---   snooze  the handler asked to run later: to the scheduled set, the attempt is not consumed
---   requeue handed back at shutdown: to the head of pending, the attempt is not consumed
---   kill    to the dead set with the error, the unique lock released
+--   retry   a failed attempt: the updated job (attempts + 1, error) to the retry set at the due
+--           time, or straight to pending when already due
+--   snooze  run again at the due time, unchanged: the attempt is not consumed
+--   requeue handed back at shutdown: to the head of pending, unchanged
+--   kill    the updated job to the dead set; its unique lock is released
 -- Returns {retried, snoozed, requeued, killed, stale, evicted by age, evicted by count}.
--- Every job is fenced by its lease token like in ack.lua. A consumed attempt is written to
--- the job hash here, from the lease; snooze and requeue leave the stored count as it was.
+-- Every job is fenced like in ack.lua: only a job still in this worker's in-flight list moves.
 local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
-local jobs = {}
-for i = 7, #ARGV, 5 do
-  jobs[#jobs + 1] = {id = ARGV[i], token = ARGV[i + 1], action = ARGV[i + 2],
-    due = tonumber(ARGV[i + 3]), err = ARGV[i + 4]}
-end
-local ids = {}
-for i, j in ipairs(jobs) do ids[i] = j.id end
-local leases = read_leases(KEYS[2], ids)
-local settled, ready, front, retry, sched = {}, {}, {}, {}, {}
 local n = {retry = 0, snooze = 0, requeue = 0, kill = 0}
+local ready, front, retry, sched = {}, {}, {}, {}
 local stale = 0
-for i, j in ipairs(jobs) do
-  local l = leases[i]
-  if not l or l.token ~= j.token or n[j.action] == nil then
+for i = 7, #ARGV, 6 do
+  local job, action, due, new = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+  if new == '' then new = job end
+  if n[action] == nil or redis.call('LREM', KEYS[1], 1, job) == 0 then
     stale = stale + 1
   else
-    local key = job_key(j.id)
-    settled[#settled + 1] = j.id
-    n[j.action] = n[j.action] + 1
-    if j.action == 'retry' then
-      redis.call('HSET', key, 'attempt', l.attempt, 'error', j.err, 'failed_at', now)
-      if j.due <= now then
-        ready[#ready + 1] = j.id
-      else
-        retry[#retry + 1] = j.due
-        retry[#retry + 1] = j.id
-      end
-    elseif j.action == 'snooze' then
-      if j.due <= now then
-        ready[#ready + 1] = j.id
-      else
-        sched[#sched + 1] = j.due
-        sched[#sched + 1] = j.id
-      end
-    elseif j.action == 'requeue' then
-      front[#front + 1] = j.id
+    n[action] = n[action] + 1
+    if action == 'requeue' then
+      front[#front + 1] = job
+    elseif action == 'kill' then
+      redis.call('ZADD', KEYS[6], now, new)
+      release_unique(ARGV[i + 5], ARGV[i + 4])
+    elseif due <= now then
+      ready[#ready + 1] = new
+    elseif action == 'retry' then
+      retry[#retry + 1] = due
+      retry[#retry + 1] = new
     else
-      redis.call('HSET', key, 'attempt', l.attempt, 'error', j.err, 'failed_at', now, 'dead_at', now)
-      redis.call('ZADD', KEYS[6], now, j.id)
-      release_unique(l.uniq, j.id)
+      sched[#sched + 1] = due
+      sched[#sched + 1] = new
     end
   end
 end
-chunked('HDEL', KEYS[2], settled)
-chunked('ZREM', KEYS[1], settled)
+if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[6]) end
 chunked('RPUSH', KEYS[3], ready)
 chunked('LPUSH', KEYS[3], front)
 chunked('ZADD', KEYS[5], retry)
 chunked('ZADD', KEYS[4], sched)
+local moved = n.retry + n.snooze + n.requeue + n.kill
+count(KEYS[7], 'active', -moved)
 count(KEYS[7], 'failed', n.retry + n.kill, now, ttl)
 count(KEYS[7], 'dead', n.kill)
 local ev = {0, 0}
 if n.kill > 0 then
-  ev = trim_dead(KEYS[6], KEYS[7], tonumber(ARGV[5]), tonumber(ARGV[4]), tonumber(ARGV[6]), 'dead_evicted')
+  ev = trim_dead(KEYS[6], KEYS[7], tonumber(ARGV[5]), tonumber(ARGV[4]), 'dead_evicted')
 end
 -- Delayed retries and snoozes are announced too: an idle worker re-reads the next due time.
 wake(#ready + #front + #retry + #sched)
