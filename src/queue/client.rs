@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -228,18 +229,17 @@ impl QueueClient {
                 .query_async(&mut con)
                 .await?;
         }
-        for wave in calls.chunks(ENQUEUE_PARALLEL) {
-            let futures = wave
-                .iter()
-                .map(|(keys, chunk)| self.enqueue_chunk(keys, chunk, now));
-            for (res, (_, chunk)) in futures::future::join_all(futures)
-                .await
-                .into_iter()
-                .zip(wave)
-            {
-                for (enq, (pos, _)) in res?.into_iter().zip(chunk) {
-                    results[*pos] = Some(enq);
-                }
+        // Up to ENQUEUE_PARALLEL calls in flight: while Redis runs one chunk, the next is
+        // serialised and sent.
+        let mut replies =
+            futures::stream::iter(calls.into_iter().map(|(keys, chunk)| async move {
+                let (positions, jobs): (Vec<usize>, Vec<NewJob>) = chunk.into_iter().unzip();
+                (positions, self.enqueue_chunk(&keys, jobs, now).await)
+            }))
+            .buffered(ENQUEUE_PARALLEL);
+        while let Some((positions, reply)) = replies.next().await {
+            for (enq, pos) in reply?.into_iter().zip(positions) {
+                results[pos] = Some(enq);
             }
         }
         Ok(results.into_iter().flatten().collect())
@@ -248,7 +248,7 @@ impl QueueClient {
     async fn enqueue_chunk(
         &self,
         keys: &QueueKeys,
-        chunk: &[(usize, NewJob)],
+        jobs: Vec<NewJob>,
         now: i64,
     ) -> Result<Vec<Enqueued>> {
         let mut inv = self.scripts.enqueue.prepare_invoke();
@@ -257,8 +257,8 @@ impl QueueClient {
             .key(keys.stats())
             .arg(keys.prefix())
             .arg(now);
-        let mut ids = Vec::with_capacity(chunk.len());
-        for (_, job) in chunk {
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in jobs {
             // A producer that chooses the id (the scheduler does) is protected against a second
             // enqueue with that id by an implied unique key, unless it gave one of its own.
             let (uniq, ttl) = match (&job.unique, &job.id) {
@@ -276,7 +276,7 @@ impl QueueClient {
                     "job id {id:?}: use 1-128 characters from a-z, A-Z, 0-9, '_', '-', '.', ':'"
                 )));
             }
-            let env = job.clone().into_envelope(now);
+            let env = job.into_envelope(now);
             let header = Header {
                 attempts: 0,
                 max_attempts: env.max_attempts,

@@ -51,6 +51,11 @@ impl TestRedis {
     /// answers `PING`. Panics with a descriptive message if that fails,
     /// because a test cannot do anything useful without its Redis.
     pub fn start() -> TestRedis {
+        Self::start_with(&[])
+    }
+
+    /// Like `start`, with extra `redis-server` arguments (e.g. a TLS port).
+    pub fn start_with(extra: &[String]) -> TestRedis {
         let binary = redis_server_binary();
         let dir = tempfile::Builder::new()
             .prefix("jobfleet-test-redis-")
@@ -61,7 +66,7 @@ impl TestRedis {
         for _ in 0..MAX_ATTEMPTS {
             let port = free_port();
             let log_path = dir.path().join(format!("redis-{port}.log"));
-            let mut child = spawn(&binary, port, dir.path(), &log_path);
+            let mut child = spawn(&binary, port, dir.path(), &log_path, extra);
             match wait_until_ready(&mut child, port) {
                 Startup::Ready => return TestRedis { child, port, dir },
                 Startup::Exited(status) => {
@@ -105,6 +110,56 @@ impl TestRedis {
     /// check which server they are talking to.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Requires a password from now on (set after start-up, so the readiness check above can
+    /// still PING without one).
+    pub fn set_password(&self, password: &str) {
+        let mut conn = connect(self.port).expect("connect to set the password");
+        let cmd = format!(
+            "*4\r\n$6\r\nCONFIG\r\n$3\r\nSET\r\n$11\r\nrequirepass\r\n${}\r\n{}\r\n",
+            password.len(),
+            password
+        );
+        conn.get_mut().write_all(cmd.as_bytes()).expect("send CONFIG SET");
+        let mut line = String::new();
+        conn.read_line(&mut line).expect("read CONFIG SET reply");
+        assert!(line.starts_with("+OK"), "CONFIG SET requirepass: {line}");
+    }
+
+    /// Starts a server that also speaks TLS, with a self-signed certificate made by `openssl`.
+    /// Returns the server and its TLS port.
+    pub fn start_tls() -> (TestRedis, u16) {
+        let certs = tempfile::tempdir().expect("temp dir for certificates");
+        let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+        let made = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs (Debian package openssl)");
+        assert!(made.success(), "openssl could not make a certificate");
+        let tls_port = free_port();
+        let path = |p: &PathBuf| p.display().to_string();
+        let redis = Self::start_with(&[
+            "--tls-port".into(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            path(&cert),
+            "--tls-key-file".into(),
+            path(&key),
+            "--tls-ca-cert-file".into(),
+            path(&cert),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]);
+        // redis-server has read the files; the directory can go.
+        drop(certs);
+        (redis, tls_port)
     }
 
     /// Whether the server currently answers `PING`; useful in tests that stop
@@ -168,7 +223,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(binary: &Path, port: u16, dir: &Path, log_path: &Path) -> Child {
+fn spawn(binary: &Path, port: u16, dir: &Path, log_path: &Path, extra: &[String]) -> Child {
     // Output goes to a file rather than the test's stdout so that a failing
     // start can be explained without cluttering every passing test.
     let log = File::create(log_path)
@@ -186,6 +241,7 @@ fn spawn(binary: &Path, port: u16, dir: &Path, log_path: &Path) -> Child {
         .args(["--daemonize", "no"])
         .arg("--dir")
         .arg(dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err))

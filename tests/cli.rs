@@ -1,0 +1,650 @@
+//! The `jobfleet` binary as operators use it: bad input gives one line on stderr and a non-zero
+//! exit; the operator commands work end to end against a private Redis; a real worker process
+//! runs jobs, lists itself, serves `/healthz` and `/metrics`, and stops cleanly on SIGTERM.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use jobfleet::queue::NewJob;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use support::TestRedis;
+use support::app::{client, eventually};
+
+/// How long one CLI command may take before the test gives up on it.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the worker gets to do something observable.
+const WORKER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The binary, run from the crate root (so `config/` and `jobs/` are found) against `url`, in
+/// the `test` environment, with no configuration leaking in from the test's own environment.
+fn jobfleet(url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobfleet"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(|k| k.starts_with("JOBFLEET")) {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("REDIS_URL", url)
+        .env("JOBFLEET_ENV", "test")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// The outcome of one finished command.
+#[derive(Debug)]
+struct Run {
+    args: Vec<String>,
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr.lines().collect()
+    }
+}
+
+/// Runs `jobfleet ARGS` with extra environment variables and waits (bounded) for it to end.
+fn run_env(url: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut cmd = jobfleet(url);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("starts jobfleet");
+    // Read both pipes on threads so a chatty command cannot block on a full pipe.
+    let mut out = child.stdout.take().expect("stdout piped");
+    let mut err = child.stderr.take().expect("stderr piped");
+    let out = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waits for jobfleet") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("jobfleet {args:?} did not finish within {COMMAND_TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+fn run(url: &str, args: &[&str]) -> Run {
+    run_env(url, &[], args)
+}
+
+/// Runs a command that must succeed and returns its stdout.
+fn ok(url: &str, args: &[&str]) -> String {
+    let r = run(url, args);
+    assert!(
+        r.status.success(),
+        "jobfleet {:?} failed with {}\nstdout: {}\nstderr: {}",
+        r.args,
+        r.status,
+        r.stdout,
+        r.stderr
+    );
+    r.stdout
+}
+
+/// Runs a command that must succeed and print JSON, and returns the JSON.
+fn ok_json(url: &str, args: &[&str]) -> Value {
+    let out = ok(url, args);
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("jobfleet {args:?} printed no JSON ({e}):\n{out}"))
+}
+
+/// Asserts a command failed with a non-zero exit, printed nothing on stdout, and exactly one
+/// line on stderr that contains every one of `needles`. Returns that line.
+fn assert_one_line_error(r: &Run, needles: &[&str]) -> String {
+    assert!(
+        !r.status.success() && r.status.code().is_some_and(|c| c != 0),
+        "jobfleet {:?} should fail, but exited with {}\nstdout: {}\nstderr: {}",
+        r.args,
+        r.status,
+        r.stdout,
+        r.stderr
+    );
+    let lines = r.stderr_lines();
+    assert_eq!(
+        lines.len(),
+        1,
+        "jobfleet {:?} should print exactly one line on stderr, got:\n{}",
+        r.args,
+        r.stderr
+    );
+    let line = lines[0].trim();
+    assert!(
+        !line.is_empty(),
+        "jobfleet {:?} printed an empty error line",
+        r.args
+    );
+    for needle in needles {
+        assert!(
+            line.contains(needle),
+            "the error of jobfleet {:?} should mention {needle:?}: {line}",
+            r.args
+        );
+    }
+    assert!(
+        r.stdout.trim().is_empty(),
+        "jobfleet {:?} failed but printed on stdout: {}",
+        r.args,
+        r.stdout
+    );
+    line.to_owned()
+}
+
+/// The counters of one queue from `queues --json`, or Null if the queue is not listed.
+fn queue_stats(url: &str, queue: &str) -> Value {
+    let all = ok_json(url, &["queues", "--json"]);
+    all.as_array()
+        .unwrap_or_else(|| panic!("queues --json is not an array: {all}"))
+        .iter()
+        .find(|q| q["queue"] == queue)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Asserts the given counters of a queue, e.g. `[("pending", 4), ("dead", 0)]`.
+fn assert_counts(url: &str, queue: &str, expected: &[(&str, u64)]) {
+    let stats = queue_stats(url, queue);
+    for (field, want) in expected {
+        assert_eq!(
+            stats[*field].as_u64(),
+            Some(*want),
+            "{queue}.{field} in queues --json: {stats:#}"
+        );
+    }
+}
+
+fn is_job_id(s: &str) -> bool {
+    s.len() == 26 && s.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// A `jobfleet worker` process whose output goes to a temporary file; it is SIGKILLed if the
+/// test ends (or panics) without stopping it.
+struct WorkerProcess {
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl WorkerProcess {
+    fn start(url: &str, env: &[(&str, &str)], args: &[&str]) -> Self {
+        let log = tempfile::NamedTempFile::new().expect("temp log file");
+        let mut cmd = jobfleet(url);
+        cmd.arg("worker")
+            .args(args)
+            .stdout(Stdio::from(log.reopen().expect("log file")))
+            .stderr(Stdio::from(log.reopen().expect("log file")));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("starts jobfleet worker");
+        Self { child, log }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Panics (with the worker's output) if the worker is no longer running.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!(
+                "the worker exited early with {status}; its output:\n{}",
+                self.output()
+            );
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    fn terminate(&mut self) -> ExitStatus {
+        let pid = i32::try_from(self.child.id()).expect("pid fits i32");
+        kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM sent to the worker");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the worker did not exit within 30s of SIGTERM; its output:\n{}",
+                    self.output()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn bad_arguments_give_one_line_and_a_failure() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["jobs", "list", "default", "--state", "bogus"], &["bogus"]),
+        (&["enqueue"], &["KIND"]),
+        (&["enqueue", "noop", "--in", "soon"], &["soon"]),
+        (&["enqueue", "nope"], &["nope"]),
+        (&["enqueue", "sleep", "--args", r#"{"ms":"x"}"#], &["sleep"]),
+        (&["enqueue", "noop", "--args", "{bad"], &["--args", "JSON"]),
+        (
+            &["enqueue", "noop", "--at", "tomorrow"],
+            &["--at", "tomorrow"],
+        ),
+        (&["worker", "--concurrency", "0"], &["--concurrency"]),
+        (&["frobnicate"], &["frobnicate"]),
+    ];
+    for (args, needles) in cases {
+        assert_one_line_error(&run(&url, args), needles);
+    }
+    // None of them enqueued anything.
+    let queues = ok_json(&url, &["queues", "--json"]);
+    let total: u64 = queues
+        .as_array()
+        .expect("queues --json is an array")
+        .iter()
+        .map(|q| q["enqueued"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(total, 0, "a failed enqueue enqueued something: {queues:#}");
+}
+
+#[test]
+fn a_bad_config_value_names_the_key() {
+    let redis = TestRedis::start();
+    let r = run_env(
+        &redis.url(),
+        &[("JOBFLEET__WORKER__CONCURRENCY", "0")],
+        &["queues"],
+    );
+    assert_one_line_error(&r, &["worker.concurrency"]);
+    let r = run_env(
+        &redis.url(),
+        &[("JOBFLEET__WORKER__CONCURRENCY", "0")],
+        &["worker"],
+    );
+    assert_one_line_error(&r, &["worker.concurrency"]);
+}
+
+#[test]
+fn an_unreachable_redis_gives_one_line() {
+    let r = run("redis://127.0.0.1:1", &["queues"]);
+    assert_one_line_error(&r, &["Redis", "127.0.0.1:1"]);
+    let r = run("redis://127.0.0.1:1", &["enqueue", "noop", "--args", "{}"]);
+    assert_one_line_error(&r, &["Redis"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_flow_works_end_to_end() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+
+    // One job: the id is all that is printed.
+    let out = ok(&url, &["enqueue", "noop", "--args", "{}"]);
+    let first = out.trim().to_owned();
+    assert!(is_job_id(&first), "enqueue printed {out:?}, not an id");
+
+    // A unique job: the second enqueue returns the first one's id.
+    let out = ok(&url, &["enqueue", "noop", "--unique", "k", "--in", "1h"]);
+    let scheduled = out.trim().to_owned();
+    assert!(is_job_id(&scheduled), "enqueue printed {out:?}, not an id");
+    assert_ne!(scheduled, first);
+    let again = ok(&url, &["enqueue", "noop", "--unique", "k", "--in", "1h"]);
+    assert_eq!(again.trim(), format!("{scheduled} (already enqueued)"));
+
+    // JSON lines: all of them, or none when one line is bad.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = dir.path().join("good.jsonl");
+    std::fs::write(&good, "{\"n\":1}\n{\"n\":2}\n\n{\"n\":3}\n").expect("write jsonl");
+    let out = ok(
+        &url,
+        &["enqueue", "noop", "--jsonl", good.to_str().expect("utf-8")],
+    );
+    assert!(out.contains("enqueued 3 jobs"), "{out}");
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"n\":1}\n{not json\n{\"n\":3}\n").expect("write jsonl");
+    let r = run(
+        &url,
+        &["enqueue", "noop", "--jsonl", bad.to_str().expect("utf-8")],
+    );
+    assert_one_line_error(&r, &["line 2"]);
+    assert_counts(
+        &url,
+        "default",
+        &[
+            ("pending", 4),
+            ("scheduled", 1),
+            ("dead", 0),
+            ("enqueued", 5),
+        ],
+    );
+    assert_eq!(queue_stats(&url, "default")["paused"], false);
+
+    // Listings and one job's details.
+    let page = ok_json(
+        &url,
+        &["jobs", "list", "default", "--state", "pending", "--json"],
+    );
+    let pending = page["jobs"].as_array().expect("jobs array");
+    assert_eq!(pending.len(), 4, "{page:#}");
+    assert!(
+        pending.iter().any(|j| j["id"] == first.as_str()),
+        "{page:#}"
+    );
+    assert!(pending.iter().all(|j| j["kind"] == "noop"), "{page:#}");
+    let page = ok_json(
+        &url,
+        &["jobs", "list", "default", "--state", "scheduled", "--json"],
+    );
+    let ids: Vec<&str> = page["jobs"]
+        .as_array()
+        .expect("jobs array")
+        .iter()
+        .filter_map(|j| j["id"].as_str())
+        .collect();
+    assert_eq!(ids, [scheduled.as_str()], "{page:#}");
+    let page = ok_json(
+        &url,
+        &[
+            "jobs", "list", "default", "--state", "pending", "--limit", "3", "--json",
+        ],
+    );
+    assert_eq!(page["jobs"].as_array().map(Vec::len), Some(3), "{page:#}");
+    assert!(page["next_cursor"].is_u64(), "{page:#}");
+    let table = ok(&url, &["jobs", "list", "default", "--state", "pending"]);
+    assert!(table.contains(&first), "{table}");
+
+    let job = ok_json(&url, &["jobs", "show", &first, "--json"]);
+    assert_eq!(job["id"], first.as_str(), "{job:#}");
+    assert_eq!(job["kind"], "noop", "{job:#}");
+    assert_eq!(job["queue"], "default", "{job:#}");
+    assert_eq!(job["state"], "pending", "{job:#}");
+    assert_eq!(job["envelope"]["args"], json!({}), "{job:#}");
+    let text = ok(&url, &["jobs", "show", &first]);
+    assert!(text.contains("pending"), "{text}");
+
+    // Pause and resume show in the counters.
+    ok(&url, &["queue", "pause", "default"]);
+    assert_eq!(queue_stats(&url, "default")["paused"], true);
+    ok(&url, &["queue", "resume", "default"]);
+    assert_eq!(queue_stats(&url, "default")["paused"], false);
+
+    // Delete one job; it is gone.
+    let out = ok(&url, &["jobs", "delete", &first]);
+    assert!(out.contains(&first) && out.contains("pending"), "{out}");
+    assert_one_line_error(&run(&url, &["jobs", "show", &first]), &[&first]);
+    assert_counts(&url, "default", &[("pending", 3)]);
+
+    // Retry the scheduled job now: it becomes pending.
+    let out = ok(&url, &["jobs", "retry", &scheduled]);
+    assert!(out.contains("scheduled"), "{out}");
+    assert_counts(&url, "default", &[("pending", 4), ("scheduled", 0)]);
+
+    // Two jobs that fail for good on their first run (the spec would retry them 3 times with
+    // a 1s backoff, so they come from the library with max_attempts 1): one per queue.
+    let c = client(&url).await;
+    for queue in ["default", "other"] {
+        c.enqueue(NewJob::new("sleep", queue, json!({"ms": 0, "fail": true})).max_attempts(1))
+            .await
+            .expect("enqueue a failing job");
+    }
+
+    // A real worker process runs them all and lists itself while it runs.
+    let mut worker = WorkerProcess::start(
+        &url,
+        &[],
+        &["--queues", "default,other", "--concurrency", "2"],
+    );
+    let pid = worker.pid();
+    let listed = eventually(WORKER_TIMEOUT, || async {
+        let workers = ok_json(&url, &["workers", "--json"]);
+        workers
+            .as_array()
+            .is_some_and(|ws| ws.len() == 1 && ws[0]["pid"].as_u64() == Some(u64::from(pid)))
+    })
+    .await;
+    worker.assert_running();
+    let workers = ok_json(&url, &["workers", "--json"]);
+    assert!(
+        listed,
+        "workers --json does not list the worker: {workers:#}"
+    );
+    assert_eq!(workers[0]["concurrency"], 2, "{workers:#}");
+    assert_eq!(
+        workers[0]["queues"],
+        json!(["default", "other"]),
+        "{workers:#}"
+    );
+    let table = ok(&url, &["workers"]);
+    assert!(
+        table.contains(workers[0]["id"].as_str().unwrap_or("?")),
+        "{table}"
+    );
+
+    let drained = eventually(WORKER_TIMEOUT, || async {
+        let d = queue_stats(&url, "default");
+        let o = queue_stats(&url, "other");
+        d["dead"] == 1 && d["pending"] == 0 && d["active"] == 0 && o["dead"] == 1
+    })
+    .await;
+    assert!(
+        drained,
+        "the worker did not settle every job: {:#}\nworker output:\n{}",
+        ok_json(&url, &["queues", "--json"]),
+        worker.output()
+    );
+    worker.assert_running();
+    let status = worker.terminate();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the worker should exit 0 on SIGTERM, got {status}; output:\n{}",
+        worker.output()
+    );
+    let deregistered = eventually(Duration::from_secs(10), || async {
+        ok_json(&url, &["workers", "--json"]) == json!([])
+    })
+    .await;
+    assert!(
+        deregistered,
+        "a stopped worker is still listed: {:#}",
+        ok_json(&url, &["workers", "--json"])
+    );
+    assert_counts(
+        &url,
+        "default",
+        &[("pending", 0), ("retry", 0), ("dead", 1)],
+    );
+
+    // The dead job keeps its error.
+    let page = ok_json(
+        &url,
+        &["jobs", "list", "default", "--state", "dead", "--json"],
+    );
+    let dead = &page["jobs"][0];
+    assert_eq!(dead["kind"], "sleep", "{page:#}");
+    assert!(
+        dead["error"].as_str().is_some_and(|e| e.contains("fail")),
+        "{page:#}"
+    );
+
+    // Retry dead jobs: a dry run changes nothing, a kind filter selects.
+    let out = ok(&url, &["jobs", "retry", "--dead", "--dry-run"]);
+    assert!(out.contains("default: would retry 1 of 1"), "{out}");
+    assert!(out.contains("other: would retry 1 of 1"), "{out}");
+    let report = ok_json(
+        &url,
+        &[
+            "jobs",
+            "retry",
+            "--dead",
+            "--queue",
+            "default",
+            "--dry-run",
+            "--json",
+        ],
+    );
+    assert_eq!(report[0]["matched"], 1, "{report:#}");
+    assert_eq!(report[0]["dry_run"], true, "{report:#}");
+    assert_counts(&url, "default", &[("dead", 1), ("pending", 0)]);
+    let out = ok(&url, &["jobs", "retry", "--dead", "--kind", "noop"]);
+    assert!(out.contains("default: retried 0 of 1"), "{out}");
+    assert_counts(&url, "default", &[("dead", 1), ("pending", 0)]);
+    let out = ok(
+        &url,
+        &[
+            "jobs", "retry", "--dead", "--queue", "default", "--kind", "sleep",
+        ],
+    );
+    assert!(out.contains("default: retried 1 of 1"), "{out}");
+    assert_counts(&url, "default", &[("dead", 0), ("pending", 1)]);
+    assert_counts(&url, "other", &[("dead", 1)]);
+    let retried = ok_json(
+        &url,
+        &["jobs", "list", "default", "--state", "pending", "--json"],
+    );
+    assert_eq!(retried["jobs"][0]["attempts"], 0, "{retried:#}");
+
+    // Purge dead jobs: the age filter keeps a job that died just now.
+    let out = ok(&url, &["dead", "purge", "other", "--older-than", "1h"]);
+    assert!(out.contains("purged 0"), "{out}");
+    assert_counts(&url, "other", &[("dead", 1)]);
+    let out = ok(&url, &["dead", "purge", "other"]);
+    assert!(out.contains("purged 1"), "{out}");
+    assert_counts(&url, "other", &[("dead", 0)]);
+    let out = ok(&url, &["dead", "purge", "default"]);
+    assert!(out.contains("purged 0"), "{out}");
+    assert_counts(&url, "default", &[("pending", 1)]);
+}
+
+/// Picks a currently free port on 127.0.0.1.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("binds a free port")
+        .port()
+}
+
+/// A minimal HTTP/1.0 GET: the status code and the body.
+fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let bad = || std::io::Error::other(format!("not an HTTP response: {response:?}"));
+    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    Ok((status, body.to_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_serves_health_and_metrics() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut worker = WorkerProcess::start(&url, &[("JOBFLEET__TELEMETRY__HTTP_ADDR", &addr)], &[]);
+
+    let healthy = eventually(WORKER_TIMEOUT, || async {
+        matches!(http_get(port, "/healthz"), Ok((200, ref body)) if body.starts_with("ok"))
+    })
+    .await;
+    worker.assert_running();
+    assert!(
+        healthy,
+        "GET /healthz never answered 200 ok: {:?}\nworker output:\n{}",
+        http_get(port, "/healthz"),
+        worker.output()
+    );
+
+    let id = ok(&url, &["enqueue", "noop", "--args", "{}"]);
+    assert!(is_job_id(id.trim()), "{id}");
+    let metrics = || {
+        http_get(port, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    };
+    let counted = eventually(WORKER_TIMEOUT, || async {
+        let m = metrics();
+        m.lines().any(|l| {
+            l.starts_with("jobfleet_jobs_total{")
+                && l.contains("kind=\"noop\"")
+                && l.contains("outcome=\"completed\"")
+                && l.ends_with(" 1")
+        }) && m.contains("jobfleet_queue_jobs{")
+    })
+    .await;
+    assert!(
+        counted,
+        "/metrics never counted the noop job and the queue depths:\n{}\nworker output:\n{}",
+        metrics(),
+        worker.output()
+    );
+    let (status, _) = http_get(port, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200);
+    let (status, _) = http_get(port, "/nowhere").expect("GET /nowhere");
+    assert_eq!(status, 404);
+
+    let status = worker.terminate();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the worker should exit 0 on SIGTERM, got {status}; output:\n{}",
+        worker.output()
+    );
+    assert!(
+        http_get(port, "/healthz").is_err(),
+        "the telemetry server still answers after the worker exited"
+    );
+}
