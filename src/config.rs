@@ -224,11 +224,13 @@ impl Settings {
             ));
         }
         let w = &self.worker;
-        if w.concurrency == 0 || w.concurrency > 10_000 {
-            return Err(invalid("worker.concurrency", "must be between 1 and 10000"));
+        // An ack removes a job from its worker's in-flight list with LREM, which scans that
+        // list: the bounds keep it short.
+        if w.concurrency == 0 || w.concurrency > 1_000 {
+            return Err(invalid("worker.concurrency", "must be between 1 and 1000"));
         }
-        if w.prefetch > 10_000 {
-            return Err(invalid("worker.prefetch", "must be at most 10000"));
+        if w.prefetch > 1_000 {
+            return Err(invalid("worker.prefetch", "must be at most 1000"));
         }
         if w.lease < Duration::from_secs(1) {
             return Err(invalid("worker.lease", "must be at least 1s"));

@@ -51,5 +51,8 @@ async fn rediss_urls_connect_over_tls() {
 fn settings_never_show_the_password() {
     let settings = support::app::settings("redis://:hunter2@127.0.0.1:6379/0");
     let shown = format!("{settings:?}");
-    assert!(!shown.contains("hunter2") && shown.contains("***"), "{shown}");
+    assert!(
+        !shown.contains("hunter2") && shown.contains("***"),
+        "{shown}"
+    );
 }

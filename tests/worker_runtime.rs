@@ -418,3 +418,104 @@ async fn a_running_worker_is_listed_with_its_jobs() {
     w.stop().await;
     assert!(seen);
 }
+
+#[tokio::test]
+async fn a_job_taken_back_from_a_live_worker_and_leased_to_it_again_finishes_once() {
+    let s = setup().await;
+    let specs = spec_dir(&[("probe", "default", "20s", 5, "50ms")]);
+    let registry = registry(specs.path(), HandlerSet::new().register::<Probe>());
+    let opts = WorkerOpts {
+        lease: Duration::from_secs(1),
+        ..WorkerOpts::default()
+    };
+    let w = start_worker(&s.client, registry, &s.url, opts);
+    s.client
+        .enqueue(probe(json!({"tag": "again", "sleep_ms": 2_500})).max_attempts(5))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            events("again").len() == 1
+        })
+        .await
+    );
+    // As if the worker had stalled: its lease runs out and the reaper takes the job back, and
+    // the same worker leases it again while the first run is still going.
+    let leases = s.client.keys().queue("default").leases();
+    let expire = redis::Script::new("return redis.call('ZADD', KEYS[1], 0, ARGV[1])");
+    let _: i64 = expire
+        .key(&leases)
+        .arg(&w.id)
+        .invoke_async(&mut s.client.connection())
+        .await
+        .unwrap();
+    let reaped = s.client.reap("default", 10).await.unwrap();
+    assert_eq!(reaped.requeued, 1);
+    assert!(
+        settled(&s.client, 1, 0).await,
+        "{:?}",
+        s.client.stats("default").await
+    );
+    // The second run needs its lease renewed for 2.5 s; it must not be reaped again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = w.stop().await;
+    assert_eq!(
+        events("again").iter().map(|(_, a)| *a).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!((report.completed, report.stale), (1, 1), "{report:?}");
+    let st = s.client.stats("default").await.unwrap();
+    assert_eq!((st.processed, st.failed, st.dead, st.active), (1, 1, 0, 0));
+}
+
+#[tokio::test]
+async fn jobs_in_the_in_flight_list_unknown_to_the_worker_are_handed_back() {
+    use jobfleet::queue::payload::Header;
+    let s = setup().await;
+    let opts = WorkerOpts {
+        lease: Duration::from_secs(1),
+        ..WorkerOpts::default()
+    };
+    let w = start_worker(&s.client, s.registry.clone(), &s.url, opts);
+    // A fetch whose reply was lost: the job sits in the worker's list, the process never saw it.
+    let env = json!({"id": "lost-reply", "kind": "probe", "queue": "default",
+        "args": {"tag": "orphan"}, "max_attempts": 1, "created_at": 0});
+    let header = Header {
+        max_attempts: 1,
+        id: "lost-reply".into(),
+        ..Header::default()
+    };
+    let k = s.client.keys().queue("default");
+    let _: () = redis::pipe()
+        .rpush(k.inflight(&w.id), header.encode(&env.to_string()))
+        .hincr(k.stats(), "active", 1)
+        .query_async(&mut s.client.connection())
+        .await
+        .unwrap();
+    assert!(
+        settled(&s.client, 1, 0).await,
+        "{:?}",
+        s.client.stats("default").await
+    );
+    w.stop().await;
+    assert_eq!(
+        events("orphan"),
+        [("orphan".to_owned(), 1)],
+        "run once, on its first attempt"
+    );
+}
+
+#[tokio::test]
+async fn retrying_all_dead_jobs_does_not_chase_jobs_that_die_again() {
+    let s = setup().await;
+    let w = start_worker(&s.client, s.registry.clone(), &s.url, WorkerOpts::default());
+    let jobs: Vec<NewJob> = (0..50)
+        .map(|_| NewJob::new("mystery", "default", json!({})))
+        .collect();
+    s.client.enqueue_bulk(jobs).await.unwrap();
+    assert!(settled(&s.client, 0, 50).await);
+    let report = s.client.retry_dead("default", None, false).await.unwrap();
+    assert_eq!(report.matched, 50, "each dead job is retried once per call");
+    assert!(settled(&s.client, 0, 50).await);
+    w.stop().await;
+}

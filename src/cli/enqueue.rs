@@ -89,6 +89,9 @@ pub async fn run(app: &App, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
             .collect::<anyhow::Result<Vec<_>>>()?,
         (Some(text), None) => {
             let value: Value = serde_json::from_str(text).context("--args is not valid JSON")?;
+            if !value.is_object() {
+                bail!("--args must be a JSON object, like {{\"ms\": 100}}");
+            }
             vec![build(&registry, &args, value, at)?]
         }
         (None, None) => vec![build(

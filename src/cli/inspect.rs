@@ -127,6 +127,7 @@ pub async fn list(
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
+    client.known_queue(queue).await?;
     let page = client.list(queue, state, cursor, limit).await?;
     if as_json {
         json(&page)?;

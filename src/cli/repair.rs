@@ -27,7 +27,10 @@ pub async fn retry_dead(
 ) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
     let queues = match queue {
-        Some(q) => vec![q.to_owned()],
+        Some(q) => {
+            client.known_queue(q).await?;
+            vec![q.to_owned()]
+        }
         None => client.queue_names().await?,
     };
     let mut reports: Vec<(String, RetryReport)> = Vec::new();
@@ -63,6 +66,7 @@ pub async fn purge(
     older_than: Option<Duration>,
 ) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
+    client.known_queue(queue).await?;
     let ms = older_than.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let n = client.purge_dead(queue, ms).await?;
     match older_than {
@@ -81,6 +85,7 @@ pub async fn pause(app: &App, queue: &str, pause: bool) -> anyhow::Result<ExitCo
         client.pause(queue).await?;
         println!("{queue}: paused; workers take no jobs from it until it is resumed");
     } else {
+        client.known_queue(queue).await?;
         client.resume(queue).await?;
         println!("{queue}: resumed");
     }

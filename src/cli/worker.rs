@@ -22,7 +22,7 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub strict: bool,
     /// Jobs run at once.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub concurrency: Option<u16>,
 }
 

@@ -45,14 +45,14 @@ impl HandlerSet {
     pub fn register<J: Job>(mut self) -> Self {
         let handler: Handler = Arc::new(|args: Value, ctx: JobContext| {
             Box::pin(async move {
-                let job: J = serde_json::from_value(args).map_err(|e| {
+                let job: J = serde_path_to_error::deserialize(args).map_err(|e| {
                     JobError::fatal(format!("args do not decode as {}: {e}", J::KIND))
                 })?;
                 job.run(ctx).await
             })
         });
         let validator: Validator = Arc::new(|args: &Value| {
-            <J as serde::Deserialize>::deserialize(args)
+            serde_path_to_error::deserialize::<_, J>(args)
                 .map(|_| ())
                 .map_err(|e| format!("args do not decode as {}: {e}", J::KIND))
         });
@@ -96,8 +96,8 @@ pub enum RegistryError {
     },
     #[error("job kind {kind:?} has a handler but no spec: add {dir}/{kind}.toml")]
     NoSpec { kind: String, dir: String },
-    #[error("unknown job kind {0:?}")]
-    UnknownKind(String),
+    #[error("unknown job kind {0:?} (known kinds: {1})")]
+    UnknownKind(String, String),
     #[error("{0}")]
     BadArgs(String),
 }
@@ -179,10 +179,10 @@ impl Registry {
     }
 
     pub fn spec(&self, kind: &str) -> Result<&JobSpec, RegistryError> {
-        self.entries
-            .get(kind)
-            .map(|e| &e.spec)
-            .ok_or_else(|| RegistryError::UnknownKind(kind.to_owned()))
+        self.entries.get(kind).map(|e| &e.spec).ok_or_else(|| {
+            let known: Vec<&str> = self.entries.keys().map(String::as_str).collect();
+            RegistryError::UnknownKind(kind.to_owned(), known.join(", "))
+        })
     }
 
     pub fn specs(&self) -> impl Iterator<Item = &JobSpec> {

@@ -134,6 +134,29 @@ impl QueueClient {
         Ok(names)
     }
 
+    /// Fails with a clear error for a queue that was never used, so that a mistyped name is
+    /// not mistaken for an empty queue.
+    pub async fn known_queue(&self, queue: &str) -> Result<()> {
+        self.queue(queue)?;
+        let known: bool = self
+            .connection()
+            .sismember(self.keys.queues(), queue)
+            .await?;
+        if known {
+            Ok(())
+        } else {
+            let names = self.queue_names().await?;
+            Err(QueueError::Invalid(format!(
+                "unknown queue {queue:?} (known queues: {})",
+                if names.is_empty() {
+                    "none yet".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            )))
+        }
+    }
+
     /// Registers a queue name so that it is listed before anything was enqueued to it.
     pub async fn register_queue(&self, queue: &str) -> Result<()> {
         self.queue(queue)?;
@@ -409,23 +432,34 @@ impl QueueClient {
         Ok(job.state)
     }
 
-    /// Moves every dead job of a queue (optionally of one kind) back to pending.
+    /// Moves every dead job of a queue (optionally of one kind) back to pending. Only jobs
+    /// that died before the call started are considered, so jobs that die again at once (an
+    /// unknown kind, say) are not retried over and over within one call.
     pub async fn retry_dead(
         &self,
         queue: &str,
         kind: Option<&str>,
         dry_run: bool,
     ) -> Result<RetryReport> {
-        const BATCH: isize = 1000;
+        const BATCH: usize = 1000;
         let k = self.queue(queue)?;
+        let cutoff = now_ms();
         let mut con = self.connection();
         let mut report = RetryReport {
             dry_run,
             ..RetryReport::default()
         };
-        let mut start = 0isize;
+        let mut offset = 0usize;
         loop {
-            let stored: Vec<String> = con.zrange(k.dead(), start, start + BATCH - 1).await?;
+            let stored: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+                .arg(k.dead())
+                .arg("-inf")
+                .arg(cutoff)
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(BATCH)
+                .query_async(&mut con)
+                .await?;
             let scanned = stored.len();
             let matching: Vec<JobInfo> = stored
                 .into_iter()
@@ -442,10 +476,11 @@ impl QueueClient {
                     .replace(queue, (&k.dead(), false), true, &pairs)
                     .await?;
             }
-            if scanned < BATCH as usize {
+            if scanned < BATCH {
                 return Ok(report);
             }
-            start += BATCH - isize::try_from(moved).unwrap_or(0);
+            // Moved jobs left the range; the others stay, so skip past them.
+            offset += scanned - usize::try_from(moved).unwrap_or(scanned);
         }
     }
 

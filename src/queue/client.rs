@@ -204,7 +204,16 @@ impl QueueClient {
         // Group by queue, remembering each job's input position.
         let mut groups: Vec<(String, Vec<(usize, NewJob)>)> = Vec::new();
         for (i, job) in jobs.into_iter().enumerate() {
+            // Everything is checked before anything is written, so a bad job in a bulk enqueue
+            // leaves no part of it stored.
             validate_queue_name(&job.queue)?;
+            if let Some(id) = &job.id
+                && !valid_id(id)
+            {
+                return Err(QueueError::Invalid(format!(
+                    "job id {id:?}: use 1-128 characters from a-z, A-Z, 0-9, '_', '-', '.', ':'"
+                )));
+            }
             match groups.iter_mut().find(|(q, _)| *q == job.queue) {
                 Some((_, g)) => g.push((i, job)),
                 None => groups.push((job.queue.clone(), vec![(i, job)])),
@@ -269,13 +278,6 @@ impl QueueClient {
                 ),
                 (None, None) => (String::new(), 0),
             };
-            if let Some(id) = &job.id
-                && !valid_id(id)
-            {
-                return Err(QueueError::Invalid(format!(
-                    "job id {id:?}: use 1-128 characters from a-z, A-Z, 0-9, '_', '-', '.', ':'"
-                )));
-            }
             let env = job.into_envelope(now);
             let header = Header {
                 attempts: 0,
@@ -325,7 +327,6 @@ impl QueueClient {
     ) -> Result<Fetched> {
         let keys = self.queue(queue)?;
         let now = now_ms();
-        let deadline = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         let reply: Vec<Value> = self
             .scripts
             .fetch
@@ -339,7 +340,7 @@ impl QueueClient {
             .arg(keys.prefix())
             .arg(now)
             .arg(max.max(1))
-            .arg(deadline)
+            .arg(lease_ms(lease))
             .arg(worker)
             .arg(self.settings.promote_batch)
             .invoke_async(&mut self.con.clone())
@@ -442,7 +443,6 @@ impl QueueClient {
     /// there, or None when the lease had expired and the reaper took them back.
     pub async fn extend(&self, queue: &str, worker: &str, lease: Duration) -> Result<Option<u64>> {
         let keys = self.queue(queue)?;
-        let deadline = now_ms() + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         let held: i64 = self
             .scripts
             .extend
@@ -450,10 +450,21 @@ impl QueueClient {
             .key(keys.inflight(worker))
             .arg(keys.prefix())
             .arg(worker)
-            .arg(deadline)
+            .arg(lease_ms(lease))
             .invoke_async(&mut self.con.clone())
             .await?;
         Ok(u64::try_from(held).ok())
+    }
+
+    /// The jobs a worker holds in one queue, exactly as stored.
+    pub async fn inflight(&self, queue: &str, worker: &str) -> Result<Vec<String>> {
+        let keys = self.queue(queue)?;
+        Ok(redis::cmd("LRANGE")
+            .arg(keys.inflight(worker))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.con.clone())
+            .await?)
     }
 
     /// Takes back the jobs of up to `limit` workers whose lease expired.
@@ -506,8 +517,8 @@ impl QueueClient {
         .await
     }
 
-    /// Runs the trim script once: every dead job at or before `cutoff`, then beyond
-    /// `max_count`, is removed and counted under `field`.
+    /// Runs the trim script until it removes less than a full batch: every dead job at or
+    /// before `cutoff`, then beyond `max_count`, is removed and counted under `field`.
     pub(crate) async fn trim_dead_with(
         &self,
         queue: &str,
@@ -515,17 +526,31 @@ impl QueueClient {
         max_count: u64,
         field: &str,
     ) -> Result<(u64, u64)> {
+        const BATCH: u64 = 1000;
         let keys = self.queue(queue)?;
-        Ok(self
-            .scripts
-            .trim_dead
-            .key(keys.dead())
-            .key(keys.stats())
-            .arg(keys.prefix())
-            .arg(cutoff)
-            .arg(max_count)
-            .arg(field)
-            .invoke_async(&mut self.con.clone())
-            .await?)
+        let (mut by_age, mut by_count) = (0, 0);
+        loop {
+            let (a, c): (u64, u64) = self
+                .scripts
+                .trim_dead
+                .key(keys.dead())
+                .key(keys.stats())
+                .arg(keys.prefix())
+                .arg(cutoff)
+                .arg(max_count)
+                .arg(BATCH)
+                .arg(field)
+                .invoke_async(&mut self.con.clone())
+                .await?;
+            by_age += a;
+            by_count += c;
+            if a < BATCH && c < BATCH {
+                return Ok((by_age, by_count));
+            }
+        }
     }
+}
+
+fn lease_ms(lease: Duration) -> u64 {
+    u64::try_from(lease.as_millis()).unwrap_or(u64::MAX / 4)
 }

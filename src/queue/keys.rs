@@ -11,7 +11,8 @@
 //! | `ns:{q}:retry`              | sorted set | stored job -> next attempt time (ms)            |
 //! | `ns:{q}:dead`               | sorted set | stored job -> time of death (ms)                |
 //! | `ns:{q}:inflight:<worker>`  | list       | stored jobs leased to one worker                |
-//! | `ns:{q}:leases`             | sorted set | worker id -> lease deadline (ms)                |
+//! | `ns:{q}:leases`             | sorted set | worker id -> lease deadline (ms, Redis's clock) |
+//! | `ns:{q}:reaped:<worker>`    | string     | marks a worker whose jobs the reaper took back  |
 //! | `ns:{q}:completed`          | sorted set | opt-in capped history: job id -> finish (ms)    |
 //! | `ns:{q}:unique:<key>`       | string     | id of the job holding a unique key, with a TTL  |
 //! | `ns:{q}:paused`             | string     | present while the queue is paused               |
@@ -24,7 +25,7 @@
 //!
 //! A stored job is one string (see `payload.rs`), so a job's state is the structure that holds
 //! it. The Lua scripts receive the queue prefix as `ARGV[1]` and append the same suffixes as
-//! the functions below (`inflight:`, `unique:`, `stats:`, `wake`); `tests` pins that both agree.
+//! the functions below (`inflight:`, `reaped:`, `unique:`, `stats:`, `wake`); `tests` pins that both agree.
 
 use std::fmt;
 
@@ -138,6 +139,10 @@ impl QueueKeys {
     pub fn inflight(&self, worker: &str) -> String {
         format!("{}{}{}", self.prefix, INFLIGHT_SUFFIX, worker)
     }
+    /// Set by the reaper when it took a worker's jobs back; read once by that worker.
+    pub fn reaped(&self, worker: &str) -> String {
+        format!("{}reaped:{}", self.prefix, worker)
+    }
     pub fn dead(&self) -> String {
         self.key("dead")
     }
@@ -198,6 +203,7 @@ mod tests {
         // The Lua prelude builds `prefix .. 'inflight:' .. worker`; this is the same formula.
         let q = Keys::new("ns").queue("default");
         assert_eq!(q.inflight("w"), format!("{}inflight:w", q.prefix()));
+        assert_eq!(q.reaped("w"), format!("{}reaped:w", q.prefix()));
         assert_eq!(q.unique("k"), format!("{}unique:k", q.prefix()));
         assert_eq!(q.minute(3), format!("{}stats:3", q.prefix()));
     }

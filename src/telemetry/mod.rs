@@ -16,8 +16,11 @@ pub use metrics::Metrics;
 pub fn init_logging(settings: &TelemetrySettings) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_filter));
+    // Colours only for a person at a terminal, never in files, pipes or log collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .with_span_events(FmtSpan::NONE);
     // A second call (tests run several commands in one process) keeps the first subscriber.

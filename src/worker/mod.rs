@@ -1,6 +1,9 @@
-//! The worker runtime: `pool` runs the loops of one worker process (fetch, run, ack,
-//! heartbeat, reap, wake-up), `runner` runs one job and turns its result into an outcome.
+//! The worker runtime: `pool` fetches and runs jobs, `acker` settles their results in batches,
+//! `background` renews leases, reaps and listens for wake-ups, and `runner` runs one job and
+//! turns its result into an outcome.
 
+mod acker;
+mod background;
 pub mod pool;
 pub mod runner;
 

@@ -1,24 +1,25 @@
-//! One worker process: a fetcher that leases jobs in batches, a task per running job, an acker
-//! that settles finished jobs in batches, and background loops for leases, the worker registry,
-//! the reaper and wake-ups.
+//! One worker process: a fetcher that leases jobs in batches and a task per running job. The
+//! acker (`acker.rs`) settles finished jobs in batches; `background.rs` renews leases, keeps the
+//! worker registry, reaps expired leases and listens for wake-ups.
 //!
 //! Batching is what makes the throughput: one script call leases up to `concurrency + prefetch`
 //! jobs, and one script call acks every job that finished since the last call, so Redis sees a
 //! handful of calls per batch instead of several per job.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::WorkerConfig;
+use super::acker::{Finished, ack_loop, hand_back};
+use super::background::{heartbeat_loop, heartbeat_once, maintenance_loop, wake_loop};
 use super::runner::{self, Outcome, Ran};
 use crate::jobs::{Registry, Resources};
-use crate::queue::workers::{InFlight, WorkerInfo};
 use crate::queue::{Leased, QueueClient, QueueError, Settle, SettleAction, now_ms};
 use crate::telemetry::Metrics;
 use crate::telemetry::http::Health;
@@ -27,7 +28,7 @@ use crate::telemetry::http::Health;
 pub type JobObserver = Arc<dyn Fn(&Leased) + Send + Sync>;
 
 /// Most jobs leased by one fetch call.
-const MAX_BATCH: usize = 1000;
+pub(super) const MAX_BATCH: usize = 1000;
 
 /// What a worker did, returned when it stops.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,35 +37,41 @@ pub struct WorkerReport {
     pub retried: u64,
     pub dead: u64,
     pub snoozed: u64,
-    /// Handed back to pending at shutdown.
+    /// Handed back to pending at shutdown, or found in the in-flight list unknown to the process.
     pub requeued: u64,
     /// Settlements ignored because the lease had moved on.
     pub stale: u64,
 }
 
-/// A job this process holds a lease on.
-struct Held {
-    job: Arc<Leased>,
-    kind: String,
-    started_at: Option<i64>,
+impl WorkerReport {
+    pub(super) fn add(&mut self, r: WorkerReport) {
+        self.completed += r.completed;
+        self.retried += r.retried;
+        self.dead += r.dead;
+        self.snoozed += r.snoozed;
+        self.requeued += r.requeued;
+        self.stale += r.stale;
+    }
 }
 
-/// A finished run on its way to the acker.
-struct Finished {
-    id: String,
-    job: Arc<Leased>,
-    ran: Ran,
+/// A job this process holds a lease on. Jobs are keyed by a sequence number per lease, not by
+/// job id: the same job can come back to this worker (after the reaper took it from a stalled
+/// run) while the first run is still finishing.
+pub(super) struct Held {
+    pub job: Arc<Leased>,
+    pub kind: String,
+    pub started_at: Option<i64>,
 }
 
 /// A worker process; build it, then `run` it until a shutdown signal.
 pub struct Worker {
-    client: QueueClient,
-    registry: Arc<Registry>,
-    resources: Arc<Resources>,
-    cfg: WorkerConfig,
-    metrics: Metrics,
-    health: Arc<Health>,
-    observer: Option<JobObserver>,
+    pub(super) client: QueueClient,
+    pub(super) registry: Arc<Registry>,
+    pub(super) resources: Arc<Resources>,
+    pub(super) cfg: WorkerConfig,
+    pub(super) metrics: Metrics,
+    pub(super) health: Arc<Health>,
+    pub(super) observer: Option<JobObserver>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -75,19 +82,19 @@ impl std::fmt::Debug for Worker {
     }
 }
 
-struct Shared {
-    w: Worker,
-    held: Mutex<HashMap<String, Held>>,
-    wake: Notify,
+pub(super) struct Shared {
+    pub w: Worker,
+    held: Mutex<HashMap<u64, Held>>,
+    pub wake: Notify,
     /// Stop fetching and starting jobs.
-    stop: CancellationToken,
+    pub stop: CancellationToken,
     /// Stop the background loops, once the jobs are drained.
-    halt: CancellationToken,
+    pub halt: CancellationToken,
     report: Mutex<WorkerReport>,
 }
 
 impl Shared {
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+    pub fn held(&self) -> MutexGuard<'_, HashMap<u64, Held>> {
         // A poisoned lock only means a panic elsewhere; the map itself is still consistent.
         self.held
             .lock()
@@ -95,15 +102,22 @@ impl Shared {
     }
 
     /// The jobs held, grouped by queue.
-    fn held_by_queue(&self) -> HashMap<String, Vec<Arc<Leased>>> {
-        let mut by_queue: HashMap<String, Vec<Arc<Leased>>> = HashMap::new();
-        for h in self.held().values() {
+    pub fn held_by_queue(&self) -> HashMap<String, Vec<(u64, Arc<Leased>)>> {
+        let mut by_queue: HashMap<String, Vec<(u64, Arc<Leased>)>> = HashMap::new();
+        for (seq, h) in self.held().iter() {
             by_queue
                 .entry(h.job.queue.clone())
                 .or_default()
-                .push(h.job.clone());
+                .push((*seq, h.job.clone()));
         }
         by_queue
+    }
+
+    pub fn add_report(&self, r: WorkerReport) {
+        self.report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .add(r);
     }
 }
 
@@ -199,13 +213,19 @@ async fn fetch_loop(
     jobs: &mut JoinSet<()>,
 ) {
     let w = &shared.w;
-    let slots = Arc::new(Semaphore::new(w.cfg.concurrency + w.cfg.prefetch));
-    let exec = Arc::new(Semaphore::new(w.cfg.concurrency));
     let capacity = w.cfg.concurrency + w.cfg.prefetch;
+    let slots = Arc::new(Semaphore::new(capacity));
+    let exec = Arc::new(Semaphore::new(w.cfg.concurrency));
+    let mut seq = 0u64;
     let mut error_pause = Duration::from_millis(100);
     let mut backlog = false;
+    let mut reconciled = Instant::now();
     loop {
         while jobs.try_join_next().is_some() {}
+        if reconciled.elapsed() >= w.cfg.lease / 3 {
+            reconcile(shared).await;
+            reconciled = Instant::now();
+        }
         let mut batch = tokio::select! {
             biased;
             () = shared.stop.cancelled() => return,
@@ -225,20 +245,20 @@ async fn fetch_loop(
             batch.merge(more);
         }
         let want = batch.num_permits();
-        let (leased, next_due, failed) = fetch_batch(shared, want).await;
+        let (leased, next_due, failed) = fetch_batch(shared, want, &mut seq).await;
         let got = leased.len();
         backlog = got == want;
-        for job in leased {
+        for (seq, job) in leased {
             let slot = batch.split(1).expect("one permit per leased job");
-            jobs.spawn(job_task(
-                shared.clone(),
-                job,
-                slot,
-                exec.clone(),
-                tx.clone(),
-            ));
+            let task = job_task(shared.clone(), seq, job, slot, exec.clone(), tx.clone());
+            jobs.spawn(task);
         }
         drop(batch);
+        if failed {
+            // A fetch whose reply was lost may have leased jobs to us that we never saw.
+            reconcile(shared).await;
+            reconciled = Instant::now();
+        }
         if failed && got == 0 {
             tokio::select! {
                 () = shared.stop.cancelled() => return,
@@ -249,7 +269,8 @@ async fn fetch_loop(
         }
         error_pause = Duration::from_millis(100);
         if got == 0 {
-            let poll = w.cfg.poll_interval;
+            // Never longer than lease/3, so that reconcile() runs while the worker is idle too.
+            let poll = w.cfg.poll_interval.min(w.cfg.lease / 3);
             let wait = next_due.map_or(poll, |t| {
                 Duration::from_millis(u64::try_from((t - now_ms()).max(1)).unwrap_or(0)).min(poll)
             });
@@ -283,12 +304,16 @@ async fn gather(slots: &Arc<Semaphore>, batch: &mut OwnedSemaphorePermit, capaci
 }
 
 /// One lease round over the queues in their order for this round.
-async fn fetch_batch(shared: &Shared, want: usize) -> (Vec<Arc<Leased>>, Option<i64>, bool) {
+async fn fetch_batch(
+    shared: &Shared,
+    want: usize,
+    seq: &mut u64,
+) -> (Vec<(u64, Arc<Leased>)>, Option<i64>, bool) {
     let w = &shared.w;
     let units: Vec<f64> = (0..w.cfg.queues.names().len())
         .map(|_| rand::random())
         .collect();
-    let mut leased: Vec<Arc<Leased>> = Vec::new();
+    let mut leased: Vec<(u64, Arc<Leased>)> = Vec::new();
     let mut next_due: Option<i64> = None;
     let mut failed = false;
     for queue in w.cfg.queues.order(&units) {
@@ -305,7 +330,10 @@ async fn fetch_batch(shared: &Shared, want: usize) -> (Vec<Arc<Leased>>, Option<
                 if let Some(t) = f.next_due_ms {
                     next_due = Some(next_due.map_or(t, |n: i64| n.min(t)));
                 }
-                leased.extend(f.jobs.into_iter().map(Arc::new));
+                for job in f.jobs {
+                    *seq += 1;
+                    leased.push((*seq, Arc::new(job)));
+                }
             }
             Err(e) => {
                 failed = true;
@@ -316,18 +344,77 @@ async fn fetch_batch(shared: &Shared, want: usize) -> (Vec<Arc<Leased>>, Option<
     }
     if !leased.is_empty() {
         let mut held = shared.held();
-        for job in &leased {
+        for (seq, job) in &leased {
+            let kind = peek_kind(job.body());
             held.insert(
-                job.id(),
+                *seq,
                 Held {
                     job: job.clone(),
-                    kind: peek_kind(job.body()),
+                    kind,
                     started_at: None,
                 },
             );
         }
     }
     (leased, next_due, failed)
+}
+
+/// Hands back jobs that are in this worker's in-flight lists but unknown to the process: the
+/// reply of a fetch that leased them was lost. Runs on the fetcher's task, between fetches, so
+/// no fetch is half done; without it those jobs would be renewed forever and never run.
+async fn reconcile(shared: &Shared) {
+    let w = &shared.w;
+    for queue in w.cfg.queues.names() {
+        let stored = match w.client.inflight(&queue, &w.cfg.id).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(queue, error = %e, "could not check the in-flight list");
+                continue;
+            }
+        };
+        if stored.is_empty() {
+            continue;
+        }
+        let orphans: Vec<Leased> = {
+            let held = shared.held();
+            let known: HashSet<&str> = held
+                .values()
+                .filter(|h| h.job.queue == queue)
+                .map(|h| h.job.stored.as_str())
+                .collect();
+            stored
+                .into_iter()
+                .filter(|s| !known.contains(s.as_str()))
+                .map(|s| Leased::new(&queue, &w.cfg.id, s))
+                .collect()
+        };
+        if orphans.is_empty() {
+            continue;
+        }
+        let settles: Vec<Settle<'_>> = orphans
+            .iter()
+            .map(|job| Settle {
+                job,
+                action: SettleAction::Requeue,
+                due_ms: 0,
+                error: String::new(),
+            })
+            .collect();
+        match w.client.settle(&queue, &w.cfg.id, &settles).await {
+            Ok(r) => {
+                tracing::warn!(
+                    queue,
+                    requeued = r.requeued,
+                    "handed back jobs leased by a fetch whose reply was lost"
+                );
+                shared.add_report(WorkerReport {
+                    requeued: r.requeued,
+                    ..WorkerReport::default()
+                });
+            }
+            Err(e) => tracing::warn!(queue, error = %e, "could not hand back orphaned jobs"),
+        }
+    }
 }
 
 /// The kind of an envelope for the worker listing, without decoding it: the envelope is
@@ -342,6 +429,7 @@ fn peek_kind(body: &str) -> String {
 /// for its slot at shutdown is handed back without running.
 async fn job_task(
     shared: Arc<Shared>,
+    seq: u64,
     job: Arc<Leased>,
     _lease_slot: OwnedSemaphorePermit,
     exec: Arc<Semaphore>,
@@ -352,9 +440,8 @@ async fn job_task(
         () = shared.stop.cancelled() => None,
         p = exec.acquire_owned() => Some(p.expect("the semaphore is never closed")),
     };
-    let id = job.id();
     let ran = if run_slot.is_some() {
-        if let Some(h) = shared.held().get_mut(&id) {
+        if let Some(h) = shared.held().get_mut(&seq) {
             h.started_at = Some(now_ms());
         }
         if let Some(observe) = &shared.w.observer {
@@ -368,7 +455,7 @@ async fn job_task(
             elapsed: Duration::ZERO,
         }
     };
-    let _ = tx.send(Finished { id, job, ran });
+    let _ = tx.send(Finished { seq, job, ran });
 }
 
 /// Waits for running jobs up to the shutdown timeout, then cancels the rest.
@@ -388,352 +475,16 @@ async fn drain(shared: &Shared, jobs: &mut JoinSet<()>) {
     }
 }
 
-/// Settles finished jobs in batches: everything that finished since the last call goes in one
-/// script call per queue and outcome family.
-async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finished>) {
-    let mut buf = Vec::with_capacity(MAX_BATCH);
-    let small = shared.w.cfg.concurrency.div_ceil(2);
-    while rx.recv_many(&mut buf, MAX_BATCH).await > 0 {
-        // Under load, a millisecond gathers a real batch; a lone result waits at most that
-        // long, which delays no job's start, only the moment its slot in Redis is freed.
-        if buf.len() < small {
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(1);
-            while buf.len() < small {
-                match tokio::time::timeout_at(deadline, rx.recv_many(&mut buf, MAX_BATCH)).await {
-                    Ok(n) if n > 0 => {}
-                    _ => break,
-                }
-            }
-        }
-        flush(&shared, std::mem::take(&mut buf)).await;
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn flush(shared: &Shared, batch: Vec<Finished>) {
-    let w = &shared.w;
-    let mut by_queue: HashMap<&str, (Vec<&Leased>, Vec<Settle<'_>>)> = HashMap::new();
-    for f in &batch {
-        let (acks, settles) = by_queue.entry(f.job.queue.as_str()).or_default();
-        match &f.ran.outcome {
-            Outcome::Ack => acks.push(&f.job),
-            Outcome::Settle {
-                action,
-                due_ms,
-                error,
-            } => settles.push(Settle {
-                job: &f.job,
-                action: *action,
-                due_ms: *due_ms,
-                error: error.clone(),
-            }),
-        }
-    }
-    let mut report = WorkerReport::default();
-    let me = w.cfg.id.as_str();
-    for (queue, (acks, settles)) in by_queue {
-        if let Some((acked, stale)) =
-            persist(shared, "ack", || w.client.ack(queue, me, &acks)).await
-        {
-            report.completed += acked;
-            report.stale += stale;
-        }
-        if let Some(r) = persist(shared, "settle", || w.client.settle(queue, me, &settles)).await {
-            report.retried += r.retried;
-            report.dead += r.killed;
-            report.snoozed += r.snoozed;
-            report.requeued += r.requeued;
-            report.stale += r.stale;
-            w.metrics
-                .evicted(queue, r.evicted_by_age, r.evicted_by_count);
-        }
-    }
-    {
-        let mut held = shared.held();
-        for f in &batch {
-            held.remove(&f.id);
-        }
-    }
-    // One counter update per (queue, kind, outcome) and one histogram lookup per (queue, kind)
-    // for the whole batch: label lookups hash strings, which is not free at 100,000 jobs/s.
-    let mut counts: HashMap<(&str, &str, &str), u64> = HashMap::new();
-    let mut timings: HashMap<(&str, &str), Vec<f64>> = HashMap::new();
-    for f in &batch {
-        let (queue, kind) = (f.job.queue.as_str(), f.ran.kind.as_str());
-        *counts
-            .entry((queue, kind, f.ran.outcome.label()))
-            .or_default() += 1;
-        timings
-            .entry((queue, kind))
-            .or_default()
-            .push(f.ran.elapsed.as_secs_f64());
-    }
-    for ((queue, kind, outcome), n) in counts {
-        w.metrics
-            .jobs
-            .with_label_values(&[queue, kind, outcome])
-            .inc_by(n);
-    }
-    for ((queue, kind), secs) in timings {
-        let histogram = w.metrics.duration.with_label_values(&[queue, kind]);
-        for s in secs {
-            histogram.observe(s);
-        }
-    }
-    if report.stale > 0 {
-        tracing::warn!(
-            stale = report.stale,
-            "results ignored: those jobs' leases had expired and moved on"
-        );
-    }
-    add_report(shared, report);
-}
-
-/// Retries a settlement until it lands, for at most one lease: after that the lease has run
-/// out and the reaper gives the job to another worker anyway (at-least-once delivery).
-async fn persist<T, F, Fut>(shared: &Shared, op: &str, call: F) -> Option<T>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<T, QueueError>>,
-{
-    let give_up = tokio::time::Instant::now() + shared.w.cfg.lease;
-    let mut pause = Duration::from_millis(50);
-    loop {
-        match call().await {
-            Ok(v) => return Some(v),
-            Err(e) => {
-                shared.w.metrics.redis_errors.with_label_values(&[op]).inc();
-                if tokio::time::Instant::now() + pause > give_up {
-                    tracing::error!(op, error = %e, "giving up: the leases will expire and the jobs run again");
-                    return None;
-                }
-                tracing::warn!(op, error = %e, "settling failed, retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
-        }
-    }
-}
-
-fn add_report(shared: &Shared, r: WorkerReport) {
-    let mut t = shared
-        .report
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    t.completed += r.completed;
-    t.retried += r.retried;
-    t.dead += r.dead;
-    t.snoozed += r.snoozed;
-    t.requeued += r.requeued;
-    t.stale += r.stale;
-}
-
-/// Hands every job still held (cancelled at the deadline, or never settled) back to pending.
-async fn hand_back(shared: &Shared) {
-    let leftovers = shared.held_by_queue();
-    shared.held().clear();
-    let mut report = WorkerReport::default();
-    for (queue, jobs) in leftovers {
-        let settles: Vec<Settle<'_>> = jobs
-            .iter()
-            .map(|job| Settle {
-                job,
-                action: SettleAction::Requeue,
-                due_ms: 0,
-                error: String::new(),
-            })
-            .collect();
-        let me = shared.w.cfg.id.as_str();
-        match persist(shared, "requeue", || {
-            shared.w.client.settle(&queue, me, &settles)
-        })
-        .await
-        {
-            Some(r) => {
-                report.requeued += r.requeued;
-                report.stale += r.stale;
-                tracing::info!(queue, requeued = r.requeued, "handed back jobs at shutdown");
-            }
-            None => tracing::error!(
-                queue,
-                jobs = jobs.len(),
-                "could not hand back jobs; their leases will expire"
-            ),
-        }
-    }
-    add_report(shared, report);
-}
-
-/// Renews leases and the worker's registry entry every lease/3.
-async fn heartbeat_loop(shared: Arc<Shared>) {
-    let every = shared.w.cfg.lease / 3;
-    loop {
-        tokio::select! {
-            () = shared.halt.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
-        }
-        heartbeat_once(&shared).await;
-    }
-}
-
-async fn heartbeat_once(shared: &Shared) {
-    let w = &shared.w;
-    for (queue, jobs) in shared.held_by_queue() {
-        match w.client.extend(&queue, &w.cfg.id, w.cfg.lease).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                let lost: Vec<String> = jobs.iter().map(|j| j.id()).collect();
-                tracing::warn!(queue, lost = ?lost, "lease lost: the reaper took these jobs back; their results will be ignored");
-                w.metrics
-                    .leases_lost
-                    .with_label_values(&[queue.as_str()])
-                    .inc_by(lost.len() as u64);
-                let mut held = shared.held();
-                for id in lost {
-                    held.remove(&id);
-                }
-            }
-            Err(e) => {
-                w.metrics.redis_errors.with_label_values(&["extend"]).inc();
-                tracing::error!(queue, error = %e, "could not renew leases");
-            }
-        }
-    }
-    let in_flight = shared
-        .held()
-        .iter()
-        .map(|(id, h)| InFlight {
-            id: id.clone(),
-            queue: h.job.queue.clone(),
-            kind: h.kind.clone(),
-            started_at: h.started_at,
-        })
-        .collect();
-    let info = WorkerInfo {
-        id: w.cfg.id.clone(),
-        host: w.cfg.id.split(':').next().unwrap_or_default().to_owned(),
-        pid: std::process::id(),
-        queues: w.cfg.queues.names(),
-        concurrency: w.cfg.concurrency,
-        started_at: START.get_or_init(now_ms).to_owned(),
-        heartbeat_at: now_ms(),
-        in_flight,
-    };
-    match w.client.heartbeat_worker(&info, w.cfg.lease * 2).await {
-        Ok(()) => w.health.ok(),
-        Err(e) => {
-            w.metrics
-                .redis_errors
-                .with_label_values(&["heartbeat"])
-                .inc();
-            tracing::error!(error = %e, "worker heartbeat failed");
-        }
-    }
-}
-
-static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-
-/// Reaps expired leases, samples queue depths and enforces the dead set's age cap.
-async fn maintenance_loop(shared: Arc<Shared>) {
-    let w = &shared.w;
-    let every = (w.cfg.lease / 2).min(Duration::from_secs(5));
-    let mut tick = 0u64;
-    loop {
-        let jitter = every.mul_f64(0.8 + 0.4 * rand::random::<f64>());
-        tokio::select! {
-            () = shared.halt.cancelled() => return,
-            () = tokio::time::sleep(jitter) => {}
-        }
-        tick += 1;
-        for queue in w.cfg.queues.names() {
-            reap_queue(w, &queue).await;
-            match w.client.stats(&queue).await {
-                Ok(s) => w.metrics.observe_queue(&s),
-                Err(e) => tracing::warn!(queue, error = %e, "could not sample queue depths"),
-            }
-            if tick % 12 == 0 {
-                match w.client.trim_dead(&queue).await {
-                    Ok((age, count)) => w.metrics.evicted(&queue, age, count),
-                    Err(e) => tracing::warn!(queue, error = %e, "could not trim the dead set"),
-                }
-            }
-        }
-    }
-}
-
-async fn reap_queue(w: &Worker, queue: &str) {
-    const LIMIT: usize = 100;
-    loop {
-        match w.client.reap(queue, LIMIT).await {
-            Ok(r) => {
-                if !r.workers.is_empty() {
-                    tracing::warn!(queue, requeued = r.requeued, dead = r.killed, workers = ?r.workers,
-                        "took back the jobs of workers whose lease expired");
-                    w.metrics
-                        .reaped
-                        .with_label_values(&[queue, "requeued"])
-                        .inc_by(r.requeued);
-                    w.metrics
-                        .reaped
-                        .with_label_values(&[queue, "dead"])
-                        .inc_by(r.killed);
-                }
-                w.metrics
-                    .evicted(queue, r.evicted_by_age, r.evicted_by_count);
-                if r.workers.len() < LIMIT {
-                    return;
-                }
-            }
-            Err(e) => {
-                w.metrics.redis_errors.with_label_values(&["reap"]).inc();
-                tracing::warn!(queue, error = %e, "reap failed");
-                return;
-            }
-        }
-    }
-}
-
-/// Subscribes to the served queues' wake channels and wakes the fetcher on every message.
-/// When the subscription drops, it reconnects; meanwhile the fetcher falls back to polling.
-async fn wake_loop(shared: Arc<Shared>) {
-    use futures::StreamExt;
-    let w = &shared.w;
-    let channels: Vec<String> = w
-        .cfg
-        .queues
-        .names()
-        .iter()
-        .map(|q| w.client.keys().queue(q).wake())
-        .collect();
-    let mut pause = Duration::from_millis(100);
-    loop {
-        let subscribed = async {
-            let mut pubsub = w.client.redis_client().get_async_pubsub().await?;
-            pubsub.subscribe(&channels).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match subscribed.await {
-            Ok(mut pubsub) => {
-                pause = Duration::from_millis(100);
-                // Anything published while unsubscribed was missed: look once.
-                shared.wake.notify_one();
-                let mut messages = pubsub.on_message();
-                loop {
-                    tokio::select! {
-                        () = shared.halt.cancelled() => return,
-                        m = messages.next() => match m {
-                            Some(_) => shared.wake.notify_one(),
-                            None => break,
-                        },
-                    }
-                }
-                tracing::warn!("wake-up subscription closed; reconnecting");
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot subscribe to wake-ups; polling meanwhile"),
-        }
-        tokio::select! {
-            () = shared.halt.cancelled() => return,
-            () = tokio::time::sleep(pause) => {}
-        }
-        pause = (pause * 2).min(Duration::from_secs(5));
+    #[test]
+    fn peeks_the_kind_of_an_envelope() {
+        let env =
+            crate::queue::NewJob::new("sync_balances", "chain", serde_json::json!({"kind": "x"}));
+        let body = serde_json::to_string(&env.into_envelope(0)).unwrap();
+        assert_eq!(peek_kind(&body), "sync_balances");
+        assert_eq!(peek_kind("{}"), "?");
     }
 }

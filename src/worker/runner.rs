@@ -78,7 +78,7 @@ pub fn failure(
     let delay = backoff.delay(attempt, unit);
     Outcome::Settle {
         action: SettleAction::Retry,
-        due_ms: now_ms + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
+        due_ms: now_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
         error,
     }
 }
@@ -151,7 +151,7 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
         Ok(Ok(Ok(()))) => Outcome::Ack,
         Ok(Ok(Err(JobError::Snooze(after)))) => Outcome::Settle {
             action: SettleAction::Snooze,
-            due_ms: now_ms() + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 2),
+            due_ms: now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX)),
             error: String::new(),
         },
         Ok(Ok(Err(JobError::Fatal(e)))) => {

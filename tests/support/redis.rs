@@ -121,7 +121,9 @@ impl TestRedis {
             password.len(),
             password
         );
-        conn.get_mut().write_all(cmd.as_bytes()).expect("send CONFIG SET");
+        conn.get_mut()
+            .write_all(cmd.as_bytes())
+            .expect("send CONFIG SET");
         let mut line = String::new();
         conn.read_line(&mut line).expect("read CONFIG SET reply");
         assert!(line.starts_with("+OK"), "CONFIG SET requirepass: {line}");
@@ -133,7 +135,9 @@ impl TestRedis {
         let certs = tempfile::tempdir().expect("temp dir for certificates");
         let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
         let made = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
             .args(["-subj", "/CN=localhost", "-keyout"])
             .arg(&key)
             .arg("-out")

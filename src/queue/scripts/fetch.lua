@@ -2,7 +2,8 @@
 --
 -- KEYS[1] pending list, KEYS[2] scheduled set, KEYS[3] retry set, KEYS[4] leases set,
 -- KEYS[5] paused flag, KEYS[6] stats hash, KEYS[7] this worker's in-flight list
--- ARGV[1] queue prefix, ARGV[2] now (ms), ARGV[3] max jobs to lease, ARGV[4] lease deadline (ms),
+-- ARGV[1] queue prefix, ARGV[2] now (ms), ARGV[3] max jobs to lease, ARGV[4] lease (ms, from the
+-- server's clock),
 -- ARGV[5] worker id, ARGV[6] max jobs to promote per set
 -- Returns {paused (0|1), next due time in ms of a scheduled or retry job (-1: none),
 --          promoted count, then the leased jobs}.
@@ -42,7 +43,8 @@ local out = {0, next_due, promoted}
 local jobs = redis.call('LPOP', KEYS[1], tonumber(ARGV[3]))
 if jobs then
   chunked('RPUSH', KEYS[7], jobs)
-  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
+  redis.call('ZADD', KEYS[4], server_now() + tonumber(ARGV[4]), ARGV[5])
+  redis.call('DEL', reaped_key(ARGV[5]))
   count(KEYS[6], 'active', #jobs)
   for _, job in ipairs(jobs) do out[#out + 1] = job end
 end

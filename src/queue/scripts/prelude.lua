@@ -12,6 +12,7 @@
 local prefix = ARGV[1]
 
 local function inflight_key(worker) return prefix .. 'inflight:' .. worker end
+local function reaped_key(worker) return prefix .. 'reaped:' .. worker end
 local function unique_key(k) return prefix .. 'unique:' .. k end
 local function minute_key(now_ms) return prefix .. 'stats:' .. math.floor(now_ms / 60000) end
 
@@ -68,17 +69,33 @@ local function count(stats_key, field, n, now_ms, minute_ttl)
 end
 
 -- Enforces the dead set's caps: entries that died at or before `cutoff`, then the oldest
--- beyond `max_count`. Every eviction is counted under `field`; the caller logs and exports
--- the returned numbers, so no eviction is silent.
-local function trim_dead(dead_key, stats_key, cutoff, max_count, field)
-  local by_age = redis.call('ZREMRANGEBYSCORE', dead_key, '-inf', cutoff)
+-- beyond `max_count`, at most `limit` of each per call so that one call never blocks Redis
+-- for long. Every eviction is counted under `field`; the caller logs and exports the returned
+-- numbers, so no eviction is silent.
+local function trim_dead(dead_key, stats_key, cutoff, max_count, limit, field)
+  local old = redis.call('ZRANGEBYSCORE', dead_key, '-inf', cutoff, 'LIMIT', 0, limit)
+  chunked('ZREM', dead_key, old)
   local by_count = 0
   local excess = redis.call('ZCARD', dead_key) - max_count
   if excess > 0 then
-    by_count = redis.call('ZREMRANGEBYRANK', dead_key, 0, excess - 1)
+    by_count = redis.call('ZREMRANGEBYRANK', dead_key, 0, math.min(excess, limit) - 1)
   end
-  count(stats_key, field, by_age + by_count)
-  return {by_age, by_count}
+  count(stats_key, field, #old + by_count)
+  return {#old, by_count}
+end
+
+-- The server's clock in ms. Lease deadlines are set and checked with it, so that clock skew
+-- between worker hosts cannot make one worker reap another's live jobs.
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Pushes jobs to the head of a list keeping their order (LPUSH alone would reverse them).
+local function push_front(list_key, items)
+  local reversed = {}
+  for i = #items, 1, -1 do reversed[#reversed + 1] = items[i] end
+  chunked('LPUSH', list_key, reversed)
 end
 
 -- Tells idle workers of this queue that jobs became pending or got a due time, so they fetch

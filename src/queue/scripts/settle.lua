@@ -44,7 +44,7 @@ for i = 7, #ARGV, 6 do
 end
 if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[6]) end
 chunked('RPUSH', KEYS[3], ready)
-chunked('LPUSH', KEYS[3], front)
+push_front(KEYS[3], front)
 chunked('ZADD', KEYS[5], retry)
 chunked('ZADD', KEYS[4], sched)
 local moved = n.retry + n.snooze + n.requeue + n.kill
@@ -53,8 +53,8 @@ count(KEYS[7], 'failed', n.retry + n.kill, now, ttl)
 count(KEYS[7], 'dead', n.kill)
 local ev = {0, 0}
 if n.kill > 0 then
-  ev = trim_dead(KEYS[6], KEYS[7], tonumber(ARGV[5]), tonumber(ARGV[4]), 'dead_evicted')
+  ev = trim_dead(KEYS[6], KEYS[7], tonumber(ARGV[5]), tonumber(ARGV[4]), 1000, 'dead_evicted')
 end
 -- Delayed retries and snoozes are announced too: an idle worker re-reads the next due time.
-wake(#ready + #front + #retry + #sched)
+wake(#ready + #front + #retry / 2 + #sched / 2)
 return {n.retry, n.snooze, n.requeue, n.kill, stale, ev[1], ev[2]}

@@ -1,0 +1,234 @@
+//! The acker: settles finished jobs in batches, and hands held jobs back at shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::pool::{MAX_BATCH, Shared, WorkerReport};
+use super::runner::{Outcome, Ran};
+use crate::queue::{Leased, QueueError, Settle, SettleAction};
+
+/// A finished run on its way to the acker.
+pub(super) struct Finished {
+    pub seq: u64,
+    pub job: Arc<Leased>,
+    pub ran: Ran,
+}
+
+/// Settles finished jobs: everything that finished since the last call goes in one script
+/// call per queue and outcome family. Results that could not be written are kept (the jobs
+/// stay held, so their leases are renewed) and tried again.
+pub(super) async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finished>) {
+    let mut buf = Vec::with_capacity(MAX_BATCH);
+    let mut unwritten: Vec<Finished> = Vec::new();
+    let small = shared.w.cfg.concurrency.div_ceil(2);
+    loop {
+        let received = if unwritten.is_empty() {
+            rx.recv_many(&mut buf, MAX_BATCH).await
+        } else {
+            // On timeout it is time to try the unwritten results again.
+            tokio::time::timeout(Duration::from_secs(1), rx.recv_many(&mut buf, MAX_BATCH))
+                .await
+                .unwrap_or(1)
+        };
+        if received == 0 {
+            break;
+        }
+        // Under load, a millisecond gathers a real batch; a lone result waits at most that
+        // long, which delays no job's start, only the moment its slot in Redis is freed.
+        if buf.len() < small {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(1);
+            while buf.len() < small {
+                match tokio::time::timeout_at(deadline, rx.recv_many(&mut buf, MAX_BATCH)).await {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+        }
+        let mut batch = std::mem::take(&mut unwritten);
+        batch.append(&mut buf);
+        unwritten = flush(&shared, batch).await;
+    }
+    if !unwritten.is_empty() {
+        let left = flush(&shared, unwritten).await;
+        if !left.is_empty() {
+            tracing::error!(
+                jobs = left.len(),
+                "results could not be written; those jobs are handed back or their leases expire"
+            );
+        }
+    }
+}
+
+/// Writes one batch; returns the results that could not be written.
+async fn flush(shared: &Shared, batch: Vec<Finished>) -> Vec<Finished> {
+    let w = &shared.w;
+    let me = w.cfg.id.as_str();
+    let mut report = WorkerReport::default();
+    let mut by_queue: HashMap<String, (Vec<Finished>, Vec<Finished>)> = HashMap::new();
+    for f in batch {
+        let (acks, settles) = by_queue.entry(f.job.queue.clone()).or_default();
+        if f.ran.outcome == Outcome::Ack {
+            acks.push(f);
+        } else {
+            settles.push(f);
+        }
+    }
+    let mut written: Vec<Finished> = Vec::new();
+    let mut unwritten: Vec<Finished> = Vec::new();
+    for (queue, (acks, settles)) in by_queue {
+        let jobs: Vec<&Leased> = acks.iter().map(|f| f.job.as_ref()).collect();
+        match persist(shared, "ack", || w.client.ack(&queue, me, &jobs)).await {
+            Some((acked, stale)) => {
+                report.completed += acked;
+                report.stale += stale;
+                written.extend(acks);
+            }
+            None => unwritten.extend(acks),
+        }
+        let outcomes: Vec<Settle<'_>> = settles.iter().map(settle_of).collect();
+        match persist(shared, "settle", || w.client.settle(&queue, me, &outcomes)).await {
+            Some(r) => {
+                report.retried += r.retried;
+                report.dead += r.killed;
+                report.snoozed += r.snoozed;
+                report.requeued += r.requeued;
+                report.stale += r.stale;
+                w.metrics
+                    .evicted(&queue, r.evicted_by_age, r.evicted_by_count);
+                drop(outcomes);
+                written.extend(settles);
+            }
+            None => {
+                drop(outcomes);
+                unwritten.extend(settles);
+            }
+        }
+    }
+    {
+        let mut held = shared.held();
+        for f in &written {
+            held.remove(&f.seq);
+        }
+    }
+    record_metrics(shared, &written);
+    if report.stale > 0 {
+        tracing::warn!(
+            stale = report.stale,
+            "results ignored: those jobs' leases had expired and moved on"
+        );
+    }
+    shared.add_report(report);
+    unwritten
+}
+
+fn settle_of(f: &Finished) -> Settle<'_> {
+    match &f.ran.outcome {
+        Outcome::Settle {
+            action,
+            due_ms,
+            error,
+        } => Settle {
+            job: &f.job,
+            action: *action,
+            due_ms: *due_ms,
+            error: error.clone(),
+        },
+        Outcome::Ack => unreachable!("acks are written by ack, not settle"),
+    }
+}
+
+/// One counter update per (queue, kind, outcome) and one histogram lookup per (queue, kind)
+/// for the whole batch: label lookups hash strings, which is not free at 100,000 jobs/s.
+fn record_metrics(shared: &Shared, batch: &[Finished]) {
+    let metrics = &shared.w.metrics;
+    let mut counts: HashMap<(&str, &str, &str), u64> = HashMap::new();
+    let mut timings: HashMap<(&str, &str), Vec<f64>> = HashMap::new();
+    for f in batch {
+        let (queue, kind) = (f.job.queue.as_str(), f.ran.kind.as_str());
+        *counts
+            .entry((queue, kind, f.ran.outcome.label()))
+            .or_default() += 1;
+        timings
+            .entry((queue, kind))
+            .or_default()
+            .push(f.ran.elapsed.as_secs_f64());
+    }
+    for ((queue, kind, outcome), n) in counts {
+        metrics
+            .jobs
+            .with_label_values(&[queue, kind, outcome])
+            .inc_by(n);
+    }
+    for ((queue, kind), secs) in timings {
+        let histogram = metrics.duration.with_label_values(&[queue, kind]);
+        for s in secs {
+            histogram.observe(s);
+        }
+    }
+}
+
+/// Retries a settlement until it lands, for at most one lease: after that the lease has run
+/// out and the reaper gives the job to another worker anyway (at-least-once delivery).
+async fn persist<T, F, Fut>(shared: &Shared, op: &str, call: F) -> Option<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, QueueError>>,
+{
+    let give_up = tokio::time::Instant::now() + shared.w.cfg.lease;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match call().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                shared.w.metrics.redis_errors.with_label_values(&[op]).inc();
+                if tokio::time::Instant::now() + pause > give_up {
+                    tracing::error!(op, error = %e, "giving up for now; the results are kept and tried again");
+                    return None;
+                }
+                tracing::warn!(op, error = %e, "settling failed, retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Hands every job still held (cancelled at the deadline, or never settled) back to pending.
+pub(super) async fn hand_back(shared: &Shared) {
+    let leftovers = shared.held_by_queue();
+    shared.held().clear();
+    let mut report = WorkerReport::default();
+    let me = shared.w.cfg.id.as_str();
+    for (queue, jobs) in leftovers {
+        let settles: Vec<Settle<'_>> = jobs
+            .iter()
+            .map(|(_, job)| Settle {
+                job,
+                action: SettleAction::Requeue,
+                due_ms: 0,
+                error: String::new(),
+            })
+            .collect();
+        match persist(shared, "requeue", || {
+            shared.w.client.settle(&queue, me, &settles)
+        })
+        .await
+        {
+            Some(r) => {
+                report.requeued += r.requeued;
+                report.stale += r.stale;
+                tracing::info!(queue, requeued = r.requeued, "handed back jobs at shutdown");
+            }
+            None => tracing::error!(
+                queue,
+                jobs = jobs.len(),
+                "could not hand back jobs; their leases will expire"
+            ),
+        }
+    }
+    shared.add_report(report);
+}

@@ -1,0 +1,199 @@
+//! The background loops of a worker: lease renewal and the registry entry (heartbeat), the
+//! reaper and queue sampling (maintenance), and the wake-up subscription.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::pool::{Shared, Worker};
+use crate::queue::now_ms;
+use crate::queue::workers::{InFlight, WorkerInfo};
+
+/// Renews leases and the worker's registry entry every lease/3.
+pub(super) async fn heartbeat_loop(shared: Arc<Shared>) {
+    let every = shared.w.cfg.lease / 3;
+    loop {
+        tokio::select! {
+            () = shared.halt.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        heartbeat_once(&shared).await;
+    }
+}
+
+pub(super) async fn heartbeat_once(shared: &Shared) {
+    let w = &shared.w;
+    // Renewals run concurrently and each gets at most lease/3: one slow call must not let the
+    // other queues' leases run out.
+    let limit = w.cfg.lease / 3;
+    let renewals = shared
+        .held_by_queue()
+        .into_iter()
+        .map(|(queue, jobs)| async move {
+            let result =
+                tokio::time::timeout(limit, w.client.extend(&queue, &w.cfg.id, w.cfg.lease)).await;
+            (queue, jobs, result)
+        });
+    for (queue, jobs, result) in futures::future::join_all(renewals).await {
+        match result {
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => {
+                let lost: Vec<String> = jobs.iter().map(|(_, j)| j.id()).collect();
+                tracing::warn!(queue, lost = ?lost, "lease lost: the reaper took these jobs back; their results will be ignored");
+                w.metrics
+                    .leases_lost
+                    .with_label_values(&[queue.as_str()])
+                    .inc_by(lost.len() as u64);
+                let mut held = shared.held();
+                for (seq, _) in &jobs {
+                    held.remove(seq);
+                }
+            }
+            Ok(Err(e)) => {
+                w.metrics.redis_errors.with_label_values(&["extend"]).inc();
+                tracing::error!(queue, error = %e, "could not renew the lease");
+            }
+            Err(_) => {
+                w.metrics.redis_errors.with_label_values(&["extend"]).inc();
+                tracing::error!(queue, "renewing the lease timed out");
+            }
+        }
+    }
+    let in_flight = shared
+        .held()
+        .values()
+        .map(|h| InFlight {
+            id: h.job.id(),
+            queue: h.job.queue.clone(),
+            kind: h.kind.clone(),
+            started_at: h.started_at,
+        })
+        .collect();
+    let info = WorkerInfo {
+        id: w.cfg.id.clone(),
+        host: w.cfg.id.split(':').next().unwrap_or_default().to_owned(),
+        pid: std::process::id(),
+        queues: w.cfg.queues.names(),
+        concurrency: w.cfg.concurrency,
+        started_at: START.get_or_init(now_ms).to_owned(),
+        heartbeat_at: now_ms(),
+        in_flight,
+    };
+    match w.client.heartbeat_worker(&info, w.cfg.lease * 2).await {
+        Ok(()) => w.health.ok(),
+        Err(e) => {
+            w.metrics
+                .redis_errors
+                .with_label_values(&["heartbeat"])
+                .inc();
+            tracing::error!(error = %e, "worker heartbeat failed");
+        }
+    }
+}
+
+static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+
+/// Reaps expired leases, samples queue depths and enforces the dead set's age cap.
+pub(super) async fn maintenance_loop(shared: Arc<Shared>) {
+    let w = &shared.w;
+    let every = (w.cfg.lease / 2).min(Duration::from_secs(5));
+    let mut tick = 0u64;
+    loop {
+        let jitter = every.mul_f64(0.8 + 0.4 * rand::random::<f64>());
+        tokio::select! {
+            () = shared.halt.cancelled() => return,
+            () = tokio::time::sleep(jitter) => {}
+        }
+        tick += 1;
+        for queue in w.cfg.queues.names() {
+            reap_queue(w, &queue).await;
+            match w.client.stats(&queue).await {
+                Ok(s) => w.metrics.observe_queue(&s),
+                Err(e) => tracing::warn!(queue, error = %e, "could not sample queue depths"),
+            }
+            if tick % 12 == 0 {
+                match w.client.trim_dead(&queue).await {
+                    Ok((age, count)) => w.metrics.evicted(&queue, age, count),
+                    Err(e) => tracing::warn!(queue, error = %e, "could not trim the dead set"),
+                }
+            }
+        }
+    }
+}
+
+async fn reap_queue(w: &Worker, queue: &str) {
+    const LIMIT: usize = 100;
+    loop {
+        match w.client.reap(queue, LIMIT).await {
+            Ok(r) => {
+                if !r.workers.is_empty() {
+                    tracing::warn!(queue, requeued = r.requeued, dead = r.killed, workers = ?r.workers,
+                        "took back the jobs of workers whose lease expired");
+                    w.metrics
+                        .reaped
+                        .with_label_values(&[queue, "requeued"])
+                        .inc_by(r.requeued);
+                    w.metrics
+                        .reaped
+                        .with_label_values(&[queue, "dead"])
+                        .inc_by(r.killed);
+                }
+                w.metrics
+                    .evicted(queue, r.evicted_by_age, r.evicted_by_count);
+                if r.workers.len() < LIMIT {
+                    return;
+                }
+            }
+            Err(e) => {
+                w.metrics.redis_errors.with_label_values(&["reap"]).inc();
+                tracing::warn!(queue, error = %e, "reap failed");
+                return;
+            }
+        }
+    }
+}
+
+/// Subscribes to the served queues' wake channels and wakes the fetcher on every message.
+/// When the subscription drops, it reconnects; meanwhile the fetcher falls back to polling.
+pub(super) async fn wake_loop(shared: Arc<Shared>) {
+    use futures::StreamExt;
+    let w = &shared.w;
+    let channels: Vec<String> = w
+        .cfg
+        .queues
+        .names()
+        .iter()
+        .map(|q| w.client.keys().queue(q).wake())
+        .collect();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let subscribed = async {
+            let mut pubsub = w.client.redis_client().get_async_pubsub().await?;
+            pubsub.subscribe(&channels).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        match subscribed.await {
+            Ok(mut pubsub) => {
+                pause = Duration::from_millis(100);
+                // Anything published while unsubscribed was missed: look once.
+                shared.wake.notify_one();
+                let mut messages = pubsub.on_message();
+                loop {
+                    tokio::select! {
+                        () = shared.halt.cancelled() => return,
+                        m = messages.next() => match m {
+                            Some(_) => shared.wake.notify_one(),
+                            None => break,
+                        },
+                    }
+                }
+                tracing::warn!("wake-up subscription closed; reconnecting");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot subscribe to wake-ups; polling meanwhile"),
+        }
+        tokio::select! {
+            () = shared.halt.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
