@@ -118,6 +118,12 @@ ensure_redis_server_binary() {
 	export REDIS_SERVER
 }
 
+# The TLS connection test makes a self-signed certificate with the openssl command.
+ensure_openssl() {
+	jf_have openssl || _jf_apt_install openssl
+	jf_have openssl || jf_die "openssl is still not on PATH after installing it"
+}
+
 # ---------------------------------------------------------------------------
 # Talking to Redis
 # ---------------------------------------------------------------------------
