@@ -37,7 +37,16 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub dead: DeadSettings,
     pub telemetry: TelemetrySettings,
+    pub scheduler: SchedulerSettings,
     pub jobs: JobsSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    /// Schedule names not to run here.
+    pub disabled: Vec<String>,
+    pub http_addr: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -187,6 +196,8 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("scheduler.disabled")
                 .source(Some(vars)),
         );
         if let Some((_, url)) = sources.vars.iter().find(|(k, _)| k == "REDIS_URL") {
@@ -243,12 +254,16 @@ impl Settings {
         if self.dead.max_jobs == 0 {
             return Err(invalid("dead.max_jobs", "must be at least 1"));
         }
-        let addr = &self.telemetry.http_addr;
-        if !addr.is_empty() && addr.parse::<std::net::SocketAddr>().is_err() {
-            return Err(invalid(
-                "telemetry.http_addr",
-                format!("{addr:?} is not host:port (or \"\" to disable)"),
-            ));
+        for (key, addr) in [
+            ("telemetry.http_addr", &self.telemetry.http_addr),
+            ("scheduler.http_addr", &self.scheduler.http_addr),
+        ] {
+            if !addr.is_empty() && addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(
+                    key,
+                    format!("{addr:?} is not host:port (or \"\" to disable)"),
+                ));
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
             return Err(invalid("telemetry.log_filter", "is not a valid filter"));

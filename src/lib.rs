@@ -6,5 +6,6 @@ pub mod cli;
 pub mod config;
 pub mod jobs;
 pub mod queue;
+pub mod scheduler;
 pub mod telemetry;
 pub mod worker;

@@ -5,6 +5,7 @@ mod enqueue;
 mod inspect;
 mod output;
 mod repair;
+mod schedule;
 mod worker;
 
 use std::process::ExitCode;
@@ -50,6 +51,23 @@ pub enum Command {
     Workers(JsonFlag),
     /// Measure enqueue and drain throughput and start latency.
     Bench(bench::BenchArgs),
+    /// Run the scheduler: enqueue the schedules of jobs/*.toml at their ticks.
+    Scheduler,
+    /// Show every schedule, its next run and its last tick's job.
+    Schedules(JsonFlag),
+    /// Run one job in the foreground (exit code 0 on success).
+    Run {
+        /// The job kind.
+        kind: String,
+        /// The job's args as a JSON object.
+        #[arg(long)]
+        args: Option<String>,
+    },
+    /// Enqueue one job of a schedule now, outside its ticks.
+    EnqueueNow {
+        /// The schedule's name (see `jobfleet schedules`).
+        schedule: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -195,5 +213,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue(QueueCommand::Pause { queue }) => repair::pause(&app, &queue, true).await,
         Command::Queue(QueueCommand::Resume { queue }) => repair::pause(&app, &queue, false).await,
         Command::Bench(args) => bench::run(&app, args).await,
+        Command::Scheduler => schedule::scheduler(&app).await,
+        Command::Schedules(f) => schedule::list(&app, f.json).await,
+        Command::Run { kind, args } => schedule::run(&app, &kind, args.as_deref()).await,
+        Command::EnqueueNow { schedule } => schedule::enqueue_now(&app, &schedule).await,
     }
 }

@@ -21,6 +21,66 @@ pub struct JobSpec {
     pub retry: RetrySpec,
     #[serde(default)]
     pub unique: Option<UniqueSpec>,
+    /// When the scheduler enqueues this kind; a kind may have several schedules.
+    #[serde(default, rename = "schedule")]
+    pub schedules: Vec<ScheduleSpec>,
+}
+
+/// What to do about ticks that passed while no scheduler was running.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Missed {
+    /// Forget them; the next tick runs as usual.
+    #[default]
+    Skip,
+    /// On start, enqueue one catch-up run for the latest missed tick within `catch_up`.
+    RunOnce,
+}
+
+/// One periodic schedule of a job kind.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    /// Unique across all specs; defaults to the kind (or `kind-2`, `kind-3`... for more).
+    #[serde(default)]
+    pub name: String,
+    /// Five fields, or six with seconds first (see `scheduler::cron`).
+    pub cron: String,
+    /// An IANA time zone the expression is read in.
+    #[serde(default = "utc")]
+    pub timezone: String,
+    /// The args of every job enqueued, as a TOML table.
+    #[serde(default = "empty_args")]
+    pub args: toml::Table,
+    #[serde(default)]
+    pub missed: Missed,
+    /// How far back a `run_once` catch-up may reach.
+    #[serde(default = "default_catch_up", with = "crate::config::duration")]
+    pub catch_up: Duration,
+}
+
+/// A TOML error on one line: where it is, the line itself, and what is wrong.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let source = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line} ({source}): {}", e.message().trim())
+        }
+        None => e.message().trim().to_owned(),
+    }
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+fn empty_args() -> toml::Table {
+    toml::Table::new()
+}
+
+fn default_catch_up() -> Duration {
+    Duration::from_secs(3600)
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -78,8 +138,18 @@ impl JobSpec {
             .ok_or_else(|| err("file name is not valid UTF-8".into()))?
             .to_owned();
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let mut spec: JobSpec = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let mut spec: JobSpec = toml::from_str(&text).map_err(|e| err(toml_error(&text, &e)))?;
         spec.kind = kind;
+        let many = spec.schedules.len() > 1;
+        for (i, s) in spec.schedules.iter_mut().enumerate() {
+            if s.name.is_empty() {
+                s.name = if many && i > 0 {
+                    format!("{}-{}", spec.kind, i + 1)
+                } else {
+                    spec.kind.clone()
+                };
+            }
+        }
         spec.validate().map_err(err)?;
         Ok(spec)
     }
@@ -100,6 +170,20 @@ impl JobSpec {
             && u.ttl.is_zero()
         {
             return Err("unique.ttl: must be more than 0s".into());
+        }
+        for (i, s) in self.schedules.iter().enumerate() {
+            let at = format!("schedule[{i}]");
+            crate::scheduler::cron::Cron::parse(&s.cron).map_err(|e| format!("{at}.cron: {e}"))?;
+            s.timezone
+                .parse::<chrono_tz::Tz>()
+                .map_err(|_| format!("{at}.timezone: {:?} is not an IANA time zone", s.timezone))?;
+            if !s
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            {
+                return Err(format!("{at}.name: use a-z, A-Z, 0-9, '_', '-' and '.'"));
+            }
         }
         Ok(())
     }
@@ -135,6 +219,20 @@ jitter = 0.2
     }
 
     #[test]
+    fn schedules_get_names_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{GOOD}\n[[schedule]]\ncron = \"0 * * * *\"\n[[schedule]]\ncron = \"0 0 * * MON\"\nargs = {{ period = \"week\" }}\nmissed = \"run_once\"\n"
+        );
+        let spec = JobSpec::load(&write(dir.path(), "board.toml", &text)).unwrap();
+        let names: Vec<&str> = spec.schedules.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["board", "board-2"]);
+        assert_eq!(spec.schedules[0].timezone, "UTC");
+        assert_eq!(spec.schedules[1].missed, Missed::RunOnce);
+        assert_eq!(spec.schedules[1].args["period"].as_str(), Some("week"));
+    }
+
+    #[test]
     fn errors_name_the_file_and_the_field() {
         let dir = tempfile::tempdir().unwrap();
         let bad = GOOD.replace("max_attempts = 5", "max_attempts = 0");
@@ -150,6 +248,23 @@ jitter = 0.2
             .unwrap_err()
             .to_string();
         assert!(e.contains("b.toml") && e.contains("queue"), "{e}");
+        let bad = format!("{GOOD}\n[[schedule]]\ncron = \"61 * * * *\"\n");
+        let e = JobSpec::load(&write(dir.path(), "d.toml", &bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("d.toml") && e.contains("schedule[0].cron"),
+            "{e}"
+        );
+        let bad =
+            format!("{GOOD}\n[[schedule]]\ncron = \"* * * * *\"\ntimezone = \"Mars/Olympus\"\n");
+        let e = JobSpec::load(&write(dir.path(), "e.toml", &bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("e.toml") && e.contains("schedule[0].timezone"),
+            "{e}"
+        );
         let bad = format!("{GOOD}\ncolour = \"red\"\n");
         let e = JobSpec::load(&write(dir.path(), "c.toml", &bad))
             .unwrap_err()

@@ -317,6 +317,59 @@ impl QueueClient {
             .collect())
     }
 
+    /// Enqueues one tick of a schedule unless it (or a later tick) was enqueued already.
+    /// The job's id should be deterministic from (schedule, tick). Returns whether this call
+    /// enqueued it.
+    pub async fn enqueue_tick(&self, schedule: &str, tick_ms: i64, job: NewJob) -> Result<bool> {
+        let keys = self.queue(&job.queue)?;
+        let id = job.id.clone().unwrap_or_default();
+        if !valid_id(&id) {
+            return Err(QueueError::Invalid(format!(
+                "tick job id {id:?} is not valid"
+            )));
+        }
+        let env = job.into_envelope(now_ms());
+        let header = Header {
+            max_attempts: env.max_attempts,
+            id: env.id.clone(),
+            ..Header::default()
+        };
+        let stored = header.encode(&serde_json::to_string(&env)?);
+        let _: () = redis::cmd("SADD")
+            .arg(self.keys.queues())
+            .arg(keys.name())
+            .query_async(&mut self.con.clone())
+            .await?;
+        let created: i64 = self
+            .scripts
+            .enqueue_tick
+            .key(keys.pending())
+            .key(keys.ticks())
+            .key(keys.stats())
+            .arg(keys.prefix())
+            .arg(schedule)
+            .arg(tick_ms)
+            .arg(stored)
+            .arg(&env.id)
+            .invoke_async(&mut self.con.clone())
+            .await?;
+        Ok(created == 1)
+    }
+
+    /// The last tick a schedule enqueued into a queue: (tick ms, job id).
+    pub async fn last_tick(&self, queue: &str, schedule: &str) -> Result<Option<(i64, String)>> {
+        let keys = self.queue(queue)?;
+        let v: Option<String> = redis::cmd("HGET")
+            .arg(keys.ticks())
+            .arg(schedule)
+            .query_async(&mut self.con.clone())
+            .await?;
+        Ok(v.and_then(|v| {
+            let (t, id) = v.split_once('|')?;
+            Some((t.parse().ok()?, id.to_owned()))
+        }))
+    }
+
     /// Promotes due delayed jobs and leases up to `max` pending jobs of one queue to `worker`.
     pub async fn fetch(
         &self,

@@ -14,6 +14,7 @@
 //! | `ns:{q}:leases`             | sorted set | worker id -> lease deadline (ms, Redis's clock) |
 //! | `ns:{q}:reaped:<worker>`    | string     | marks a worker whose jobs the reaper took back  |
 //! | `ns:{q}:completed`          | sorted set | opt-in capped history: job id -> finish (ms)    |
+//! | `ns:{q}:ticks`              | hash       | schedule -> "last tick ms|job id" (scheduler)   |
 //! | `ns:{q}:unique:<key>`       | string     | id of the job holding a unique key, with a TTL  |
 //! | `ns:{q}:paused`             | string     | present while the queue is paused               |
 //! | `ns:{q}:stats`              | hash       | counters (enqueued, processed, failed, active)  |
@@ -151,6 +152,10 @@ impl QueueKeys {
     }
     pub fn paused(&self) -> String {
         self.key("paused")
+    }
+    /// The last tick each schedule enqueued into this queue.
+    pub fn ticks(&self) -> String {
+        self.key("ticks")
     }
     pub fn stats(&self) -> String {
         self.key("stats")

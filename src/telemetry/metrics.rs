@@ -24,6 +24,8 @@ pub struct Metrics {
     pub leases_lost: IntCounterVec,
     /// Failed Redis calls, by operation.
     pub redis_errors: IntCounterVec,
+    /// Schedule ticks, by schedule and outcome (enqueued here, or taken by another replica).
+    pub ticks: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -84,6 +86,12 @@ impl Metrics {
                 "jobfleet_redis_errors_total",
                 "Failed Redis calls",
                 &["op"],
+            ),
+            ticks: counter(
+                &registry,
+                "jobfleet_schedule_ticks_total",
+                "Schedule ticks by outcome: enqueued here, or taken by another scheduler",
+                &["schedule", "outcome"],
             ),
             duration,
             depth,

@@ -177,6 +177,49 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
     }
 }
 
+/// Runs one job in the foreground, outside any queue (`jobfleet run`): the same handler,
+/// timeout and panic handling as a worker, but the outcome is returned instead of settled.
+pub async fn run_inline(
+    registry: &Registry,
+    resources: &Arc<Resources>,
+    kind: &str,
+    args: serde_json::Value,
+) -> Result<(), String> {
+    let entry = registry.get(kind).ok_or_else(|| {
+        registry
+            .spec(kind)
+            .map_or_else(|e| e.to_string(), |_| format!("no handler for {kind}"))
+    })?;
+    (entry.validate)(&args)?;
+    let id = format!("inline-{}", ulid::Ulid::generate());
+    let span = tracing::info_span!("job", kind, %id, queue = "inline", attempt = 1);
+    let ctx = JobContext {
+        id,
+        queue: "inline".to_owned(),
+        attempt: 1,
+        max_attempts: 1,
+        resources: resources.clone(),
+    };
+    let timeout = entry.spec.timeout;
+    let result = AssertUnwindSafe(tokio::time::timeout(timeout, (entry.handler)(args, ctx)))
+        .catch_unwind()
+        .instrument(span)
+        .await;
+    match result {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(JobError::Snooze(after)))) => Err(format!(
+            "the job asked to run again in {}",
+            humantime::format_duration(after)
+        )),
+        Ok(Ok(Err(JobError::Fatal(e) | JobError::Retry(e)))) => Err(error_chain(e.as_ref())),
+        Ok(Err(_)) => Err(format!(
+            "timed out after {}",
+            humantime::format_duration(timeout)
+        )),
+        Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
+    }
+}
+
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()

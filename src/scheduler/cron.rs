@@ -1,0 +1,400 @@
+//! Cron expressions and their next run: pure functions with the clock passed in.
+//!
+//! Five fields (`minute hour day-of-month month day-of-week`) or six with seconds first. Each
+//! field takes `*`, numbers, ranges `a-b`, steps `*/n` and `a-b/n`, and lists `a,b`; months and
+//! weekdays also take names (`JAN`, `MON`); day-of-week 0 and 7 are Sunday. When both
+//! day-of-month and day-of-week are restricted, a day matches if either does (as in Vixie cron).
+//!
+//! # Time zones and daylight-saving changes
+//! An expression is read in its schedule's IANA time zone: it matches local wall-clock times.
+//! At a change of offset:
+//! - a wall-clock time that does not exist (spring forward, e.g. 02:30 when clocks jump from
+//!   02:00 to 03:00) fires once, at the instant of the jump (03:00 local);
+//! - a wall-clock time that occurs twice (fall back, e.g. 02:30 when 03:00 goes back to 02:00)
+//!   fires once, at its first occurrence.
+//!
+//! So a daily 02:30 job runs exactly once on both change days. Several skipped times that fall
+//! on the same instant fire once.
+
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
+};
+use chrono_tz::Tz;
+
+/// A parsed cron expression.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cron {
+    seconds: Vec<u32>,
+    minutes: Vec<u32>,
+    hours: Vec<u32>,
+    days: Vec<u32>,
+    months: Vec<u32>,
+    weekdays: Vec<u32>,
+    days_restricted: bool,
+    weekdays_restricted: bool,
+}
+
+const MONTHS: [&str; 12] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
+const WEEKDAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+fn value(s: &str, lo: u32, hi: u32, names: &[&str], name_base: u32) -> Result<u32, String> {
+    let upper = s.to_ascii_uppercase();
+    if let Some(i) = names.iter().position(|n| *n == upper) {
+        return Ok(name_base + u32::try_from(i).unwrap_or(0));
+    }
+    let v: u32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v < lo || v > hi {
+        return Err(format!("{v} is outside {lo}-{hi}"));
+    }
+    Ok(v)
+}
+
+/// Parses one field into its sorted allowed values.
+fn field(
+    s: &str,
+    lo: u32,
+    hi: u32,
+    names: &[&str],
+    name_base: u32,
+) -> Result<(Vec<u32>, bool), String> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, st)) => {
+                let step: u32 = st
+                    .parse()
+                    .map_err(|_| format!("step {st:?} is not a number"))?;
+                if step == 0 {
+                    return Err("a step of 0".into());
+                }
+                (r, step)
+            }
+            None => (part, 1),
+        };
+        let (a, b) = if range == "*" {
+            (lo, hi)
+        } else if let Some((a, b)) = range.split_once('-') {
+            (
+                value(a, lo, hi, names, name_base)?,
+                value(b, lo, hi, names, name_base)?,
+            )
+        } else {
+            let v = value(range, lo, hi, names, name_base)?;
+            // "5/15" means from 5 to the end in steps of 15.
+            (v, if step > 1 { hi } else { v })
+        };
+        if a > b {
+            return Err(format!("range {a}-{b} runs backwards"));
+        }
+        out.extend((a..=b).step_by(step as usize));
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok((out, s != "*" && s != "?"))
+}
+
+impl Cron {
+    /// Parses 5 or 6 fields; the error says which field is wrong and why.
+    pub fn parse(expr: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = expr.split_whitespace().collect();
+        let parts: Vec<&str> = match parts.len() {
+            5 => std::iter::once("0").chain(parts).collect(),
+            6 => parts,
+            n => {
+                return Err(format!(
+                    "{expr:?} has {n} fields; use 5 (min hour dom month dow) or 6 (sec first)"
+                ));
+            }
+        };
+        let named = |i: usize, r: Result<(Vec<u32>, bool), String>| {
+            let names = [
+                "second",
+                "minute",
+                "hour",
+                "day of month",
+                "month",
+                "day of week",
+            ];
+            r.map_err(|e| format!("{expr:?}: {} field: {e}", names[i]))
+        };
+        let (seconds, _) = named(0, field(parts[0], 0, 59, &[], 0))?;
+        let (minutes, _) = named(1, field(parts[1], 0, 59, &[], 0))?;
+        let (hours, _) = named(2, field(parts[2], 0, 23, &[], 0))?;
+        let (days, days_restricted) = named(3, field(parts[3], 1, 31, &[], 0))?;
+        let (months, _) = named(4, field(parts[4], 1, 12, &MONTHS, 1))?;
+        let (mut weekdays, weekdays_restricted) = named(5, field(parts[5], 0, 7, &WEEKDAYS, 0))?;
+        if weekdays.contains(&7) {
+            weekdays.retain(|d| *d != 7);
+            if !weekdays.contains(&0) {
+                weekdays.insert(0, 0);
+            }
+        }
+        Ok(Self {
+            seconds,
+            minutes,
+            hours,
+            days,
+            months,
+            weekdays,
+            days_restricted,
+            weekdays_restricted,
+        })
+    }
+
+    fn day_matches(&self, d: NaiveDate) -> bool {
+        if !self.months.contains(&d.month()) {
+            return false;
+        }
+        let dom = self.days.contains(&d.day());
+        let dow = self.weekdays.contains(&d.weekday().num_days_from_sunday());
+        match (self.days_restricted, self.weekdays_restricted) {
+            (true, true) => dom || dow,
+            (true, false) => dom,
+            (false, true) => dow,
+            (false, false) => true,
+        }
+    }
+
+    /// The first local wall-clock time at or after `from` that matches, within ~5 years.
+    pub fn next_local(&self, from: NaiveDateTime) -> Option<NaiveDateTime> {
+        let mut day = from.date();
+        let mut start = from.time();
+        for _ in 0..(366 * 5) {
+            if self.day_matches(day) {
+                for &h in self.hours.iter().filter(|h| **h >= start.hour()) {
+                    let m_from = if h == start.hour() { start.minute() } else { 0 };
+                    for &m in self.minutes.iter().filter(|m| **m >= m_from) {
+                        let s_from = if h == start.hour() && m == start.minute() {
+                            start.second()
+                        } else {
+                            0
+                        };
+                        if let Some(&s) = self.seconds.iter().find(|s| **s >= s_from) {
+                            return day.and_hms_opt(h, m, s);
+                        }
+                    }
+                }
+            }
+            day = day.succ_opt()?;
+            start = chrono::NaiveTime::MIN;
+        }
+        None
+    }
+
+    /// The first instant strictly after `after` at which the schedule fires in zone `tz`.
+    pub fn next_after(&self, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Mapping local times to instants (with the rules above) never goes backwards, so the
+        // first candidate that lands after `after` is the answer. Candidates start two hours
+        // early because a skipped local time maps to the later instant of the jump.
+        let local_after = after.with_timezone(&tz).naive_local();
+        let mut from = (local_after - Duration::hours(2)).with_nanosecond(0)?;
+        for _ in 0..100_000 {
+            let candidate = self.next_local(from)?;
+            let instant = to_instant(tz, candidate)?;
+            if instant > after {
+                return Some(instant);
+            }
+            from = candidate + Duration::seconds(1);
+        }
+        None
+    }
+}
+
+/// A local wall-clock time as an instant: the first occurrence of a repeated time, and the
+/// instant of the jump for a skipped one.
+pub fn to_instant(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+        LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
+        LocalResult::None => {
+            // Walk forward minute by minute to the end of the gap (offsets change on whole
+            // minutes, and no gap is longer than a few hours).
+            let base = local.with_second(0)?;
+            (1..=24 * 60).find_map(|m| {
+                match tz.from_local_datetime(&(base + Duration::minutes(m))) {
+                    LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => {
+                        // The instant of the jump is the first valid minute minus what is past it.
+                        Some(t.with_timezone(&Utc))
+                    }
+                    LocalResult::None => None,
+                }
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn next(expr: &str, tz: &str, after: &str) -> String {
+        let tz: Tz = tz.parse().unwrap();
+        Cron::parse(expr)
+            .unwrap()
+            .next_after(tz, utc(after))
+            .unwrap()
+            .to_rfc3339()
+    }
+
+    fn runs(expr: &str, tz: &str, from: &str, to: &str) -> Vec<String> {
+        let tz: Tz = tz.parse().unwrap();
+        let cron = Cron::parse(expr).unwrap();
+        let (mut t, end) = (utc(from), utc(to));
+        let mut out = Vec::new();
+        while let Some(n) = cron.next_after(tz, t) {
+            if n > end {
+                break;
+            }
+            out.push(n.with_timezone(&tz).to_rfc3339());
+            t = n;
+        }
+        out
+    }
+
+    #[test]
+    fn the_platform_schedules() {
+        assert_eq!(
+            next("*/5 * * * *", "UTC", "2026-11-22T10:02:13Z"),
+            "2026-11-22T10:05:00+00:00"
+        );
+        assert_eq!(
+            next("*/10 * * * * *", "UTC", "2026-11-22T10:02:13Z"),
+            "2026-11-22T10:02:20+00:00"
+        );
+        assert_eq!(
+            next("0 * * * *", "UTC", "2026-11-22T10:00:00Z"),
+            "2026-11-22T11:00:00+00:00"
+        );
+        // Weekly on Monday 00:00 UTC: 2026-11-22 is a Sunday.
+        assert_eq!(
+            next("0 0 * * MON", "UTC", "2026-11-22T10:00:00Z"),
+            "2026-11-23T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 0 * * *", "UTC", "2026-11-23T00:00:00Z"),
+            "2026-11-24T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("* * * * * *", "UTC", "2026-11-22T10:00:00.5Z"),
+            "2026-11-22T10:00:01+00:00"
+        );
+    }
+
+    #[test]
+    fn fields_and_errors() {
+        assert_eq!(
+            next("0 9 1,15 * *", "UTC", "2026-11-02T00:00:00Z"),
+            "2026-11-15T09:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 0 * * 7", "UTC", "2026-11-23T00:00:00Z"),
+            "2026-11-29T00:00:00+00:00"
+        );
+        // Day of month OR day of week when both are restricted.
+        assert_eq!(
+            next("0 0 13 * FRI", "UTC", "2026-11-01T00:00:00Z"),
+            "2026-11-06T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 0 29 2 *", "UTC", "2026-03-01T00:00:00Z"),
+            "2028-02-29T00:00:00+00:00"
+        );
+        for (bad, why) in [
+            ("* * * *", "4 fields"),
+            ("61 * * * *", "minute field"),
+            ("* * * 13 *", "month field"),
+            ("*/0 * * * *", "step of 0"),
+            ("5-1 * * * *", "backwards"),
+            ("x * * * *", "not a number"),
+        ] {
+            let e = Cron::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn spring_forward_runs_a_skipped_time_once_at_the_jump() {
+        // Europe/Berlin, 2026-03-29: 02:00 CET jumps to 03:00 CEST.
+        let r = runs(
+            "30 2 * * *",
+            "Europe/Berlin",
+            "2026-03-27T12:00:00Z",
+            "2026-03-30T12:00:00Z",
+        );
+        assert_eq!(
+            r,
+            [
+                "2026-03-28T02:30:00+01:00",
+                "2026-03-29T03:00:00+02:00",
+                "2026-03-30T02:30:00+02:00"
+            ]
+        );
+        // Every 15 minutes: the skipped hour collapses into one run at the jump.
+        let r = runs(
+            "*/15 * * * *",
+            "Europe/Berlin",
+            "2026-03-29T00:40:00Z",
+            "2026-03-29T01:20:00Z",
+        );
+        assert_eq!(
+            r,
+            [
+                "2026-03-29T01:45:00+01:00",
+                "2026-03-29T03:00:00+02:00",
+                "2026-03-29T03:15:00+02:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn fall_back_runs_a_repeated_time_once() {
+        // America/New_York, 2026-11-01: 02:00 EDT goes back to 01:00 EST.
+        let r = runs(
+            "30 1 * * *",
+            "America/New_York",
+            "2026-10-31T00:00:00Z",
+            "2026-11-02T12:00:00Z",
+        );
+        assert_eq!(
+            r,
+            [
+                "2026-10-31T01:30:00-04:00",
+                "2026-11-01T01:30:00-04:00",
+                "2026-11-02T01:30:00-05:00"
+            ]
+        );
+        // Hourly: 01:00 fires at its first occurrence only; 02:00 follows two hours later.
+        let r = runs(
+            "0 * * * *",
+            "America/New_York",
+            "2026-11-01T04:30:00Z",
+            "2026-11-01T08:30:00Z",
+        );
+        assert_eq!(
+            r,
+            [
+                "2026-11-01T01:00:00-04:00",
+                "2026-11-01T02:00:00-05:00",
+                "2026-11-01T03:00:00-05:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn zones_shift_the_wall_clock() {
+        assert_eq!(
+            next("0 9 * * *", "Asia/Tokyo", "2026-11-22T00:00:00Z"),
+            "2026-11-23T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 0 * * *", "Asia/Kolkata", "2026-11-22T00:00:00Z"),
+            "2026-11-22T18:30:00+00:00"
+        );
+    }
+}
