@@ -38,7 +38,32 @@ pub struct Settings {
     pub dead: DeadSettings,
     pub telemetry: TelemetrySettings,
     pub scheduler: SchedulerSettings,
+    pub database: DatabaseSettings,
+    pub governance: GovernanceSettings,
     pub jobs: JobsSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: SecretUrl,
+    pub max_connections: u32,
+}
+
+/// Thresholds of the community votes (from the platform's design notes).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceSettings {
+    /// Share of likes, in basis points, that approves a proposed market (7000 = 70%).
+    pub proposal_threshold_bp: u32,
+    pub proposal_min_votes: u32,
+    #[serde(with = "duration")]
+    pub proposal_window: Duration,
+    /// Share of uphold votes, in basis points, that upholds a dispute (6000 = 60%).
+    pub dispute_threshold_bp: u32,
+    pub dispute_min_votes: u32,
+    #[serde(with = "duration")]
+    pub dispute_window: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -203,6 +228,9 @@ impl Settings {
         if let Some((_, url)) = sources.vars.iter().find(|(k, _)| k == "REDIS_URL") {
             builder = builder.set_override("redis.url", url.as_str())?;
         }
+        if let Some((_, url)) = sources.vars.iter().find(|(k, _)| k == "DATABASE_URL") {
+            builder = builder.set_override("database.url", url.as_str())?;
+        }
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
@@ -251,6 +279,22 @@ impl Settings {
         }
         crate::worker::QueueSelection::parse(&w.queues, w.strict)
             .map_err(|e| invalid("worker.queues", e))?;
+        let db = self.database.url.expose();
+        if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(invalid("database.url", "must start with postgres://"));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        let g = &self.governance;
+        for (key, bp) in [
+            ("governance.proposal_threshold_bp", g.proposal_threshold_bp),
+            ("governance.dispute_threshold_bp", g.dispute_threshold_bp),
+        ] {
+            if bp == 0 || bp > 10_000 {
+                return Err(invalid(key, "must be between 1 and 10000 (basis points)"));
+            }
+        }
         if self.dead.max_jobs == 0 {
             return Err(invalid("dead.max_jobs", "must be at least 1"));
         }

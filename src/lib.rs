@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod jobs;
 pub mod queue;
 pub mod scheduler;

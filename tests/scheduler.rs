@@ -24,7 +24,10 @@ fn jobs_dir(schedules: &str) -> tempfile::TempDir {
         "queue = \"default\"\ntimeout = \"30s\"\n[retry]\nmax_attempts = 3\nbase = \"1s\"\ncap = \"1m\"\n{schedules}"
     );
     std::fs::write(dir.path().join("noop.toml"), noop).unwrap();
-    std::fs::write(dir.path().join("sleep.toml"), SLEEP_SPEC).unwrap();
+    // Every other kind the binary knows needs a spec too; these have no schedules.
+    for kind in ["sleep", "aggregate_votes", "rebuild_leaderboard"] {
+        std::fs::write(dir.path().join(format!("{kind}.toml")), SLEEP_SPEC).unwrap();
+    }
     dir
 }
 

@@ -215,10 +215,7 @@ async fn trickle(app: &App, client: &QueueClient, args: &BenchArgs) -> anyhow::R
         shutdown_timeout: Duration::from_secs(5),
         poll_interval: app.settings.worker.poll_interval,
     };
-    let resources = Arc::new(Resources {
-        queue: client.clone(),
-        settings: app.settings.clone(),
-    });
+    let resources = Arc::new(Resources::new(client.clone(), app.settings.clone())?);
     let worker = Worker::new(
         client.clone(),
         app.registry()?,

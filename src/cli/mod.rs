@@ -63,6 +63,8 @@ pub enum Command {
         #[arg(long)]
         args: Option<String>,
     },
+    /// Create the database if needed and apply pending migrations.
+    Migrate,
     /// Enqueue one job of a schedule now, outside its ticks.
     EnqueueNow {
         /// The schedule's name (see `jobfleet schedules`).
@@ -217,5 +219,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedules(f) => schedule::list(&app, f.json).await,
         Command::Run { kind, args } => schedule::run(&app, &kind, args.as_deref()).await,
         Command::EnqueueNow { schedule } => schedule::enqueue_now(&app, &schedule).await,
+        Command::Migrate => {
+            let applied = crate::db::migrate(&app.settings.database)
+                .await
+                .with_context(|| format!("cannot migrate {}", app.settings.database.url))?;
+            if applied.is_empty() {
+                println!("database is up to date");
+            }
+            for m in applied {
+                println!("applied {m}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

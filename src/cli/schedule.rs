@@ -133,10 +133,7 @@ pub async fn run(app: &App, kind: &str, args: Option<&str>) -> anyhow::Result<Ex
         bail!("--args must be a JSON object");
     }
     registry.spec(kind)?;
-    let resources = Arc::new(Resources {
-        queue: app.client().await?,
-        settings: app.settings.clone(),
-    });
+    let resources = Arc::new(Resources::new(app.client().await?, app.settings.clone())?);
     match runner::run_inline(&registry, &resources, kind, args).await {
         Ok(()) => {
             println!("{kind}: done");

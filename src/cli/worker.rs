@@ -73,10 +73,7 @@ pub async fn run(app: &App, args: WorkerArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
     }
-    let resources = Arc::new(Resources {
-        queue: client.clone(),
-        settings: app.settings.clone(),
-    });
+    let resources = Arc::new(Resources::new(client.clone(), app.settings.clone())?);
     let worker = Worker::new(client, registry, resources, cfg, metrics, health);
     let report = worker.run(shutdown_signal()).await?;
     cancel_http.cancel();

@@ -4,7 +4,9 @@
 //! A handler lives in `src/jobs/<kind>.rs`; its policy (queue, retries, timeout, uniqueness) in
 //! `jobs/<kind>.toml`. `registry::handlers()` is the one place where kinds are registered.
 
+pub mod aggregate_votes;
 pub mod noop;
+pub mod rebuild_leaderboard;
 pub mod registry;
 pub mod sleep;
 pub mod spec;
@@ -75,7 +77,20 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[derive(Debug)]
 pub struct Resources {
     pub queue: QueueClient,
+    /// Connects on first use (see `db::lazy_pool`).
+    pub db: sqlx::PgPool,
     pub settings: Settings,
+}
+
+impl Resources {
+    /// The resources of a process: the queue client it has, a lazy database pool.
+    pub fn new(queue: QueueClient, settings: Settings) -> Result<Self, crate::db::DbError> {
+        Ok(Self {
+            db: crate::db::lazy_pool(&settings.database)?,
+            queue,
+            settings,
+        })
+    }
 }
 
 /// What a handler knows about the job it runs.

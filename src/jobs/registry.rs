@@ -76,6 +76,8 @@ pub fn handlers() -> HandlerSet {
     HandlerSet::new()
         .register::<super::noop::Noop>()
         .register::<super::sleep::Sleep>()
+        .register::<super::aggregate_votes::AggregateVotes>()
+        .register::<super::rebuild_leaderboard::RebuildLeaderboard>()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -243,7 +245,13 @@ mod tests {
 
     #[test]
     fn a_spec_without_a_handler_is_refused() {
-        let dir = spec_dir(&["noop", "sleep", "ghost"]);
+        let dir = spec_dir(&[
+            "noop",
+            "sleep",
+            "aggregate_votes",
+            "rebuild_leaderboard",
+            "ghost",
+        ]);
         let e = Registry::load(dir.path(), handlers())
             .unwrap_err()
             .to_string();
@@ -252,7 +260,7 @@ mod tests {
 
     #[test]
     fn a_handler_without_a_spec_is_refused() {
-        let dir = spec_dir(&["noop"]);
+        let dir = spec_dir(&["noop", "aggregate_votes", "rebuild_leaderboard"]);
         let e = Registry::load(dir.path(), handlers())
             .unwrap_err()
             .to_string();

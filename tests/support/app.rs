@@ -112,10 +112,8 @@ pub fn start_worker(
         poll_interval: opts.poll_interval,
     };
     let id = cfg.id.clone();
-    let resources = Arc::new(Resources {
-        queue: client.clone(),
-        settings: settings(redis_url),
-    });
+    let resources =
+        Arc::new(Resources::new(client.clone(), settings(redis_url)).expect("resources"));
     let worker = Worker::new(
         client.clone(),
         registry,

@@ -1,0 +1,67 @@
+//! PostgreSQL: the pool, the migrations, and one query module per aggregate.
+//!
+//! Jobs that write are idempotent by construction: each writes through a unique key or a
+//! state guard (`WHERE state = 'PROPOSED'`), so a second run, or a concurrent one, changes
+//! nothing. ARCHITECTURE.md lists how each job achieves it.
+
+pub mod governance;
+pub mod points;
+
+use std::time::Duration;
+
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use crate::config::DatabaseSettings;
+
+/// The migrations in `migrations/`, compiled into the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A pool that connects on first use, so processes that never touch the database (and
+/// workers whose database is briefly down) start anyway; the jobs that need it retry.
+pub fn lazy_pool(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy(settings.url.expose())?)
+}
+
+/// Creates the database if it does not exist, then applies every pending migration.
+pub async fn migrate(settings: &DatabaseSettings) -> Result<Vec<String>, DbError> {
+    let url = settings.url.expose();
+    if !sqlx::Postgres::database_exists(url).await? {
+        sqlx::Postgres::create_database(url).await?;
+    }
+    let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
+    let before: Vec<i64> = applied(&pool).await?;
+    MIGRATOR.run(&pool).await?;
+    let after: Vec<i64> = applied(&pool).await?;
+    pool.close().await;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| after.contains(&m.version) && !before.contains(&m.version))
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect())
+}
+
+async fn applied(pool: &PgPool) -> Result<Vec<i64>, DbError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    Ok(
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?,
+    )
+}

@@ -1,0 +1,39 @@
+//! `rebuild_leaderboard`: recomputes the points ledgers and one leaderboard.
+//!
+//! Args: `{"period": "all-time" | "current-week" | "previous-week" | "YYYY-Www"}`. Idempotent:
+//! the ledgers are recomputed from the append-only transactions (unchanged rows are not
+//! written), and the board is replaced in one transaction under an advisory lock.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Job, JobContext, JobError};
+use crate::db::points::{self, Period};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebuildLeaderboard {
+    #[serde(default = "all_time")]
+    pub period: String,
+}
+
+fn all_time() -> String {
+    "all-time".to_owned()
+}
+
+impl Job for RebuildLeaderboard {
+    const KIND: &'static str = "rebuild_leaderboard";
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        let now = chrono::Utc::now();
+        let period = Period::parse(&self.period, now).map_err(JobError::fatal)?;
+        let pool = &ctx.resources.db;
+        let changed = points::rebuild_ledgers(pool, now)
+            .await
+            .map_err(JobError::retry)?;
+        let entries = points::rebuild_board(pool, &period, now)
+            .await
+            .map_err(JobError::retry)?;
+        tracing::info!(period = %period.name(), ledgers_changed = changed, entries, "leaderboard rebuilt");
+        Ok(())
+    }
+}
