@@ -1,6 +1,7 @@
 //! The command line: one file per command group. `anyhow` lives here and in `main`, the edges.
 
 mod bench;
+mod demo;
 mod enqueue;
 mod inspect;
 mod output;
@@ -65,6 +66,9 @@ pub enum Command {
     },
     /// Create the database if needed and apply pending migrations.
     Migrate,
+    /// Demo data and the database benchmark.
+    #[command(subcommand)]
+    Demo(demo::DemoCommand),
     /// Enqueue one job of a schedule now, outside its ticks.
     EnqueueNow {
         /// The schedule's name (see `jobfleet schedules`).
@@ -219,6 +223,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedules(f) => schedule::list(&app, f.json).await,
         Command::Run { kind, args } => schedule::run(&app, &kind, args.as_deref()).await,
         Command::EnqueueNow { schedule } => schedule::enqueue_now(&app, &schedule).await,
+        Command::Demo(cmd) => demo::run(&app, cmd).await,
         Command::Migrate => {
             let applied = crate::db::migrate(&app.settings.database)
                 .await

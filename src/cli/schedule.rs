@@ -70,7 +70,7 @@ pub async fn list(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
         let state = match &last {
             Some((_, id)) => Some(match client.show(id).await {
                 Ok(job) => job.state,
-                Err(crate::queue::QueueError::NotFound(_)) => "done".to_owned(),
+                Err(crate::queue::QueueError::NotFound(_)) => "finished or removed".to_owned(),
                 Err(e) => return Err(e.into()),
             }),
             None => None,

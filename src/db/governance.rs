@@ -26,7 +26,7 @@ pub struct Decisions {
     pub outbox_rows: i64,
 }
 
-const PROPOSALS: &str = r#"
+pub const PROPOSALS: &str = r#"
 WITH tallies AS (
     SELECT m.id, m.on_chain_id, m.created_at,
            count(v.market_id) FILTER (WHERE v.likes) AS yes,

@@ -6,6 +6,7 @@
 
 pub mod governance;
 pub mod points;
+pub mod seed;
 
 use std::time::Duration;
 

@@ -177,12 +177,11 @@ impl JobSpec {
             s.timezone
                 .parse::<chrono_tz::Tz>()
                 .map_err(|_| format!("{at}.timezone: {:?} is not an IANA time zone", s.timezone))?;
-            if !s
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-            {
-                return Err(format!("{at}.name: use a-z, A-Z, 0-9, '_', '-' and '.'"));
+            let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+            if s.name.len() > 64 || !s.name.bytes().all(allowed) {
+                return Err(format!(
+                    "{at}.name: use at most 64 of a-z, A-Z, 0-9, '_', '-' and '.'"
+                ));
             }
         }
         Ok(())

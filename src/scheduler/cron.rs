@@ -92,7 +92,9 @@ fn field(
     }
     out.sort_unstable();
     out.dedup();
-    Ok((out, s != "*" && s != "?"))
+    // As in Vixie cron, a field that starts with `*` (also `*/2`) counts as unrestricted for
+    // the day-of-month / day-of-week rule.
+    Ok((out, !s.starts_with('*') && s != "?"))
 }
 
 impl Cron {
@@ -186,10 +188,10 @@ impl Cron {
     /// The first instant strictly after `after` at which the schedule fires in zone `tz`.
     pub fn next_after(&self, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // Mapping local times to instants (with the rules above) never goes backwards, so the
-        // first candidate that lands after `after` is the answer. Candidates start two hours
-        // early because a skipped local time maps to the later instant of the jump.
+        // first candidate that lands after `after` is the answer. No local time before
+        // `after`'s own can land after it: a skipped one maps to a jump already past.
         let local_after = after.with_timezone(&tz).naive_local();
-        let mut from = (local_after - Duration::hours(2)).with_nanosecond(0)?;
+        let mut from = local_after.with_nanosecond(0)?;
         for _ in 0..100_000 {
             let candidate = self.next_local(from)?;
             let instant = to_instant(tz, candidate)?;

@@ -105,6 +105,12 @@ pub fn schedules(registry: &Registry, disabled: &[String]) -> Result<Vec<Schedul
             }
             let args = serde_json::to_value(&s.args)
                 .map_err(|e| format!("jobs/{}.toml: schedule {:?} args: {e}", spec.kind, s.name))?;
+            // The kind's own check: a tick whose args cannot decode would only ever go to dead.
+            if let Some(entry) = registry.get(&spec.kind) {
+                (entry.validate)(&args).map_err(|e| {
+                    format!("jobs/{}.toml: schedule {:?} args: {e}", spec.kind, s.name)
+                })?;
+            }
             out.push(Schedule {
                 name: s.name.clone(),
                 kind: spec.kind.clone(),
@@ -121,6 +127,11 @@ pub fn schedules(registry: &Registry, disabled: &[String]) -> Result<Vec<Schedul
             });
         }
     }
+    let disabled: Vec<String> = disabled
+        .iter()
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .collect();
     if let Some(unknown) = disabled.iter().find(|d| !names.contains(*d)) {
         return Err(format!(
             "scheduler.disabled: no schedule is named {unknown:?}"
@@ -216,53 +227,82 @@ impl Scheduler {
     }
 
     async fn ticks(&self, cancel: CancellationToken) {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = self.catch_up(Utc::now()) => {}
+        }
         let now = Utc::now();
-        self.catch_up(now).await;
         let mut next: Vec<Option<DateTime<Utc>>> =
             self.schedules.iter().map(|s| s.next_after(now)).collect();
         tracing::info!(schedules = self.schedules.len(), "scheduler started");
         loop {
-            let Some(soonest) = next.iter().flatten().min().copied() else {
-                tracing::warn!("no schedule has a next tick; idle until shutdown");
-                cancel.cancelled().await;
-                return;
-            };
-            let wait = (soonest - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            let soonest = next.iter().flatten().min().copied();
+            // Sleep in short stretches: a suspended host or a stepped clock is noticed within
+            // seconds, and the health check learns that Redis still answers while no tick is due.
+            let wait = soonest.map_or(IDLE_CHECK, |t| {
+                (t - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(IDLE_CHECK)
+            });
             tokio::select! {
-                () = cancel.cancelled() => return,
+                () = cancel.cancelled() => break,
                 () = tokio::time::sleep(wait) => {}
             }
             let now = Utc::now();
+            if soonest.is_none_or(|t| t > now) {
+                self.check_redis(&cancel).await;
+                continue;
+            }
             for (s, n) in self.schedules.iter().zip(next.iter_mut()) {
                 let Some(tick) = *n else { continue };
                 if tick > now {
                     continue;
                 }
-                match self.fire(s, tick).await {
-                    Ok(_) => *n = s.next_after(tick),
+                let fired = tokio::select! {
+                    () = cancel.cancelled() => break,
+                    r = self.fire(s, tick) => r,
+                };
+                match fired {
+                    // The next tick after now, not after this one: ticks that passed while the
+                    // scheduler was held up are not replayed in a burst (their policy is skip).
+                    Ok(_) => *n = s.next_after(tick.max(Utc::now())),
                     Err(e) => {
                         self.metrics
                             .redis_errors
                             .with_label_values(&["enqueue_tick"])
                             .inc();
-                        // Keep trying this tick until the next one is due; then it is lost.
                         let following = s.next_after(tick);
                         if following.is_some_and(|f| f <= Utc::now()) {
                             tracing::error!(schedule = %s.name, %tick, error = %e, "tick lost: Redis was unreachable until the next tick");
-                            *n = following;
+                            *n = s.next_after(Utc::now());
                         } else {
                             tracing::warn!(schedule = %s.name, %tick, error = %e, "cannot enqueue the tick yet; retrying");
-                            tokio::select! {
-                                () = cancel.cancelled() => return,
-                                () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                            }
                         }
                     }
                 }
             }
         }
+        tracing::info!("scheduler stopped");
+    }
+
+    /// Tells the health check whether Redis answers, when no tick has done so lately.
+    async fn check_redis(&self, cancel: &CancellationToken) {
+        let mut con = self.client.connection();
+        let ping = async { redis::cmd("PING").query_async::<String>(&mut con).await };
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            r = tokio::time::timeout(IDLE_CHECK, ping) => match r {
+                Ok(Ok(_)) => self.health.ok(),
+                Ok(Err(e)) => tracing::warn!(error = %e, "Redis does not answer"),
+                Err(_) => tracing::warn!("Redis did not answer within {IDLE_CHECK:?}"),
+            },
+        }
     }
 }
+
+/// The longest the scheduler sleeps at once.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

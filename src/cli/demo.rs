@@ -1,0 +1,178 @@
+//! `jobfleet demo seed` fills the database with realistic data; `jobfleet demo bench` measures
+//! the database jobs on the sizes of the speed goals, in a scratch database it drops after.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::PgPoolOptions;
+
+use super::App;
+use crate::db::governance::{self, Rule};
+use crate::db::points::{self, Period};
+use crate::db::seed::{SeedSize, seed};
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Add realistic demo data to the configured database (migrating it first).
+    Seed(SizeArgs),
+    /// Time aggregate_votes and rebuild_leaderboard on the speed goals' sizes.
+    Bench {
+        #[command(flatten)]
+        size: SizeArgs,
+        /// Print the query plans (EXPLAIN ANALYZE) of the statements that matter.
+        #[arg(long)]
+        explain: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SizeArgs {
+    #[arg(long)]
+    pub users: Option<i64>,
+    #[arg(long)]
+    pub markets: Option<i64>,
+    #[arg(long)]
+    pub votes: Option<i64>,
+    #[arg(long)]
+    pub points: Option<i64>,
+}
+
+impl SizeArgs {
+    fn or(&self, users: i64, markets: i64, proposed_pct: i64, votes: i64, points: i64) -> SeedSize {
+        SeedSize {
+            users: self.users.unwrap_or(users).max(1),
+            markets: self.markets.unwrap_or(markets).max(0),
+            proposed_pct,
+            votes: self.votes.unwrap_or(votes).max(0),
+            points: self.points.unwrap_or(points).max(0),
+        }
+    }
+}
+
+pub async fn run(app: &App, cmd: DemoCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DemoCommand::Seed(size) => {
+            let settings = &app.settings.database;
+            crate::db::migrate(settings)
+                .await
+                .with_context(|| format!("cannot migrate {}", settings.url))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(2)
+                .connect(settings.url.expose())
+                .await?;
+            let started = Instant::now();
+            let done = seed(&pool, size.or(2_000, 500, 40, 20_000, 50_000)).await?;
+            println!(
+                "seeded {} users, {} markets, {} votes, {} dispute votes, {} points transactions, {} discussions in {:.1}s",
+                done.users,
+                done.markets,
+                done.votes,
+                done.disputes,
+                done.points,
+                done.discussions,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        DemoCommand::Bench { size, explain } => {
+            bench(
+                app,
+                size.or(100_000, 10_000, 100, 1_000_000, 1_000_000),
+                explain,
+            )
+            .await
+        }
+    }
+}
+
+async fn bench(app: &App, size: SeedSize, explain: bool) -> anyhow::Result<ExitCode> {
+    let base = app.settings.database.url.expose();
+    let (server, _) = base
+        .rsplit_once('/')
+        .context("database.url has no database name")?;
+    let url = format!("{server}/jobfleet_bench_{:08x}", rand::random::<u32>());
+    sqlx::Postgres::create_database(&url)
+        .await
+        .context("cannot create the scratch database")?;
+    let result = bench_in(&url, size, explain).await;
+    if let Err(e) = sqlx::Postgres::force_drop_database(&url).await {
+        eprintln!("warning: could not drop the scratch database: {e}");
+    }
+    result
+}
+
+async fn bench_in(url: &str, size: SeedSize, explain: bool) -> anyhow::Result<ExitCode> {
+    let pool = PgPoolOptions::new().max_connections(4).connect(url).await?;
+    crate::db::MIGRATOR.run(&pool).await?;
+    let started = Instant::now();
+    let seeded = seed(&pool, size).await?;
+    sqlx::query("ANALYZE").execute(&pool).await?;
+    println!(
+        "seeded {} users, {} proposed markets, {} votes, {} points transactions in {:.1}s",
+        seeded.users,
+        seeded.markets,
+        seeded.votes,
+        seeded.points,
+        started.elapsed().as_secs_f64()
+    );
+    let g = crate::config::GovernanceSettings {
+        proposal_threshold_bp: 7000,
+        proposal_min_votes: 10,
+        proposal_window: std::time::Duration::from_secs(72 * 3600),
+        dispute_threshold_bp: 6000,
+        dispute_min_votes: 10,
+        dispute_window: std::time::Duration::from_secs(24 * 3600),
+    };
+    let rule = Rule {
+        threshold_bp: g.proposal_threshold_bp,
+        min_votes: g.proposal_min_votes,
+        window: g.proposal_window,
+    };
+    if explain {
+        println!(
+            "\n-- plan of aggregate_votes (proposals), run in a transaction that is rolled back:"
+        );
+        let mut tx = pool.begin().await?;
+        let plan: Vec<String> = sqlx::query_scalar(&format!(
+            "EXPLAIN (ANALYZE, COSTS OFF) {}",
+            governance::PROPOSALS
+        ))
+        .bind(chrono::Utc::now())
+        .bind(i64::from(rule.threshold_bp))
+        .bind(i64::from(rule.min_votes))
+        .bind(rule.window.as_secs_f64())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        println!("{}\n", plan.join("\n"));
+    }
+    let now = chrono::Utc::now();
+    let t = Instant::now();
+    let d = governance::decide_proposals(&pool, rule, now).await?;
+    println!(
+        "aggregate_votes:     {:>8.3}s  ({} proposed markets, {} votes: {} approved, {} rejected)",
+        t.elapsed().as_secs_f64(),
+        seeded.markets,
+        seeded.votes,
+        d.approved,
+        d.rejected
+    );
+    let t = Instant::now();
+    points::rebuild_ledgers(&pool, now).await?;
+    let ledgers = t.elapsed();
+    let entries = points::rebuild_board(&pool, &Period::AllTime, now).await?;
+    println!(
+        "rebuild_leaderboard: {:>8.3}s  ({} users, {} transactions: ledgers {:.3}s, board of {} {:.3}s)",
+        t.elapsed().as_secs_f64(),
+        seeded.users,
+        seeded.points,
+        ledgers.as_secs_f64(),
+        entries,
+        (t.elapsed() - ledgers).as_secs_f64()
+    );
+    pool.close().await;
+    Ok(ExitCode::SUCCESS)
+}
