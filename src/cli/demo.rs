@@ -17,7 +17,13 @@ use crate::db::seed::{SeedSize, seed};
 #[derive(Debug, Subcommand)]
 pub enum DemoCommand {
     /// Add realistic demo data to the configured database (migrating it first).
-    Seed(SizeArgs),
+    Seed {
+        #[command(flatten)]
+        size: SizeArgs,
+        /// Do nothing when the database has users already.
+        #[arg(long)]
+        if_empty: bool,
+    },
     /// Time aggregate_votes and rebuild_leaderboard on the speed goals' sizes.
     Bench {
         #[command(flatten)]
@@ -54,15 +60,24 @@ impl SizeArgs {
 
 pub async fn run(app: &App, cmd: DemoCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        DemoCommand::Seed(size) => {
+        DemoCommand::Seed { size, if_empty } => {
             let settings = &app.settings.database;
             crate::db::migrate(settings)
                 .await
                 .with_context(|| format!("cannot migrate {}", settings.url))?;
             let pool = PgPoolOptions::new()
                 .max_connections(2)
-                .connect(settings.url.expose())
+                .connect_with(crate::db::options(settings.url.expose())?)
                 .await?;
+            if if_empty {
+                let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+                    .fetch_one(&pool)
+                    .await?;
+                if users > 0 {
+                    println!("the database has {users} users already; not seeding");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
             let started = Instant::now();
             let done = seed(&pool, size.or(2_000, 500, 40, 20_000, 50_000)).await?;
             println!(
@@ -105,7 +120,10 @@ async fn bench(app: &App, size: SeedSize, explain: bool) -> anyhow::Result<ExitC
 }
 
 async fn bench_in(url: &str, size: SeedSize, explain: bool) -> anyhow::Result<ExitCode> {
-    let pool = PgPoolOptions::new().max_connections(4).connect(url).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(crate::db::options(url)?)
+        .await?;
     crate::db::MIGRATOR.run(&pool).await?;
     let started = Instant::now();
     let seeded = seed(&pool, size).await?;

@@ -11,7 +11,10 @@ pub mod seed;
 use std::time::Duration;
 
 use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::str::FromStr;
+
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::config::DatabaseSettings;
 
@@ -32,7 +35,14 @@ pub fn lazy_pool(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_lazy(settings.url.expose())?)
+        .connect_lazy_with(options(settings.url.expose())?))
+}
+
+/// Connection options: the set-based job statements take seconds on big tables by design, so
+/// only statements slower than 30 s are logged as slow.
+pub fn options(url: &str) -> Result<PgConnectOptions, DbError> {
+    Ok(PgConnectOptions::from_str(url)?
+        .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(30)))
 }
 
 /// Creates the database if it does not exist, then applies every pending migration.
@@ -41,7 +51,10 @@ pub async fn migrate(settings: &DatabaseSettings) -> Result<Vec<String>, DbError
     if !sqlx::Postgres::database_exists(url).await? {
         sqlx::Postgres::create_database(url).await?;
     }
-    let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options(url)?)
+        .await?;
     let before: Vec<i64> = applied(&pool).await?;
     MIGRATOR.run(&pool).await?;
     let after: Vec<i64> = applied(&pool).await?;
