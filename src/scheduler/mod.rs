@@ -254,6 +254,7 @@ impl Scheduler {
                 self.check_redis(&cancel).await;
                 continue;
             }
+            let mut failed = false;
             for (s, n) in self.schedules.iter().zip(next.iter_mut()) {
                 let Some(tick) = *n else { continue };
                 if tick > now {
@@ -279,7 +280,15 @@ impl Scheduler {
                         } else {
                             tracing::warn!(schedule = %s.name, %tick, error = %e, "cannot enqueue the tick yet; retrying");
                         }
+                        failed = true;
                     }
+                }
+            }
+            if failed {
+                // Redis refuses at once when it is down: do not spin.
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
             }
         }
