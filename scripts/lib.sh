@@ -361,45 +361,55 @@ _jf_pg_ok() {
 		local rest="${url#*://}"
 		rest="${rest#*@}"
 		rest="${rest%%/*}"
+		# shellcheck disable=SC2016 # expanded by the inner bash, on purpose
 		timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "${rest%%:*}" "${rest##*:}" 2>/dev/null
 	fi
 }
 
 # Makes sure DATABASE_URL points at a PostgreSQL server whose role can create databases
-# (the tests create one per test; `jobfleet migrate` creates the app's). The URL names the
-# maintenance database `postgres`; callers that want the app's database swap the name.
-# Order: $DATABASE_URL, then 127.0.0.1:5432 with trust or the password `postgres`, then a
-# local server installed with apt and started, whose postgres role gets that password.
+# (the tests create one per test; `jobfleet migrate` creates the app's).
+# - A DATABASE_URL that is set is used as it is, and must answer.
+# - Else 127.0.0.1:5432, with trust or the password `postgres`, as the `postgres` role; the
+#   URL then names the maintenance database `postgres`, and JF_DATABASE_FOUND=1 tells
+#   callers that they may choose their own database on that server.
+# - Else, when nothing listens on 5432, a local server installed with apt if needed and
+#   started; its `postgres` role gets the password `postgres`. A server that listens but
+#   refuses both logins is left alone: its owner has to say how to log in (DATABASE_URL).
 ensure_postgres() {
-	if [ -n "${DATABASE_URL:-}" ] && _jf_pg_ok "$DATABASE_URL"; then
+	export JF_DATABASE_FOUND=
+	jf_have psql || _jf_apt_install postgresql-client
+	if [ -n "${DATABASE_URL:-}" ]; then
+		_jf_pg_ok "$DATABASE_URL" || jf_die "PostgreSQL does not accept DATABASE_URL=$(_jf_redact "$DATABASE_URL")"
 		jf_log "using PostgreSQL at $(_jf_redact "$DATABASE_URL")"
 		return 0
 	fi
-	jf_have psql || _jf_apt_install postgresql-client
 	local url
 	for url in "postgres://postgres@127.0.0.1:5432/postgres" "postgres://postgres:postgres@127.0.0.1:5432/postgres"; do
 		if _jf_pg_ok "$url"; then
-			export DATABASE_URL="$url"
+			export DATABASE_URL="$url" JF_DATABASE_FOUND=1
 			jf_log "using PostgreSQL at $(_jf_redact "$url")"
 			return 0
 		fi
 	done
+	if timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5432' 2>/dev/null; then
+		jf_die "a PostgreSQL on 127.0.0.1:5432 refuses the postgres role without or with the password 'postgres'; set DATABASE_URL"
+	fi
 	if ! jf_have pg_ctlcluster; then
 		jf_log "installing PostgreSQL"
 		_jf_apt_install postgresql
 	fi
 	local version
-	version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)"
+	version="$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)"
 	[ -n "$version" ] || jf_die "PostgreSQL is installed but has no cluster in /etc/postgresql"
 	_jf_as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null || true
-	local i
-	for i in $(seq 1 30); do
+	local _
+	for _ in $(seq 1 30); do
 		_jf_as_root su postgres -c "psql -Atqc 'SELECT 1'" >/dev/null 2>&1 && break
 		sleep 1
 	done
 	_jf_as_root su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null ||
 		jf_die "cannot set the password of the postgres role"
-	export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres"
+	export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres" JF_DATABASE_FOUND=1
 	_jf_pg_ok "$DATABASE_URL" || jf_die "PostgreSQL does not accept $(_jf_redact "$DATABASE_URL")"
 	jf_log "started PostgreSQL $version at $(_jf_redact "$DATABASE_URL")"
 }

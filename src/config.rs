@@ -147,10 +147,11 @@ impl SecretUrl {
             return self.0.clone();
         };
         match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split_once(':').map_or("", |(u, _)| u);
-                format!("{scheme}://{user}:***@{host}")
-            }
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                // A user without a password has nothing to hide.
+                None => self.0.clone(),
+            },
             None => self.0.clone(),
         }
     }
@@ -403,6 +404,10 @@ mod tests {
         assert_eq!(
             SecretUrl::new("redis://127.0.0.1:6379").to_string(),
             "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            SecretUrl::new("postgres://postgres@db:5432/x").to_string(),
+            "postgres://postgres@db:5432/x"
         );
     }
 }

@@ -33,23 +33,29 @@ pub struct Seeded {
 pub async fn seed(pool: &PgPool, size: SeedSize) -> Result<Seeded, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut out = Seeded::default();
-    let base: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM users")
-        .fetch_one(&mut *tx)
-        .await?;
-    out.users = sqlx::query(
+    // Random handles and the ids the database hands out: nothing assumes ids without gaps
+    // (a rolled-back seed leaves gaps in the sequence).
+    let ids: Vec<i64> = sqlx::query_scalar(
         "INSERT INTO users (handle, email)
-         SELECT 'trader' || i, 'trader' || i || '@example.com' FROM generate_series($1 + 1, $1 + $2) i",
+         SELECT h, h || '@example.com'
+         FROM (SELECT 'trader-' || substr(md5(random()::text || i::text), 1, 12) AS h
+               FROM generate_series(1, $1) i) s
+         ON CONFLICT (handle) DO NOTHING
+         RETURNING id",
     )
-    .bind(base)
     .bind(size.users)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    .fetch_all(&mut *tx)
+    .await?;
+    out.users = ids.len() as u64;
+    if ids.is_empty() {
+        tx.commit().await?;
+        return Ok(out);
+    }
     sqlx::query(
         "INSERT INTO wallets (user_id, address, chain_id, is_primary)
-         SELECT id, '0x' || lpad(to_hex(id), 40, '0'), 31337, true FROM users WHERE id > $1",
+         SELECT id, '0x' || lpad(to_hex(id), 40, '0'), 31337, true FROM unnest($1::bigint[]) id",
     )
-    .bind(base)
+    .bind(&ids)
     .execute(&mut *tx)
     .await?;
     let first_market: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM markets")
@@ -60,7 +66,7 @@ pub async fn seed(pool: &PgPool, size: SeedSize) -> Result<Seeded, sqlx::Error> 
     out.markets = sqlx::query(
         "INSERT INTO markets (on_chain_id, proposer_id, title, state, created_at, resolves_at, outcome)
          SELECT (SELECT coalesce(max(on_chain_id), 0) FROM markets) + i,
-                1 + (random() * ($2 - 1))::bigint,
+                ($2::bigint[])[1 + floor(random() * cardinality($2::bigint[]))::int],
                 'Market #' || ($1 + i) || ': will the event happen?',
                 s.state, now() - random() * interval '4 days', now() + random() * interval '30 days',
                 CASE WHEN s.state IN ('RESOLVING', 'DISPUTED', 'RESOLVED') THEN random() < 0.5 END
@@ -72,7 +78,7 @@ pub async fn seed(pool: &PgPool, size: SeedSize) -> Result<Seeded, sqlx::Error> 
              END AS state, i AS k) s",
     )
     .bind(first_market)
-    .bind(base + size.users)
+    .bind(&ids)
     .bind(size.markets)
     .bind(size.proposed_pct)
     .execute(&mut *tx)
@@ -95,16 +101,17 @@ pub async fn seed(pool: &PgPool, size: SeedSize) -> Result<Seeded, sqlx::Error> 
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    out.points = seed_points(&mut tx, base, size).await?;
+    out.points = seed_points(&mut tx, &ids, size.points).await?;
     out.discussions = sqlx::query(
         "INSERT INTO discussions (market_id, author_id, content, created_at)
-         SELECT m.id, 1 + (random() * ($2 - 1))::bigint, 'I think the odds are ' || (random() * 100)::int || '%',
+         SELECT m.id, ($2::bigint[])[1 + floor(random() * cardinality($2::bigint[]))::int],
+                'I think the odds are ' || (random() * 100)::int || '%',
                 now() - random() * interval '36 hours'
          FROM markets m CROSS JOIN generate_series(1, 3)
          WHERE m.id > $1 AND m.state IN ('ACTIVE', 'RESOLVING', 'DISPUTED')",
     )
     .bind(first_market)
-    .bind(base + size.users)
+    .bind(&ids)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -139,25 +146,24 @@ async fn seed_votes(
     .rows_affected())
 }
 
-/// Points with a long tail: user picked as `N * u^3` (a few earn most), amounts 1 to ~1000.
+/// Points with a long tail: the user is `ids[n * u^3]` (a few earn most), amounts 1 to ~1000.
 async fn seed_points(
     tx: &mut sqlx::PgConnection,
-    base: i64,
-    size: SeedSize,
+    ids: &[i64],
+    points: i64,
 ) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
         "INSERT INTO points_transactions (user_id, kind, amount, reason, created_at)
-         SELECT $1 + 1 + floor(random() ^ 3 * ($2 - 1))::bigint,
+         SELECT ($1::bigint[])[1 + floor(random() ^ 3 * cardinality($1::bigint[]))::int],
                 (ARRAY['EARNED', 'EARNED', 'EARNED', 'EARNED', 'EARNED', 'EARNED', 'BURNED',
                        'LOCKED', 'UNLOCKED']::points_kind[])[1 + floor(random() * 9)::int],
                 1 + floor(exp(random() * 7))::bigint,
                 (ARRAY['vote', 'trade', 'referral', 'dispute jury', 'market resolved'])[1 + floor(random() * 5)::int],
                 now() - random() * interval '21 days'
-         FROM generate_series(1, $3)",
+         FROM generate_series(1, $2)",
     )
-    .bind(base)
-    .bind(size.users)
-    .bind(size.points)
+    .bind(ids)
+    .bind(points)
     .execute(&mut *tx)
     .await?
     .rows_affected())

@@ -101,6 +101,10 @@ pub struct JobContext {
     /// 1 for the first run.
     pub attempt: u32,
     pub max_attempts: u32,
+    /// When the job was enqueued (for a scheduled job, its tick): relative periods such as
+    /// "previous week" are resolved against it, not against the clock of the worker that
+    /// happens to run it, maybe late.
+    pub enqueued_at: chrono::DateTime<chrono::Utc>,
     pub resources: Arc<Resources>,
 }
 

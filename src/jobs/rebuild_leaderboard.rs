@@ -1,6 +1,7 @@
 //! `rebuild_leaderboard`: recomputes the points ledgers and one leaderboard.
 //!
-//! Args: `{"period": "all-time" | "current-week" | "previous-week" | "YYYY-Www"}`. Idempotent:
+//! Args: `{"period": "all-time" | "current-week" | "previous-week" | "YYYY-Www"}`; relative
+//! weeks are resolved against the time the job was enqueued (its tick). Idempotent:
 //! the ledgers are recomputed from the append-only transactions (unchanged rows are not
 //! written), and the board is replaced in one transaction under an advisory lock.
 
@@ -25,7 +26,7 @@ impl Job for RebuildLeaderboard {
 
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
         let now = chrono::Utc::now();
-        let period = Period::parse(&self.period, now).map_err(JobError::fatal)?;
+        let period = Period::parse(&self.period, ctx.enqueued_at).map_err(JobError::fatal)?;
         let pool = &ctx.resources.db;
         let changed = points::rebuild_ledgers(pool, now)
             .await

@@ -127,6 +127,8 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
         queue: job.queue.clone(),
         attempt,
         max_attempts,
+        enqueued_at: chrono::DateTime::from_timestamp_millis(env.created_at)
+            .unwrap_or_else(chrono::Utc::now),
         resources: resources.clone(),
     };
     let timeout = entry.spec.timeout;
@@ -198,6 +200,7 @@ pub async fn run_inline(
         queue: "inline".to_owned(),
         attempt: 1,
         max_attempts: 1,
+        enqueued_at: chrono::Utc::now(),
         resources: resources.clone(),
     };
     let timeout = entry.spec.timeout;
