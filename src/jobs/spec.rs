@@ -83,6 +83,8 @@ fn default_catch_up() -> Duration {
     Duration::from_secs(3600)
 }
 
+/// The fields of `Backoff` are repeated here rather than flattened in, because serde cannot
+/// combine `flatten` with `deny_unknown_fields`, and a misspelt key in a spec must be an error.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
