@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod backoff;
 pub mod client;
+mod enqueue;
 pub mod envelope;
 pub mod keys;
 pub mod payload;
