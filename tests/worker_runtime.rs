@@ -3,10 +3,10 @@
 
 mod support;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jobfleet::jobs::{HandlerSet, Job, JobContext, JobError};
+use jobfleet::jobs::{HandlerSet, Job, JobContext, JobError, Registry};
 use jobfleet::queue::{JobState, NewJob, QueueClient};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -77,7 +77,15 @@ struct Setup {
     _specs: tempfile::TempDir,
     url: String,
     client: QueueClient,
-    registry: std::sync::Arc<jobfleet::jobs::Registry>,
+    registry: Arc<Registry>,
+}
+
+/// The `probe` kind with this timeout and attempts, and 50 ms backoff. The folder must live
+/// as long as the registry is loaded from it, so it is returned too.
+fn probe_registry(timeout: &str, attempts: u32) -> (tempfile::TempDir, Arc<Registry>) {
+    let specs = spec_dir(&[("probe", "default", timeout, attempts, "50ms")]);
+    let registry = registry(specs.path(), HandlerSet::new().register::<Probe>());
+    (specs, registry)
 }
 
 /// A Redis, a client, and the `probe` kind with a 1 s timeout, 3 attempts and 50 ms backoff.
@@ -85,8 +93,7 @@ async fn setup() -> Setup {
     let redis = TestRedis::start();
     let url = redis.url();
     let client = client(&url).await;
-    let specs = spec_dir(&[("probe", "default", "1s", 3, "50ms")]);
-    let registry = registry(specs.path(), HandlerSet::new().register::<Probe>());
+    let (specs, registry) = probe_registry("1s", 3);
     Setup {
         _redis: redis,
         _specs: specs,
@@ -317,8 +324,7 @@ async fn strict_order_serves_earlier_queues_first() {
 #[tokio::test]
 async fn leases_are_renewed_while_a_long_job_runs() {
     let s = setup().await;
-    let specs = spec_dir(&[("probe", "default", "10s", 3, "50ms")]);
-    let registry = registry(specs.path(), HandlerSet::new().register::<Probe>());
+    let (_specs, registry) = probe_registry("10s", 3);
     let opts = WorkerOpts {
         lease: Duration::from_secs(1),
         ..WorkerOpts::default()
@@ -342,12 +348,12 @@ async fn leases_are_renewed_while_a_long_job_runs() {
 #[tokio::test]
 async fn shutdown_lets_short_jobs_finish_and_hands_long_ones_back() {
     let s = setup().await;
-    let specs = spec_dir(&[("probe", "default", "60s", 3, "50ms")]);
-    let registry = registry(specs.path(), HandlerSet::new().register::<Probe>());
+    let (_specs, registry) = probe_registry("60s", 3);
     let opts = WorkerOpts {
         concurrency: 2,
         prefetch: 4,
-        shutdown_timeout: Duration::from_millis(800),
+        // Ten times the short job, so that a loaded machine still lets it finish.
+        shutdown_timeout: Duration::from_secs(3),
         ..WorkerOpts::default()
     };
     let w = start_worker(&s.client, registry, &s.url, opts);
@@ -422,8 +428,7 @@ async fn a_running_worker_is_listed_with_its_jobs() {
 #[tokio::test]
 async fn a_job_taken_back_from_a_live_worker_and_leased_to_it_again_finishes_once() {
     let s = setup().await;
-    let specs = spec_dir(&[("probe", "default", "20s", 5, "50ms")]);
-    let registry = registry(specs.path(), HandlerSet::new().register::<Probe>());
+    let (_specs, registry) = probe_registry("20s", 5);
     let opts = WorkerOpts {
         lease: Duration::from_secs(1),
         ..WorkerOpts::default()
