@@ -272,8 +272,13 @@ async fn undecodable_payloads_and_unknown_kinds_go_to_dead_with_a_reason() {
 #[tokio::test]
 async fn an_idle_worker_is_woken_without_polling() {
     let s = setup().await;
-    // The poll interval is 30 s: a job that finishes quickly was started by the wake-up.
-    let w = start_worker(&s.client, s.registry.clone(), &s.url, WorkerOpts::default());
+    // An idle worker looks on its own every min(poll interval, lease / 3): 30 s here. A job
+    // that starts within 5 s was started by the wake-up.
+    let opts = WorkerOpts {
+        lease: Duration::from_secs(120),
+        ..WorkerOpts::default()
+    };
+    let w = start_worker(&s.client, s.registry.clone(), &s.url, opts);
     tokio::time::sleep(Duration::from_millis(300)).await;
     s.client
         .enqueue(probe(json!({"tag": "wake"})))

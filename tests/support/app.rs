@@ -76,7 +76,8 @@ impl Default for WorkerOpts {
             prefetch: 4,
             lease: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
-            // Long on purpose: a test that sees a job start quickly proves the wake-up works.
+            // Long on purpose: a test that sees a job start quickly proves the wake-up works
+            // (with a lease long enough that lease / 3 is longer too).
             poll_interval: Duration::from_secs(30),
         }
     }
