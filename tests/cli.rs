@@ -229,6 +229,17 @@ impl WorkerProcess {
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
+    /// SIGTERM, and the worker must exit 0.
+    fn terminate_cleanly(&mut self) {
+        let status = self.terminate();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "the worker should exit 0 on SIGTERM, got {status}; output:\n{}",
+            self.output()
+        );
+    }
+
     fn terminate(&mut self) -> ExitStatus {
         let pid = i32::try_from(self.child.id()).expect("pid fits i32");
         kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM sent to the worker");
@@ -474,13 +485,7 @@ async fn the_operator_flow_works_end_to_end() {
         worker.output()
     );
     worker.assert_running();
-    let status = worker.terminate();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "the worker should exit 0 on SIGTERM, got {status}; output:\n{}",
-        worker.output()
-    );
+    worker.terminate_cleanly();
     let deregistered = eventually(Duration::from_secs(10), || async {
         ok_json(&url, &["workers", "--json"]) == json!([])
     })
@@ -636,13 +641,7 @@ async fn the_worker_serves_health_and_metrics() {
     let (status, _) = http_get(port, "/nowhere").expect("GET /nowhere");
     assert_eq!(status, 404);
 
-    let status = worker.terminate();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "the worker should exit 0 on SIGTERM, got {status}; output:\n{}",
-        worker.output()
-    );
+    worker.terminate_cleanly();
     assert!(
         http_get(port, "/healthz").is_err(),
         "the telemetry server still answers after the worker exited"

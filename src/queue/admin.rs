@@ -160,7 +160,14 @@ impl QueueClient {
     /// Registers a queue name so that it is listed before anything was enqueued to it.
     pub async fn register_queue(&self, queue: &str) -> Result<()> {
         self.queue(queue)?;
-        let _: () = self.connection().sadd(self.keys.queues(), queue).await?;
+        self.register_queues(&[queue]).await
+    }
+
+    /// Adds queue names to the set of known queues (one SADD for all of them).
+    pub(crate) async fn register_queues(&self, queues: &[&str]) -> Result<()> {
+        if !queues.is_empty() {
+            let _: () = self.connection().sadd(self.keys.queues(), queues).await?;
+        }
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 use futures::StreamExt;
 
 use super::client::QueueClient;
-use super::envelope::{Enqueued, NewJob};
+use super::envelope::{Enqueued, Envelope, NewJob};
 use super::keys::{QueueKeys, validate_queue_name};
 use super::payload::{Header, valid_id};
 use super::{QueueError, Result, now_ms};
@@ -57,15 +57,8 @@ impl QueueClient {
             }
         }
         let mut results: Vec<Option<Enqueued>> = vec![None; total];
-        let mut con = self.con.clone();
-        let queues: Vec<String> = calls.iter().map(|(k, _)| k.name().to_owned()).collect();
-        if !queues.is_empty() {
-            let _: () = redis::cmd("SADD")
-                .arg(self.keys.queues())
-                .arg(&queues)
-                .query_async(&mut con)
-                .await?;
-        }
+        let queues: Vec<&str> = calls.iter().map(|(k, _)| k.name()).collect();
+        self.register_queues(&queues).await?;
         // Up to ENQUEUE_PARALLEL calls in flight: while Redis runs one chunk, the next is
         // serialised and sent.
         let mut replies =
@@ -107,15 +100,7 @@ impl QueueClient {
                 (None, None) => (String::new(), 0),
             };
             let env = job.into_envelope(now);
-            let header = Header {
-                attempts: 0,
-                max_attempts: env.max_attempts,
-                id: env.id.clone(),
-                failed_at: 0,
-                unique: uniq.clone(),
-                error: String::new(),
-            };
-            inv.arg(header.encode(&serde_json::to_string(&env)?))
+            inv.arg(stored(&env, uniq.clone())?)
                 .arg(&env.id)
                 .arg(uniq)
                 .arg(ttl.to_string())
@@ -157,17 +142,8 @@ impl QueueClient {
             )));
         }
         let env = job.into_envelope(now_ms());
-        let header = Header {
-            max_attempts: env.max_attempts,
-            id: env.id.clone(),
-            ..Header::default()
-        };
-        let stored = header.encode(&serde_json::to_string(&env)?);
-        let _: () = redis::cmd("SADD")
-            .arg(self.keys.queues())
-            .arg(keys.name())
-            .query_async(&mut self.con.clone())
-            .await?;
+        let stored = stored(&env, String::new())?;
+        self.register_queues(&[keys.name()]).await?;
         let created: i64 = self
             .scripts
             .enqueue_tick
@@ -197,4 +173,15 @@ impl QueueClient {
             Some((t.parse().ok()?, id.to_owned()))
         }))
     }
+}
+
+/// A new job as stored: a header with no attempts yet, then the envelope JSON.
+fn stored(env: &Envelope, unique: String) -> Result<String> {
+    let header = Header {
+        max_attempts: env.max_attempts,
+        id: env.id.clone(),
+        unique,
+        ..Header::default()
+    };
+    Ok(header.encode(&serde_json::to_string(env)?))
 }

@@ -54,6 +54,16 @@ impl QueueSelection {
         self.queues.iter().map(|(q, _)| q.clone()).collect()
     }
 
+    /// How many queues are served.
+    pub fn len(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Never true: parsing refuses an empty selection.
+    pub fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+
     pub fn is_strict(&self) -> bool {
         self.strict
     }

@@ -310,9 +310,7 @@ async fn fetch_batch(
     seq: &mut u64,
 ) -> (Vec<(u64, Arc<Leased>)>, Option<i64>, bool) {
     let w = &shared.w;
-    let units: Vec<f64> = (0..w.cfg.queues.names().len())
-        .map(|_| rand::random())
-        .collect();
+    let units: Vec<f64> = (0..w.cfg.queues.len()).map(|_| rand::random()).collect();
     let mut leased: Vec<(u64, Arc<Leased>)> = Vec::new();
     let mut next_due: Option<i64> = None;
     let mut failed = false;

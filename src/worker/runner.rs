@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use tracing::Instrument;
 
+use crate::jobs::registry::Entry;
 use crate::jobs::{JobContext, JobError, Registry, Resources, error_chain};
 use crate::queue::{Backoff, Envelope, Leased, SettleAction, now_ms};
 
@@ -132,11 +133,7 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
         resources: resources.clone(),
     };
     let timeout = entry.spec.timeout;
-    let fut = (entry.handler)(std::mem::take(&mut env.args), ctx);
-    let result = AssertUnwindSafe(tokio::time::timeout(timeout, fut))
-        .catch_unwind()
-        .instrument(span.clone())
-        .await;
+    let called = call(entry, std::mem::take(&mut env.args), ctx, span.clone()).await;
     let elapsed = started.elapsed();
     let backoff = env.backoff.unwrap_or_else(|| entry.spec.retry.backoff());
     let fail = |error: String| {
@@ -149,22 +146,18 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
             rand::random(),
         )
     };
-    let outcome = match result {
-        Ok(Ok(Ok(()))) => Outcome::Ack,
-        Ok(Ok(Err(JobError::Snooze(after)))) => Outcome::Settle {
+    let outcome = match called {
+        Called::Done(Ok(())) => Outcome::Ack,
+        Called::Done(Err(JobError::Snooze(after))) => Outcome::Settle {
             action: SettleAction::Snooze,
             due_ms: now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX)),
             error: String::new(),
         },
-        Ok(Ok(Err(JobError::Fatal(e)))) => {
+        Called::Done(Err(JobError::Fatal(e))) => {
             Outcome::kill(format!("fatal: {}", error_chain(e.as_ref())))
         }
-        Ok(Ok(Err(JobError::Retry(e)))) => fail(error_chain(e.as_ref())),
-        Ok(Err(_elapsed)) => fail(format!(
-            "timed out after {}",
-            humantime::format_duration(timeout)
-        )),
-        Err(panic) => fail(format!("panicked: {}", panic_message(panic.as_ref()))),
+        Called::Done(Err(JobError::Retry(e))) => fail(error_chain(e.as_ref())),
+        broke => fail(broke.describe(timeout)),
     };
     span.in_scope(|| match &outcome {
         Outcome::Ack => tracing::debug!(elapsed_ms = elapsed.as_millis() as u64, "job completed"),
@@ -203,23 +196,52 @@ pub async fn run_inline(
         enqueued_at: chrono::Utc::now(),
         resources: resources.clone(),
     };
-    let timeout = entry.spec.timeout;
-    let result = AssertUnwindSafe(tokio::time::timeout(timeout, (entry.handler)(args, ctx)))
-        .catch_unwind()
-        .instrument(span)
-        .await;
-    match result {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(JobError::Snooze(after)))) => Err(format!(
+    match call(entry, args, ctx, span).await {
+        Called::Done(Ok(())) => Ok(()),
+        Called::Done(Err(JobError::Snooze(after))) => Err(format!(
             "the job asked to run again in {}",
             humantime::format_duration(after)
         )),
-        Ok(Ok(Err(JobError::Fatal(e) | JobError::Retry(e)))) => Err(error_chain(e.as_ref())),
-        Ok(Err(_)) => Err(format!(
-            "timed out after {}",
-            humantime::format_duration(timeout)
-        )),
-        Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
+        Called::Done(Err(JobError::Fatal(e) | JobError::Retry(e))) => Err(error_chain(e.as_ref())),
+        broke => Err(broke.describe(entry.spec.timeout)),
+    }
+}
+
+/// How a handler call ended.
+enum Called {
+    Done(Result<(), JobError>),
+    TimedOut,
+    Panicked(String),
+}
+
+impl Called {
+    /// The error text of a call that did not return.
+    fn describe(&self, timeout: std::time::Duration) -> String {
+        match self {
+            Called::TimedOut => format!("timed out after {}", humantime::format_duration(timeout)),
+            Called::Panicked(message) => format!("panicked: {message}"),
+            Called::Done(_) => "returned".to_owned(),
+        }
+    }
+}
+
+/// Calls a handler under its kind's timeout, inside its span, with panics caught: the one
+/// place where a worker and `jobfleet run` execute job code.
+async fn call(
+    entry: &Entry,
+    args: serde_json::Value,
+    ctx: JobContext,
+    span: tracing::Span,
+) -> Called {
+    let fut = (entry.handler)(args, ctx);
+    match AssertUnwindSafe(tokio::time::timeout(entry.spec.timeout, fut))
+        .catch_unwind()
+        .instrument(span)
+        .await
+    {
+        Ok(Ok(result)) => Called::Done(result),
+        Ok(Err(_elapsed)) => Called::TimedOut,
+        Err(panic) => Called::Panicked(panic_message(panic.as_ref())),
     }
 }
 
