@@ -23,7 +23,7 @@ pub enum ConfigError {
     MissingEnv { env: String, path: PathBuf },
 }
 
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         message: message.into(),
@@ -41,6 +41,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub governance: GovernanceSettings,
     pub jobs: JobsSettings,
+    pub chain: crate::chain::ChainSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -313,7 +314,7 @@ impl Settings {
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
             return Err(invalid("telemetry.log_filter", "is not a valid filter"));
         }
-        Ok(())
+        self.chain.validate()
     }
 
     /// The store settings shared by every process.

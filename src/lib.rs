@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the bird's-eye view, the code map and the invariants.
 
+pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod db;

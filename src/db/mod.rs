@@ -4,7 +4,12 @@
 //! state guard (`WHERE state = 'PROPOSED'`), so a second run, or a concurrent one, changes
 //! nothing. ARCHITECTURE.md lists how each job achieves it.
 
+pub mod balances;
+pub mod events;
 pub mod governance;
+pub mod markets;
+pub mod onchain;
+pub mod outbox;
 pub mod points;
 pub mod seed;
 

@@ -5,11 +5,16 @@
 //! `jobs/<kind>.toml`. `registry::handlers()` is the one place where kinds are registered.
 
 pub mod aggregate_votes;
+pub mod confirm_transactions;
+pub mod index_chain_events;
 pub mod noop;
 pub mod rebuild_leaderboard;
 pub mod registry;
+pub mod resolve_markets;
+pub mod send_transactions;
 pub mod sleep;
 pub mod spec;
+pub mod sync_balances;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::chain::{Chain, ChainError};
 use crate::config::Settings;
 use crate::queue::QueueClient;
 
@@ -80,6 +86,8 @@ pub struct Resources {
     /// Connects on first use (see `db::lazy_pool`).
     pub db: sqlx::PgPool,
     pub settings: Settings,
+    /// Built on first use (see `chain()`).
+    chain: std::sync::OnceLock<Chain>,
 }
 
 impl Resources {
@@ -89,7 +97,34 @@ impl Resources {
             db: crate::db::lazy_pool(&settings.database)?,
             queue,
             settings,
+            chain: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The chain connection, built on first use (building it sends nothing).
+    pub fn chain(&self) -> Result<&Chain, ChainError> {
+        if let Some(chain) = self.chain.get() {
+            return Ok(chain);
+        }
+        let chain = Chain::new(&self.settings.chain)?;
+        Ok(self.chain.get_or_init(|| chain))
+    }
+}
+
+/// Runs a chain job's body, mapping its errors to what happens next. A setting the job needs
+/// that is empty is not a failure of the job: the deployment does not use that part of the
+/// chain yet, so the run logs a warning and succeeds.
+pub(crate) async fn chain_job<T>(
+    kind: &str,
+    body: impl Future<Output = Result<T, ChainError>>,
+) -> Result<Option<T>, JobError> {
+    match body.await {
+        Ok(v) => Ok(Some(v)),
+        Err(ChainError::NotConfigured(key)) => {
+            tracing::warn!(kind, "chain.{key} is not configured: nothing to do");
+            Ok(None)
+        }
+        Err(e) => Err(e.into_job_error()),
     }
 }
 

@@ -78,6 +78,11 @@ pub fn handlers() -> HandlerSet {
         .register::<super::sleep::Sleep>()
         .register::<super::aggregate_votes::AggregateVotes>()
         .register::<super::rebuild_leaderboard::RebuildLeaderboard>()
+        .register::<super::send_transactions::SendTransactions>()
+        .register::<super::confirm_transactions::ConfirmTransactions>()
+        .register::<super::sync_balances::SyncBalances>()
+        .register::<super::resolve_markets::ResolveMarkets>()
+        .register::<super::index_chain_events::IndexChainEvents>()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -245,13 +250,9 @@ mod tests {
 
     #[test]
     fn a_spec_without_a_handler_is_refused() {
-        let dir = spec_dir(&[
-            "noop",
-            "sleep",
-            "aggregate_votes",
-            "rebuild_leaderboard",
-            "ghost",
-        ]);
+        let mut kinds: Vec<&str> = handlers().kinds().collect();
+        kinds.push("ghost");
+        let dir = spec_dir(&kinds);
         let e = Registry::load(dir.path(), handlers())
             .unwrap_err()
             .to_string();
@@ -260,7 +261,8 @@ mod tests {
 
     #[test]
     fn a_handler_without_a_spec_is_refused() {
-        let dir = spec_dir(&["noop", "aggregate_votes", "rebuild_leaderboard"]);
+        let kinds: Vec<&str> = handlers().kinds().filter(|k| *k != "sleep").collect();
+        let dir = spec_dir(&kinds);
         let e = Registry::load(dir.path(), handlers())
             .unwrap_err()
             .to_string();

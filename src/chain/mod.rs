@@ -1,0 +1,180 @@
+//! The EVM chain, through alloy: the provider, the contracts' bindings, and the errors of
+//! everything that talks to the node, each saying what happens next.
+//!
+//! `sender` signs and broadcasts the outbox's transactions, `receipts` confirms them and
+//! applies their effects, `indexer` follows the contracts' events, `balances` reads wallet
+//! balances through Multicall3, `payouts` is the pure settlement arithmetic of a resolved
+//! market. The SQL they run lives in `db::` (outbox, markets, balances, events).
+
+pub mod balances;
+pub mod contracts;
+pub mod failpoint;
+pub mod indexer;
+pub mod payouts;
+pub mod receipts;
+pub mod sender;
+pub mod settings;
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::transports::{RpcError, TransportErrorKind};
+
+pub use settings::{ChainSettings, SecretKey};
+
+use crate::jobs::JobError;
+
+/// What went wrong talking to the chain, and so what happens next (`into_job_error`).
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The node could not be reached, timed out, rate-limited us or failed: try again.
+    #[error("rpc: {0}")]
+    Rpc(#[source] RpcError<TransportErrorKind>),
+    /// The EVM reverted the call; retrying the same call reverts again.
+    #[error("reverted: {0}")]
+    Revert(String),
+    /// A setting the job needs is empty: nothing to do until an operator sets it.
+    #[error("chain.{0} is not configured")]
+    NotConfigured(&'static str),
+    /// A bad address, an ABI that does not match the contract, a node on another chain:
+    /// retrying cannot help.
+    #[error("{0}")]
+    Fatal(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl ChainError {
+    /// Sorts an RPC error: a revert (with its decoded reason), an answer we cannot decode
+    /// (fatal: the node or the ABI is not what we expect), or anything else (retryable).
+    pub fn from_rpc(e: RpcError<TransportErrorKind>) -> Self {
+        match &e {
+            RpcError::ErrorResp(payload) => {
+                if let Some(data) = payload.as_revert_data() {
+                    let reason = alloy::sol_types::decode_revert_reason(&data)
+                        .unwrap_or_else(|| format!("revert data {data}"));
+                    return ChainError::Revert(reason);
+                }
+                if payload.message.contains("revert") {
+                    return ChainError::Revert(payload.message.to_string());
+                }
+                ChainError::Rpc(e)
+            }
+            RpcError::DeserError { .. } => {
+                ChainError::Fatal(format!("the node's answer does not decode: {e}"))
+            }
+            _ => ChainError::Rpc(e),
+        }
+    }
+
+    /// Contract-call errors: reverts and transport errors as above, a return value that does
+    /// not decode as the ABI says is an ABI mismatch (fatal).
+    pub fn from_contract(e: alloy::contract::Error) -> Self {
+        match e {
+            alloy::contract::Error::TransportError(e) => Self::from_rpc(e),
+            other => ChainError::Fatal(format!("ABI mismatch: {other}")),
+        }
+    }
+
+    pub fn into_job_error(self) -> JobError {
+        match self {
+            ChainError::Rpc(_) | ChainError::Db(_) => JobError::retry(self),
+            ChainError::Revert(_) | ChainError::NotConfigured(_) | ChainError::Fatal(_) => {
+                JobError::fatal(self)
+            }
+        }
+    }
+}
+
+impl From<RpcError<TransportErrorKind>> for ChainError {
+    fn from(e: RpcError<TransportErrorKind>) -> Self {
+        Self::from_rpc(e)
+    }
+}
+
+/// A connection to the node: a provider without fillers (the sender fills nonce, gas and fees
+/// itself, so nothing is cached behind its back), and the settings.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    pub provider: DynProvider,
+    pub settings: ChainSettings,
+}
+
+impl Chain {
+    /// Builds the provider; nothing is sent until the first call.
+    pub fn new(settings: &ChainSettings) -> Result<Self, ChainError> {
+        if settings.rpc_url.is_empty() {
+            return Err(ChainError::NotConfigured("rpc_url"));
+        }
+        let url = reqwest::Url::parse(&settings.rpc_url)
+            .map_err(|e| ChainError::Fatal(format!("chain.rpc_url: {e}")))?;
+        let client = reqwest::Client::builder()
+            .timeout(settings.request_timeout)
+            .build()
+            .map_err(|e| ChainError::Fatal(format!("cannot build the HTTP client: {e}")))?;
+        let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .connect_reqwest(client, url)
+            .erased();
+        Ok(Self {
+            provider,
+            settings: settings.clone(),
+        })
+    }
+
+    /// The node's chain id, checked against `chain.chain_id` when that is set.
+    pub async fn chain_id(&self) -> Result<u64, ChainError> {
+        let id = self.provider.get_chain_id().await?;
+        let want = self.settings.chain_id;
+        if want != 0 && want != id {
+            return Err(ChainError::Fatal(format!(
+                "the node at chain.rpc_url is on chain {id}, chain.chain_id says {want}"
+            )));
+        }
+        Ok(id)
+    }
+
+    pub fn markets(&self) -> Result<Address, ChainError> {
+        self.settings
+            .markets()
+            .ok_or(ChainError::NotConfigured("markets_address"))
+    }
+
+    pub fn oracle(&self) -> Result<Address, ChainError> {
+        self.settings
+            .oracle()
+            .ok_or(ChainError::NotConfigured("oracle_address"))
+    }
+
+    pub fn multicall(&self) -> Result<Address, ChainError> {
+        self.settings
+            .multicall()
+            .ok_or(ChainError::NotConfigured("multicall_address"))
+    }
+
+    /// The block the jobs treat as final: `confirmations` below the head.
+    pub async fn safe_head(&self) -> Result<(u64, u64), ChainError> {
+        let head = self.provider.get_block_number().await?;
+        Ok((head, head.saturating_sub(self.settings.confirmations)))
+    }
+}
+
+/// Lowercase 0x-hex, the form the database stores (its CHECKs require it).
+pub fn hex_lower(bytes: impl AsRef<[u8]>) -> String {
+    format!("0x{}", alloy::hex::encode(bytes))
+}
+
+/// An address as the database stores it.
+pub fn addr_lower(a: Address) -> String {
+    hex_lower(a.as_slice())
+}
+
+/// A wei amount from the database's NUMERIC text form.
+pub fn parse_wei(s: &str) -> Result<U256, ChainError> {
+    U256::from_str_radix(s.trim(), 10)
+        .map_err(|e| ChainError::Fatal(format!("{s:?} is not a wei amount: {e}")))
+}
+
+/// How long the jobs wait before looking again at a market whose outcome is not reported.
+pub const ORACLE_SNOOZE: Duration = Duration::from_secs(60);

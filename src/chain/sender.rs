@@ -1,0 +1,302 @@
+//! The transaction sender: signs the outbox's rows from the platform's signer and broadcasts
+//! them, one nonce sequence per signer with no gaps, recoverable after a crash at any point.
+//!
+//! The order of steps is the guarantee. A row is signed first and its signed bytes, hash and
+//! nonce are committed (PENDING -> SIGNED) together with the signer's next nonce; only then
+//! is it broadcast, and only then marked SUBMITTED. A crash before the commit leaves the row
+//! PENDING and the nonce untaken; a crash after it leaves the row SIGNED, and the next run
+//! broadcasts the very same bytes again (same hash: the node can only take it once). Gas is
+//! estimated before a nonce is taken, so a call that would revert fails its row with the
+//! revert reason and leaves no gap that would stall the next transaction (alloy's cached
+//! nonce manager burns a nonce there, which is why the provider runs without fillers).
+//!
+//! One sender runs per signer at a time: each run holds a transaction-scoped advisory lock,
+//! and a run that cannot take it leaves the work to the one that has it.
+
+use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy::eips::eip2718::Encodable2718;
+use alloy::network::TxSignerSync;
+use alloy::primitives::{Address, B256, Bytes, TxKind, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolCall;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::contracts::Markets;
+use super::{Chain, ChainError, addr_lower, failpoint, hex_lower, parse_wei};
+use crate::db::outbox::{self, OutboxRow, Signed};
+
+/// What one run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendReport {
+    /// SIGNED rows (left by a crash or a failed broadcast) broadcast again.
+    pub rebroadcast: u32,
+    /// PENDING rows signed and broadcast.
+    pub sent: u32,
+    /// Rows failed before taking a nonce (a revert at estimation, args that do not encode).
+    pub failed: u32,
+    /// Rows whose nonce was used elsewhere, back to PENDING.
+    pub requeued: u32,
+    /// True when another run held the signer's lock, so this one did nothing.
+    pub busy: bool,
+}
+
+/// The signer of a chain, ready to sign.
+#[derive(Debug)]
+pub struct Sender<'a> {
+    chain: &'a Chain,
+    pool: &'a PgPool,
+    signer: PrivateKeySigner,
+    address: String,
+    chain_id: u64,
+}
+
+impl<'a> Sender<'a> {
+    pub async fn new(chain: &'a Chain, pool: &'a PgPool) -> Result<Self, ChainError> {
+        let key = &chain.settings.signer_key;
+        if key.is_empty() {
+            return Err(ChainError::NotConfigured("signer_key"));
+        }
+        let signer = key.signer().map_err(|e| ChainError::Fatal(format!("chain.signer_key {e}")))?;
+        let chain_id = chain.chain_id().await?;
+        Ok(Self {
+            chain,
+            pool,
+            address: addr_lower(signer.address()),
+            signer,
+            chain_id,
+        })
+    }
+
+    pub fn address(&self) -> Address {
+        self.signer.address()
+    }
+
+    /// Takes the signer's lock for the length of the returned transaction, or None when
+    /// another run holds it.
+    pub async fn lock(&self) -> Result<Option<Transaction<'static, Postgres>>, ChainError> {
+        let mut tx = self.pool.begin().await?;
+        let key = format!("jobfleet:sender:{}:{}", self.chain_id, self.address);
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+        Ok(got.then_some(tx))
+    }
+
+    /// One run: broadcast what a crash left SIGNED, then sign and send up to `limit` PENDING
+    /// rows in order.
+    pub async fn run(&self, limit: i64) -> Result<SendReport, ChainError> {
+        let Some(lock) = self.lock().await? else {
+            return Ok(SendReport { busy: true, ..SendReport::default() });
+        };
+        let mut report = SendReport::default();
+        let result = self.run_locked(limit, &mut report).await;
+        // Ending the lock's transaction releases the lock; nothing was written through it.
+        lock.rollback().await?;
+        result.map(|()| report)
+    }
+
+    async fn run_locked(&self, limit: i64, report: &mut SendReport) -> Result<(), ChainError> {
+        for row in outbox::by_status(self.pool, "SIGNED", limit).await? {
+            let (Some(hash), Some(raw)) = (&row.tx_hash, &row.raw_tx) else { continue };
+            if self.broadcast(&row, hash, raw).await? {
+                report.rebroadcast += 1;
+            } else {
+                report.requeued += 1;
+            }
+        }
+        let pending = outbox::by_status(self.pool, "PENDING", limit).await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let fees = self.chain.provider.estimate_eip1559_fees().await?;
+        for row in pending {
+            match self.sign_and_send(&row, fees.max_fee_per_gas, fees.max_priority_fee_per_gas).await {
+                Ok(()) => report.sent += 1,
+                Err(ChainError::Revert(reason)) => {
+                    tracing::error!(outbox_id = row.id, kind = %row.kind, %reason,
+                        "transaction would revert: row failed, no nonce taken");
+                    outbox::fail(self.pool, row.id, "PENDING", &format!("reverted at estimation: {reason}")).await?;
+                    report.failed += 1;
+                }
+                Err(ChainError::Fatal(reason)) => {
+                    tracing::error!(outbox_id = row.id, kind = %row.kind, %reason, "row cannot be sent");
+                    outbox::fail(self.pool, row.id, "PENDING", &reason).await?;
+                    report.failed += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Estimates, takes a nonce, signs and commits, then broadcasts.
+    async fn sign_and_send(&self, row: &OutboxRow, max_fee: u128, tip: u128) -> Result<(), ChainError> {
+        let (to, data) = self.calldata(row)?;
+        let request = TransactionRequest::default()
+            .from(self.address())
+            .to(to)
+            .input(data.clone().into());
+        let gas = self.chain.provider.estimate_gas(request).await?;
+        // Headroom: the state can change between estimation and inclusion.
+        let gas_limit = gas + gas / 5;
+        let on_chain = self.chain.provider.get_transaction_count(self.address()).pending().await?;
+        let mut tx = self.pool.begin().await?;
+        let nonce = outbox::take_nonce(&mut tx, &self.address, self.chain_id as i64, on_chain as i64).await?;
+        let signed = self.sign(nonce as u64, gas_limit, max_fee, tip, to, data)?;
+        if !outbox::record_signed(&mut tx, row.id, "PENDING", &signed).await? {
+            // Another writer moved the row; the nonce is not taken (rolled back).
+            tx.rollback().await?;
+            return Ok(());
+        }
+        tx.commit().await?;
+        tracing::info!(outbox_id = row.id, kind = %row.kind, nonce, tx_hash = %signed.tx_hash, "transaction signed");
+        failpoint::hit("after-sign");
+        self.broadcast(row, &signed.tx_hash, &signed.raw_tx).await?;
+        Ok(())
+    }
+
+    /// Signs an EIP-1559 transaction and returns what the outbox stores of it.
+    pub fn sign(
+        &self,
+        nonce: u64,
+        gas_limit: u64,
+        max_fee_per_gas: u128,
+        max_priority_fee_per_gas: u128,
+        to: Address,
+        data: Bytes,
+    ) -> Result<Signed, ChainError> {
+        let mut tx = TxEip1559 {
+            chain_id: self.chain_id,
+            nonce,
+            gas_limit,
+            max_fee_per_gas,
+            max_priority_fee_per_gas,
+            to: TxKind::Call(to),
+            value: U256::ZERO,
+            access_list: Default::default(),
+            input: data,
+        };
+        let signature = self
+            .signer
+            .sign_transaction_sync(&mut tx)
+            .map_err(|e| ChainError::Fatal(format!("cannot sign: {e}")))?;
+        let signed = tx.into_signed(signature);
+        let hash = hex_lower(signed.hash().as_slice());
+        let raw = TxEnvelope::from(signed).encoded_2718();
+        Ok(Signed {
+            signer: self.address.clone(),
+            chain_id: self.chain_id as i64,
+            nonce: nonce as i64,
+            tx_hash: hash,
+            raw_tx: raw,
+            gas_limit: gas_limit as i64,
+            max_fee_per_gas: max_fee_per_gas.to_string(),
+            max_priority_fee_per_gas: max_priority_fee_per_gas.to_string(),
+        })
+    }
+
+    /// Broadcasts a SIGNED row's bytes and marks it SUBMITTED. Returns false when its nonce
+    /// turned out to be used by another transaction of this key and none of ours was mined,
+    /// in which case the row is back to PENDING.
+    pub async fn broadcast(&self, row: &OutboxRow, hash: &str, raw: &[u8]) -> Result<bool, ChainError> {
+        match self.chain.provider.send_raw_transaction(raw).await {
+            Ok(_) => {}
+            Err(e) => {
+                let msg = e.to_string().to_lowercase();
+                if msg.contains("already known") || msg.contains("already imported") || msg.contains("known transaction") {
+                    // A re-broadcast of bytes the node has: it is submitted.
+                } else if msg.contains("nonce too low") {
+                    if !self.any_receipt(row, hash).await? {
+                        tracing::warn!(outbox_id = row.id, "nonce used by another transaction of the signer: signing again");
+                        outbox::requeue(self.pool, row.id, "nonce used elsewhere; signed again").await?;
+                        return Ok(false);
+                    }
+                } else {
+                    return Err(ChainError::from_rpc(e));
+                }
+            }
+        }
+        failpoint::hit("after-broadcast");
+        outbox::mark_submitted(self.pool, row.id, hash).await?;
+        tracing::info!(outbox_id = row.id, tx_hash = %hash, "transaction submitted");
+        Ok(true)
+    }
+
+    /// Whether any attempt of the row (this hash or an earlier one) has a receipt.
+    async fn any_receipt(&self, row: &OutboxRow, hash: &str) -> Result<bool, ChainError> {
+        for h in std::iter::once(hash).chain(row.previous_hashes.iter().map(String::as_str)) {
+            let Ok(h) = h.parse::<B256>() else { continue };
+            if self.chain.provider.get_transaction_receipt(h).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Replaces a SUBMITTED row's transaction that was not mined in time: the same nonce,
+    /// both fees raised by `fee_bump_percent` (or to the current estimate, if higher).
+    pub async fn replace(&self, row: &OutboxRow) -> Result<(), ChainError> {
+        let (Some(nonce), Some(gas_limit)) = (row.nonce, row.gas_limit) else {
+            return Err(ChainError::Fatal(format!("outbox row {} has no nonce to replace", row.id)));
+        };
+        let bump = |old: &Option<String>, now: u128| -> Result<u128, ChainError> {
+            let old = parse_wei(old.as_deref().unwrap_or("0"))?.to::<u128>();
+            let bumped = old.saturating_mul(100 + u128::from(self.chain.settings.fee_bump_percent)).div_ceil(100);
+            Ok(bumped.max(now))
+        };
+        let fees = self.chain.provider.estimate_eip1559_fees().await?;
+        let tip = bump(&row.max_priority_fee_per_gas, fees.max_priority_fee_per_gas)?;
+        let max_fee = bump(&row.max_fee_per_gas, fees.max_fee_per_gas)?.max(tip);
+        let (to, data) = self.calldata(row)?;
+        let signed = self.sign(nonce as u64, gas_limit as u64, max_fee, tip, to, data)?;
+        let mut tx = self.pool.begin().await?;
+        if !outbox::record_signed(&mut tx, row.id, "SUBMITTED", &signed).await? {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        tx.commit().await?;
+        tracing::warn!(outbox_id = row.id, nonce, old = ?row.tx_hash, new = %signed.tx_hash,
+            max_fee_per_gas = max_fee, "transaction not mined in time: replaced with higher fees");
+        let mut updated = row.clone();
+        updated.previous_hashes.extend(row.tx_hash.clone());
+        self.broadcast(&updated, &signed.tx_hash, &signed.raw_tx).await?;
+        Ok(())
+    }
+
+    /// The contract call of a row. Args that do not encode are fatal for the row.
+    pub fn calldata(&self, row: &OutboxRow) -> Result<(Address, Bytes), ChainError> {
+        calldata(row, self.chain.markets()?)
+    }
+}
+
+/// Encodes a row's call: `approveMarket`, `resolveMarket` and `resolveDispute` on the markets
+/// contract, with the market's on-chain id.
+pub fn calldata(row: &OutboxRow, markets: Address) -> Result<(Address, Bytes), ChainError> {
+    if row.target != "markets" {
+        return Err(ChainError::Fatal(format!("unknown outbox target {:?}", row.target)));
+    }
+    let market = || -> Result<U256, ChainError> {
+        row.on_chain_id
+            .map(|id| U256::from(id as u64))
+            .ok_or_else(|| ChainError::Fatal(format!("outbox row {}: the market has no on-chain id", row.id)))
+    };
+    let flag = |name: &str| -> Result<bool, ChainError> {
+        row.args.get(name).and_then(|v| v.as_bool())
+            .ok_or_else(|| ChainError::Fatal(format!("outbox row {}: args.{name} is not a boolean", row.id)))
+    };
+    let data = match row.kind.as_str() {
+        "approveMarket" => Markets::approveMarketCall { marketId: market()? }.abi_encode(),
+        "resolveMarket" => Markets::resolveMarketCall { marketId: market()?, outcome: flag("outcome")? }.abi_encode(),
+        "resolveDispute" => {
+            let dispute = row.args.get("disputeId").and_then(|v| v.as_u64()).ok_or_else(|| {
+                ChainError::Fatal(format!("outbox row {}: args.disputeId is not a number", row.id))
+            })?;
+            Markets::resolveDisputeCall { marketId: market()?, disputeId: U256::from(dispute), upheld: flag("upheld")? }.abi_encode()
+        }
+        other => return Err(ChainError::Fatal(format!("unknown outbox kind {other:?}"))),
+    };
+    Ok((markets, data.into()))
+}

@@ -1,0 +1,30 @@
+//! `confirm_transactions`: receipts of the submitted outbox rows; confirmed after
+//! `chain.confirmations` blocks with their effect applied, reverted ones failed with the
+//! reason, stuck ones replaced with higher fees (see `chain::receipts`).
+//!
+//! Idempotent: every move is guarded by the row's status (SUBMITTED), and effects keep the
+//! first record and notify through dedupe keys.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Job, JobContext, JobError, chain_job};
+use crate::chain::receipts;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmTransactions {}
+
+impl Job for ConfirmTransactions {
+    const KIND: &'static str = "confirm_transactions";
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        let r = &ctx.resources;
+        let now = chrono::Utc::now();
+        let report = chain_job(Self::KIND, async { receipts::confirm(r.chain()?, &r.db, now).await }).await?;
+        if let Some(report) = report.filter(|r| *r != Default::default()) {
+            tracing::info!(confirmed = report.confirmed, reverted = report.reverted,
+                waiting = report.waiting, replaced = report.replaced, "transactions checked");
+        }
+        Ok(())
+    }
+}
