@@ -8,10 +8,12 @@
 
 pub mod balances;
 pub mod contracts;
+pub mod deploy;
 pub mod failpoint;
 pub mod indexer;
 pub mod payouts;
 pub mod receipts;
+pub mod resolution;
 pub mod sender;
 pub mod settings;
 
@@ -109,6 +111,7 @@ impl Chain {
         }
         let url = reqwest::Url::parse(&settings.rpc_url)
             .map_err(|e| ChainError::Fatal(format!("chain.rpc_url: {e}")))?;
+        crate::install_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .build()

@@ -11,15 +11,12 @@
 //! Idempotent: every move is guarded by the market's state, the outbox row by its key, and
 //! the settlement (state, payouts, points, notifications) is one transaction.
 
-use alloy::primitives::U256;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Job, JobContext, JobError, chain_job};
-use crate::chain::contracts::Oracle;
-use crate::chain::{Chain, ChainError, ORACLE_SNOOZE, payouts};
-use crate::db::markets::{self, Due};
+use crate::chain::{ORACLE_SNOOZE, resolution};
 use crate::queue::NewJob;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -30,15 +27,6 @@ pub struct ResolveMarkets {
     pub market_id: Option<i64>,
 }
 
-/// What a run did.
-#[derive(Debug, Default)]
-struct Report {
-    resolving: u32,
-    unreported: Vec<i64>,
-    disputed: u64,
-    resolved: u32,
-}
-
 impl Job for ResolveMarkets {
     const KIND: &'static str = "resolve_markets";
 
@@ -46,7 +34,7 @@ impl Job for ResolveMarkets {
         let r = &ctx.resources;
         let now = Utc::now();
         let only = self.market_id;
-        let report = chain_job(Self::KIND, async { run(r.chain()?, &r.db, only, now).await }).await?;
+        let report = chain_job(Self::KIND, async { resolution::resolve(r.chain()?, &r.db, only, now).await }).await?;
         let Some(report) = report else { return Ok(()) };
         if only.is_some() {
             if !report.unreported.is_empty() {
@@ -72,46 +60,3 @@ impl Job for ResolveMarkets {
         Ok(())
     }
 }
-
-async fn run(chain: &Chain, pool: &sqlx::PgPool, only: Option<i64>, now: DateTime<Utc>) -> Result<Report, ChainError> {
-    let mut report = Report::default();
-    let oracle = Oracle::new(chain.oracle()?, &chain.provider);
-    let window = chrono::Duration::from_std(chain.settings.dispute_window)
-        .map_err(|e| ChainError::Fatal(format!("chain.dispute_window: {e}")))?;
-    let due = markets::due(pool, now).await?;
-    for Due { id, on_chain_id } in due.into_iter().filter(|m| only.is_none_or(|o| o == m.id)) {
-        let Some(on_chain) = on_chain_id else {
-            tracing::warn!(market_id = id, "market has no on-chain id: the oracle cannot be read");
-            continue;
-        };
-        let answer = oracle
-            .outcomeOf(U256::from(on_chain as u64))
-            .call()
-            .await
-            .map_err(ChainError::from_contract)?;
-        if !answer.reported {
-            report.unreported.push(id);
-            continue;
-        }
-        if markets::start_resolving(pool, id, answer.outcome, now, now + window).await? {
-            tracing::info!(market_id = id, outcome = answer.outcome, "oracle reported: market resolving");
-            report.resolving += 1;
-        }
-    }
-    if only.is_some() {
-        return Ok(report);
-    }
-    report.disputed = markets::mark_disputed(pool).await?;
-    for market in markets::closing(pool, now).await? {
-        let stakes = markets::stakes(pool, market.id).await?;
-        let settlement = payouts::settle(&stakes, market.outcome, chain.settings.fee_bp)
-            .map_err(|e| ChainError::Fatal(format!("market {}: {e}", market.id)))?;
-        if markets::settle(pool, &market, &settlement, chain.settings.win_points, now).await? {
-            tracing::info!(market_id = market.id, outcome = market.outcome, pool = %settlement.pool,
-                fee = %settlement.fee, refunded = settlement.refunded, "market resolved and paid out");
-            report.resolved += 1;
-        }
-    }
-    Ok(report)
-}
-

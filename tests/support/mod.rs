@@ -24,7 +24,9 @@
 // that `cargo clippy --all-targets -- -D warnings` turns into errors.
 #![allow(dead_code)]
 
+pub mod anvil;
 pub mod app;
+pub mod chain;
 pub mod redis;
 
 // `self::` is required: without it `redis` would be ambiguous between this
