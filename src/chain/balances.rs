@@ -32,13 +32,19 @@ pub struct BatchReport {
 }
 
 /// The balances to read for each wallet: "native" first, then each token by symbol.
-fn calls(wallets: &[Wallet], multicall: Address, tokens: &BTreeMap<String, Address>) -> Vec<Multicall3::Call3> {
+fn calls(
+    wallets: &[Wallet],
+    multicall: Address,
+    tokens: &BTreeMap<String, Address>,
+) -> Vec<Multicall3::Call3> {
     let mut out = Vec::with_capacity(wallets.len() * (tokens.len() + 1));
     for w in wallets {
         out.push(Multicall3::Call3 {
             target: multicall,
             allowFailure: false,
-            callData: Multicall3::getEthBalanceCall { addr: w.address }.abi_encode().into(),
+            callData: Multicall3::getEthBalanceCall { addr: w.address }
+                .abi_encode()
+                .into(),
         });
         for token in tokens.values() {
             out.push(Multicall3::Call3 {
@@ -52,7 +58,11 @@ fn calls(wallets: &[Wallet], multicall: Address, tokens: &BTreeMap<String, Addre
 }
 
 /// Reads and stores the balances of `wallets`.
-pub async fn sync_batch(chain: &Chain, pool: &PgPool, wallets: &[Wallet]) -> Result<BatchReport, ChainError> {
+pub async fn sync_batch(
+    chain: &Chain,
+    pool: &PgPool,
+    wallets: &[Wallet],
+) -> Result<BatchReport, ChainError> {
     let tokens = chain
         .settings
         .token_list()
@@ -61,14 +71,22 @@ pub async fn sync_batch(chain: &Chain, pool: &PgPool, wallets: &[Wallet]) -> Res
     let block = chain.provider.get_block_number().await?;
     let calls = calls(wallets, multicall, &tokens);
     let contract = Multicall3::new(multicall, chain.provider.clone());
-    let chunks: Vec<Vec<Multicall3::Call3>> = calls.chunks(chain.settings.multicall_chunk).map(<[_]>::to_vec).collect();
+    let chunks: Vec<Vec<Multicall3::Call3>> = calls
+        .chunks(chain.settings.multicall_chunk)
+        .map(<[_]>::to_vec)
+        .collect();
     let calls_len = calls.len();
-    let results: Vec<Vec<Bytes>> = futures::stream::iter(chunks.into_iter().map(|c| aggregate(contract.clone(), c, block)))
-        .buffered(CONCURRENT_CALLS)
-        .try_collect()
-        .await?;
+    let results: Vec<Vec<Bytes>> = futures::stream::iter(
+        chunks
+            .into_iter()
+            .map(|c| aggregate(contract.clone(), c, block)),
+    )
+    .buffered(CONCURRENT_CALLS)
+    .try_collect()
+    .await?;
     let values = results.into_iter().flatten().map(|data| decode_u256(&data));
-    let names = std::iter::once("native".to_owned()).chain(tokens.values().map(|a| super::addr_lower(*a)));
+    let names =
+        std::iter::once("native".to_owned()).chain(tokens.values().map(|a| super::addr_lower(*a)));
     let names: Vec<String> = names.collect();
     let mut readings = Vec::with_capacity(calls_len);
     for (i, value) in values.enumerate() {
@@ -79,8 +97,18 @@ pub async fn sync_batch(chain: &Chain, pool: &PgPool, wallets: &[Wallet]) -> Res
             balance: value?.to_string(),
         });
     }
-    let symbols: BTreeMap<String, String> = tokens.iter().map(|(s, a)| (super::addr_lower(*a), s.clone())).collect();
-    let written = balances::write(pool, &readings, block as i64, chain.settings.large_change_bp, &symbols).await?;
+    let symbols: BTreeMap<String, String> = tokens
+        .iter()
+        .map(|(s, a)| (super::addr_lower(*a), s.clone()))
+        .collect();
+    let written = balances::write(
+        pool,
+        &readings,
+        block as i64,
+        chain.settings.large_change_bp,
+        &symbols,
+    )
+    .await?;
     Ok(BatchReport {
         wallets: wallets.len() as u32,
         read: readings.len() as u32,

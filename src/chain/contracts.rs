@@ -4,7 +4,11 @@
 //! The artifacts carry the creation bytecode too, so tests and `jobfleet chain deploy` can
 //! deploy the contracts to a local node.
 
-#![allow(clippy::too_many_arguments, missing_docs, missing_debug_implementations)]
+#![allow(
+    clippy::too_many_arguments,
+    missing_docs,
+    missing_debug_implementations
+)]
 
 alloy::sol!(
     #[sol(rpc)]

@@ -39,7 +39,10 @@ pub struct IndexReport {
 pub async fn index(chain: &Chain, pool: &PgPool) -> Result<IndexReport, ChainError> {
     let addresses = [chain.markets()?, chain.oracle()?];
     let (head, safe) = chain.safe_head().await?;
-    let mut report = IndexReport { head, ..IndexReport::default() };
+    let mut report = IndexReport {
+        head,
+        ..IndexReport::default()
+    };
     let mut cursor = events::cursor(pool, CURSOR).await?;
     if let Some((n, stored)) = &cursor {
         let actual = block_hash(chain, *n as u64).await?;
@@ -47,20 +50,31 @@ pub async fn index(chain: &Chain, pool: &PgPool) -> Result<IndexReport, ChainErr
             let (to, forgotten) = rewind(chain, pool, *n as u64).await?;
             tracing::warn!(cursor = n, stored_hash = %stored, chain_hash = ?actual, rewound_to = ?to,
                 forgotten, "reorg: the indexed block was replaced; re-indexing");
-            report.reorg_to = Some(to.as_ref().map_or(chain.settings.start_block, |(n, _)| *n as u64));
+            report.reorg_to = Some(
+                to.as_ref()
+                    .map_or(chain.settings.start_block, |(n, _)| *n as u64),
+            );
             report.forgotten = forgotten;
             cursor = to;
         }
     }
-    let mut from = cursor.as_ref().map_or(chain.settings.start_block, |(n, _)| *n as u64 + 1);
+    let mut from = cursor
+        .as_ref()
+        .map_or(chain.settings.start_block, |(n, _)| *n as u64 + 1);
     for _ in 0..RANGES_PER_RUN {
         if from > safe {
             break;
         }
         let to = (from + chain.settings.index_max_range - 1).min(safe);
-        let filter = Filter::new().address(addresses.to_vec()).from_block(from).to_block(to);
+        let filter = Filter::new()
+            .address(addresses.to_vec())
+            .from_block(from)
+            .to_block(to);
         let logs = chain.provider.get_logs(&filter).await?;
-        let decoded = logs.iter().map(|l| decode(l, &addresses)).collect::<Result<Vec<_>, _>>()?;
+        let decoded = logs
+            .iter()
+            .map(|l| decode(l, &addresses))
+            .collect::<Result<Vec<_>, _>>()?;
         let Some(hash) = block_hash(chain, to).await? else {
             // The node does not have the block yet (a load balancer behind it): next run.
             break;
@@ -87,13 +101,20 @@ pub async fn index(chain: &Chain, pool: &PgPool) -> Result<IndexReport, ChainErr
 }
 
 async fn block_hash(chain: &Chain, n: u64) -> Result<Option<String>, ChainError> {
-    let block = chain.provider.get_block_by_number(BlockNumberOrTag::Number(n)).await?;
+    let block = chain
+        .provider
+        .get_block_by_number(BlockNumberOrTag::Number(n))
+        .await?;
     Ok(block.map(|b| hex_lower(b.header.hash.as_slice())))
 }
 
 /// Forgets the indexed blocks above `cursor - reorg_depth` and returns the new cursor (None:
 /// from the start block again) and the number of events forgotten.
-async fn rewind(chain: &Chain, pool: &PgPool, cursor: u64) -> Result<(Option<(i64, String)>, u64), ChainError> {
+async fn rewind(
+    chain: &Chain,
+    pool: &PgPool,
+    cursor: u64,
+) -> Result<(Option<(i64, String)>, u64), ChainError> {
     let depth = chain.settings.reorg_depth;
     let start = chain.settings.start_block;
     let to = match cursor.checked_sub(depth.max(1)) {
@@ -111,27 +132,49 @@ async fn rewind(chain: &Chain, pool: &PgPool, cursor: u64) -> Result<(Option<(i6
 /// not decode means the configured address is not the contract we think (fatal); a topic we
 /// do not know is skipped.
 fn decode(log: &Log, addresses: &[Address; 2]) -> Result<Option<Event>, ChainError> {
-    let (Some(tx), Some(index), Some(block), Some(block_hash)) =
-        (log.transaction_hash, log.log_index, log.block_number, log.block_hash)
-    else {
+    let (Some(tx), Some(index), Some(block), Some(block_hash)) = (
+        log.transaction_hash,
+        log.log_index,
+        log.block_number,
+        log.block_hash,
+    ) else {
         return Ok(None); // A pending log; eth_getLogs over mined blocks does not return these.
     };
     let inner: &PrimLog = &log.inner;
-    let Some(topic) = inner.topics().first().copied() else { return Ok(None) };
-    let mismatch = |e: alloy::sol_types::Error| ChainError::Fatal(format!("ABI mismatch decoding a log of {}: {e}", inner.address));
+    let Some(topic) = inner.topics().first().copied() else {
+        return Ok(None);
+    };
+    let mismatch = |e: alloy::sol_types::Error| {
+        ChainError::Fatal(format!(
+            "ABI mismatch decoding a log of {}: {e}",
+            inner.address
+        ))
+    };
     let (contract, name, data) = if inner.address == addresses[0] {
         match topic {
             Markets::MarketApproved::SIGNATURE_HASH => {
                 let e = Markets::MarketApproved::decode_log(inner).map_err(mismatch)?;
-                ("markets", "MarketApproved", json!({"marketId": e.marketId.to_string(), "by": addr_lower(e.by)}))
+                (
+                    "markets",
+                    "MarketApproved",
+                    json!({"marketId": e.marketId.to_string(), "by": addr_lower(e.by)}),
+                )
             }
             Markets::MarketResolved::SIGNATURE_HASH => {
                 let e = Markets::MarketResolved::decode_log(inner).map_err(mismatch)?;
-                ("markets", "MarketResolved", json!({"marketId": e.marketId.to_string(), "outcome": e.outcome}))
+                (
+                    "markets",
+                    "MarketResolved",
+                    json!({"marketId": e.marketId.to_string(), "outcome": e.outcome}),
+                )
             }
             Markets::DisputeResolved::SIGNATURE_HASH => {
                 let e = Markets::DisputeResolved::decode_log(inner).map_err(mismatch)?;
-                ("markets", "DisputeResolved", json!({"marketId": e.marketId.to_string(), "disputeId": e.disputeId.to_string(), "upheld": e.upheld}))
+                (
+                    "markets",
+                    "DisputeResolved",
+                    json!({"marketId": e.marketId.to_string(), "disputeId": e.disputeId.to_string(), "upheld": e.upheld}),
+                )
             }
             _ => return Ok(None),
         }
@@ -139,7 +182,11 @@ fn decode(log: &Log, addresses: &[Address; 2]) -> Result<Option<Event>, ChainErr
         match topic {
             Oracle::OutcomeReported::SIGNATURE_HASH => {
                 let e = Oracle::OutcomeReported::decode_log(inner).map_err(mismatch)?;
-                ("oracle", "OutcomeReported", json!({"marketId": e.marketId.to_string(), "outcome": e.outcome}))
+                (
+                    "oracle",
+                    "OutcomeReported",
+                    json!({"marketId": e.marketId.to_string(), "outcome": e.outcome}),
+                )
             }
             _ => return Ok(None),
         }
@@ -158,7 +205,12 @@ fn decode(log: &Log, addresses: &[Address; 2]) -> Result<Option<Event>, ChainErr
 /// The effect of an event on the platform's data (the same the confirmer applies from the
 /// receipt; whichever comes first records it).
 async fn apply(conn: &mut sqlx::PgConnection, e: &Event) -> Result<(), ChainError> {
-    let num = |k: &str| e.data.get(k).and_then(|v| v.as_str()).and_then(|s| s.parse::<i64>().ok());
+    let num = |k: &str| {
+        e.data
+            .get(k)
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse::<i64>().ok())
+    };
     match e.event.as_str() {
         "MarketApproved" => {
             if let Some(market) = num("marketId") {

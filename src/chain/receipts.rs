@@ -83,7 +83,9 @@ async fn find_receipt(
 ) -> Result<Option<(String, TransactionReceipt)>, ChainError> {
     let hashes = row.tx_hash.iter().chain(row.previous_hashes.iter());
     for h in hashes {
-        let Ok(parsed) = h.parse::<B256>() else { continue };
+        let Ok(parsed) = h.parse::<B256>() else {
+            continue;
+        };
         if let Some(r) = chain.provider.get_transaction_receipt(parsed).await? {
             return Ok(Some((h.clone(), r)));
         }
@@ -145,7 +147,11 @@ async fn revert_reason(chain: &Chain, row: &outbox::OutboxRow, block: i64) -> St
 }
 
 /// Replaces stuck transactions under the signer's lock; returns how many were replaced.
-async fn replace(chain: &Chain, pool: &PgPool, rows: &[outbox::OutboxRow]) -> Result<u32, ChainError> {
+async fn replace(
+    chain: &Chain,
+    pool: &PgPool,
+    rows: &[outbox::OutboxRow],
+) -> Result<u32, ChainError> {
     let sender = Sender::new(chain, pool).await?;
     let Some(lock) = sender.lock().await? else {
         // The sender is running; the next confirmation run replaces them.

@@ -23,7 +23,12 @@ pub struct Report {
 
 /// One pass: every due ACTIVE market (or only `only`) reads the oracle; with `only` unset,
 /// disputed markets are marked and closed windows are settled.
-pub async fn resolve(chain: &Chain, pool: &sqlx::PgPool, only: Option<i64>, now: DateTime<Utc>) -> Result<Report, ChainError> {
+pub async fn resolve(
+    chain: &Chain,
+    pool: &sqlx::PgPool,
+    only: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<Report, ChainError> {
     let mut report = Report::default();
     let oracle = Oracle::new(chain.oracle()?, &chain.provider);
     let window = chrono::Duration::from_std(chain.settings.dispute_window)
@@ -31,7 +36,10 @@ pub async fn resolve(chain: &Chain, pool: &sqlx::PgPool, only: Option<i64>, now:
     let due = markets::due(pool, now).await?;
     for Due { id, on_chain_id } in due.into_iter().filter(|m| only.is_none_or(|o| o == m.id)) {
         let Some(on_chain) = on_chain_id else {
-            tracing::warn!(market_id = id, "market has no on-chain id: the oracle cannot be read");
+            tracing::warn!(
+                market_id = id,
+                "market has no on-chain id: the oracle cannot be read"
+            );
             continue;
         };
         let answer = oracle
@@ -44,7 +52,11 @@ pub async fn resolve(chain: &Chain, pool: &sqlx::PgPool, only: Option<i64>, now:
             continue;
         }
         if markets::start_resolving(pool, id, answer.outcome, now, now + window).await? {
-            tracing::info!(market_id = id, outcome = answer.outcome, "oracle reported: market resolving");
+            tracing::info!(
+                market_id = id,
+                outcome = answer.outcome,
+                "oracle reported: market resolving"
+            );
             report.resolving += 1;
         }
     }
@@ -64,4 +76,3 @@ pub async fn resolve(chain: &Chain, pool: &sqlx::PgPool, only: Option<i64>, now:
     }
     Ok(report)
 }
-

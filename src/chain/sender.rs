@@ -58,7 +58,9 @@ impl<'a> Sender<'a> {
         if key.is_empty() {
             return Err(ChainError::NotConfigured("signer_key"));
         }
-        let signer = key.signer().map_err(|e| ChainError::Fatal(format!("chain.signer_key {e}")))?;
+        let signer = key
+            .signer()
+            .map_err(|e| ChainError::Fatal(format!("chain.signer_key {e}")))?;
         let chain_id = chain.chain_id().await?;
         Ok(Self {
             chain,
@@ -89,7 +91,10 @@ impl<'a> Sender<'a> {
     /// rows in order.
     pub async fn run(&self, limit: i64) -> Result<SendReport, ChainError> {
         let Some(lock) = self.lock().await? else {
-            return Ok(SendReport { busy: true, ..SendReport::default() });
+            return Ok(SendReport {
+                busy: true,
+                ..SendReport::default()
+            });
         };
         let mut report = SendReport::default();
         let result = self.run_locked(limit, &mut report).await;
@@ -100,7 +105,9 @@ impl<'a> Sender<'a> {
 
     async fn run_locked(&self, limit: i64, report: &mut SendReport) -> Result<(), ChainError> {
         for row in outbox::by_status(self.pool, "SIGNED", limit).await? {
-            let (Some(hash), Some(raw)) = (&row.tx_hash, &row.raw_tx) else { continue };
+            let (Some(hash), Some(raw)) = (&row.tx_hash, &row.raw_tx) else {
+                continue;
+            };
             if self.broadcast(&row, hash, raw).await? {
                 report.rebroadcast += 1;
             } else {
@@ -113,12 +120,21 @@ impl<'a> Sender<'a> {
         }
         let fees = self.chain.provider.estimate_eip1559_fees().await?;
         for row in pending {
-            match self.sign_and_send(&row, fees.max_fee_per_gas, fees.max_priority_fee_per_gas).await {
+            match self
+                .sign_and_send(&row, fees.max_fee_per_gas, fees.max_priority_fee_per_gas)
+                .await
+            {
                 Ok(()) => report.sent += 1,
                 Err(ChainError::Revert(reason)) => {
                     tracing::error!(outbox_id = row.id, kind = %row.kind, %reason,
                         "transaction would revert: row failed, no nonce taken");
-                    outbox::fail(self.pool, row.id, "PENDING", &format!("reverted at estimation: {reason}")).await?;
+                    outbox::fail(
+                        self.pool,
+                        row.id,
+                        "PENDING",
+                        &format!("reverted at estimation: {reason}"),
+                    )
+                    .await?;
                     report.failed += 1;
                 }
                 Err(ChainError::Fatal(reason)) => {
@@ -133,7 +149,12 @@ impl<'a> Sender<'a> {
     }
 
     /// Estimates, takes a nonce, signs and commits, then broadcasts.
-    async fn sign_and_send(&self, row: &OutboxRow, max_fee: u128, tip: u128) -> Result<(), ChainError> {
+    async fn sign_and_send(
+        &self,
+        row: &OutboxRow,
+        max_fee: u128,
+        tip: u128,
+    ) -> Result<(), ChainError> {
         let (to, data) = self.calldata(row)?;
         let request = TransactionRequest::default()
             .from(self.address())
@@ -142,9 +163,20 @@ impl<'a> Sender<'a> {
         let gas = self.chain.provider.estimate_gas(request).await?;
         // Headroom: the state can change between estimation and inclusion.
         let gas_limit = gas + gas / 5;
-        let on_chain = self.chain.provider.get_transaction_count(self.address()).pending().await?;
+        let on_chain = self
+            .chain
+            .provider
+            .get_transaction_count(self.address())
+            .pending()
+            .await?;
         let mut tx = self.pool.begin().await?;
-        let nonce = outbox::take_nonce(&mut tx, &self.address, self.chain_id as i64, on_chain as i64).await?;
+        let nonce = outbox::take_nonce(
+            &mut tx,
+            &self.address,
+            self.chain_id as i64,
+            on_chain as i64,
+        )
+        .await?;
         let signed = self.sign(nonce as u64, gas_limit, max_fee, tip, to, data)?;
         if !outbox::record_signed(&mut tx, row.id, "PENDING", &signed).await? {
             // Another writer moved the row; the nonce is not taken (rolled back).
@@ -201,17 +233,29 @@ impl<'a> Sender<'a> {
     /// Broadcasts a SIGNED row's bytes and marks it SUBMITTED. Returns false when its nonce
     /// turned out to be used by another transaction of this key and none of ours was mined,
     /// in which case the row is back to PENDING.
-    pub async fn broadcast(&self, row: &OutboxRow, hash: &str, raw: &[u8]) -> Result<bool, ChainError> {
+    pub async fn broadcast(
+        &self,
+        row: &OutboxRow,
+        hash: &str,
+        raw: &[u8],
+    ) -> Result<bool, ChainError> {
         match self.chain.provider.send_raw_transaction(raw).await {
             Ok(_) => {}
             Err(e) => {
                 let msg = e.to_string().to_lowercase();
-                if msg.contains("already known") || msg.contains("already imported") || msg.contains("known transaction") {
+                if msg.contains("already known")
+                    || msg.contains("already imported")
+                    || msg.contains("known transaction")
+                {
                     // A re-broadcast of bytes the node has: it is submitted.
                 } else if msg.contains("nonce too low") {
                     if !self.any_receipt(row, hash).await? {
-                        tracing::warn!(outbox_id = row.id, "nonce used by another transaction of the signer: signing again");
-                        outbox::requeue(self.pool, row.id, "nonce used elsewhere; signed again").await?;
+                        tracing::warn!(
+                            outbox_id = row.id,
+                            "nonce used by another transaction of the signer: signing again"
+                        );
+                        outbox::requeue(self.pool, row.id, "nonce used elsewhere; signed again")
+                            .await?;
                         return Ok(false);
                     }
                 } else {
@@ -229,7 +273,13 @@ impl<'a> Sender<'a> {
     async fn any_receipt(&self, row: &OutboxRow, hash: &str) -> Result<bool, ChainError> {
         for h in std::iter::once(hash).chain(row.previous_hashes.iter().map(String::as_str)) {
             let Ok(h) = h.parse::<B256>() else { continue };
-            if self.chain.provider.get_transaction_receipt(h).await?.is_some() {
+            if self
+                .chain
+                .provider
+                .get_transaction_receipt(h)
+                .await?
+                .is_some()
+            {
                 return Ok(true);
             }
         }
@@ -240,11 +290,16 @@ impl<'a> Sender<'a> {
     /// both fees raised by `fee_bump_percent` (or to the current estimate, if higher).
     pub async fn replace(&self, row: &OutboxRow) -> Result<(), ChainError> {
         let (Some(nonce), Some(gas_limit)) = (row.nonce, row.gas_limit) else {
-            return Err(ChainError::Fatal(format!("outbox row {} has no nonce to replace", row.id)));
+            return Err(ChainError::Fatal(format!(
+                "outbox row {} has no nonce to replace",
+                row.id
+            )));
         };
         let bump = |old: &Option<String>, now: u128| -> Result<u128, ChainError> {
             let old = parse_wei(old.as_deref().unwrap_or("0"))?.to::<u128>();
-            let bumped = old.saturating_mul(100 + u128::from(self.chain.settings.fee_bump_percent)).div_ceil(100);
+            let bumped = old
+                .saturating_mul(100 + u128::from(self.chain.settings.fee_bump_percent))
+                .div_ceil(100);
             Ok(bumped.max(now))
         };
         let fees = self.chain.provider.estimate_eip1559_fees().await?;
@@ -262,7 +317,8 @@ impl<'a> Sender<'a> {
             max_fee_per_gas = max_fee, "transaction not mined in time: replaced with higher fees");
         let mut updated = row.clone();
         updated.previous_hashes.extend(row.tx_hash.clone());
-        self.broadcast(&updated, &signed.tx_hash, &signed.raw_tx).await?;
+        self.broadcast(&updated, &signed.tx_hash, &signed.raw_tx)
+            .await?;
         Ok(())
     }
 
@@ -276,25 +332,56 @@ impl<'a> Sender<'a> {
 /// contract, with the market's on-chain id.
 pub fn calldata(row: &OutboxRow, markets: Address) -> Result<(Address, Bytes), ChainError> {
     if row.target != "markets" {
-        return Err(ChainError::Fatal(format!("unknown outbox target {:?}", row.target)));
+        return Err(ChainError::Fatal(format!(
+            "unknown outbox target {:?}",
+            row.target
+        )));
     }
     let market = || -> Result<U256, ChainError> {
         row.on_chain_id
             .map(|id| U256::from(id as u64))
-            .ok_or_else(|| ChainError::Fatal(format!("outbox row {}: the market has no on-chain id", row.id)))
+            .ok_or_else(|| {
+                ChainError::Fatal(format!(
+                    "outbox row {}: the market has no on-chain id",
+                    row.id
+                ))
+            })
     };
     let flag = |name: &str| -> Result<bool, ChainError> {
-        row.args.get(name).and_then(|v| v.as_bool())
-            .ok_or_else(|| ChainError::Fatal(format!("outbox row {}: args.{name} is not a boolean", row.id)))
+        row.args.get(name).and_then(|v| v.as_bool()).ok_or_else(|| {
+            ChainError::Fatal(format!(
+                "outbox row {}: args.{name} is not a boolean",
+                row.id
+            ))
+        })
     };
     let data = match row.kind.as_str() {
-        "approveMarket" => Markets::approveMarketCall { marketId: market()? }.abi_encode(),
-        "resolveMarket" => Markets::resolveMarketCall { marketId: market()?, outcome: flag("outcome")? }.abi_encode(),
+        "approveMarket" => Markets::approveMarketCall {
+            marketId: market()?,
+        }
+        .abi_encode(),
+        "resolveMarket" => Markets::resolveMarketCall {
+            marketId: market()?,
+            outcome: flag("outcome")?,
+        }
+        .abi_encode(),
         "resolveDispute" => {
-            let dispute = row.args.get("disputeId").and_then(|v| v.as_u64()).ok_or_else(|| {
-                ChainError::Fatal(format!("outbox row {}: args.disputeId is not a number", row.id))
-            })?;
-            Markets::resolveDisputeCall { marketId: market()?, disputeId: U256::from(dispute), upheld: flag("upheld")? }.abi_encode()
+            let dispute = row
+                .args
+                .get("disputeId")
+                .and_then(|v| v.as_u64())
+                .ok_or_else(|| {
+                    ChainError::Fatal(format!(
+                        "outbox row {}: args.disputeId is not a number",
+                        row.id
+                    ))
+                })?;
+            Markets::resolveDisputeCall {
+                marketId: market()?,
+                disputeId: U256::from(dispute),
+                upheld: flag("upheld")?,
+            }
+            .abi_encode()
         }
         other => return Err(ChainError::Fatal(format!("unknown outbox kind {other:?}"))),
     };

@@ -98,7 +98,10 @@ impl ChainSettings {
             let url = reqwest::Url::parse(&self.rpc_url)
                 .map_err(|e| invalid("chain.rpc_url", format!("{}: {e}", self.rpc_url)))?;
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(invalid("chain.rpc_url", "must be an http:// or https:// URL"));
+                return Err(invalid(
+                    "chain.rpc_url",
+                    "must be an http:// or https:// URL",
+                ));
             }
         }
         if !self.signer_key.is_empty() {
@@ -121,13 +124,19 @@ impl ChainSettings {
             return Err(invalid("chain.index_max_range", "must be at least 1"));
         }
         if self.balance_batch == 0 || self.balance_batch > 10_000 {
-            return Err(invalid("chain.balance_batch", "must be between 1 and 10000"));
+            return Err(invalid(
+                "chain.balance_batch",
+                "must be between 1 and 10000",
+            ));
         }
         if self.multicall_chunk == 0 {
             return Err(invalid("chain.multicall_chunk", "must be at least 1"));
         }
         if self.fee_bp >= 10_000 {
-            return Err(invalid("chain.fee_bp", "must be below 10000 (basis points)"));
+            return Err(invalid(
+                "chain.fee_bp",
+                "must be below 10000 (basis points)",
+            ));
         }
         if self.win_points < 0 {
             return Err(invalid("chain.win_points", "must not be negative"));
@@ -138,12 +147,17 @@ impl ChainSettings {
     /// The configured tokens, symbol to address, in symbol order.
     pub fn token_list(&self) -> Result<BTreeMap<String, Address>, String> {
         let mut out = BTreeMap::new();
-        for item in self.tokens.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for item in self
+            .tokens
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let (symbol, addr) = item
                 .split_once('=')
                 .ok_or_else(|| format!("{item:?} is not SYMBOL=0xaddress"))?;
-            let addr = parse_address(addr.trim())?
-                .ok_or_else(|| format!("{item:?} has no address"))?;
+            let addr =
+                parse_address(addr.trim())?.ok_or_else(|| format!("{item:?} has no address"))?;
             if out.insert(symbol.trim().to_owned(), addr).is_some() {
                 return Err(format!("token {symbol:?} is listed twice"));
             }
@@ -181,7 +195,8 @@ mod tests {
 
     #[test]
     fn keys_never_show() {
-        let k = SecretKey::new("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d");
+        let k =
+            SecretKey::new("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d");
         assert_eq!(format!("{k:?}"), "\"***\"");
         assert!(k.signer().is_ok());
         assert!(SecretKey::new("0x12").signer().is_err());

@@ -1,6 +1,7 @@
 //! The command line: one file per command group. `anyhow` lives here and in `main`, the edges.
 
 mod bench;
+mod chain;
 mod demo;
 mod enqueue;
 mod inspect;
@@ -69,6 +70,9 @@ pub enum Command {
     /// Demo data and the database benchmark.
     #[command(subcommand)]
     Demo(demo::DemoCommand),
+    /// The chain: indexer status, the transaction outbox, deployment to a local node, bench.
+    #[command(subcommand)]
+    Chain(chain::ChainCommand),
     /// Enqueue one job of a schedule now, outside its ticks.
     EnqueueNow {
         /// The schedule's name (see `jobfleet schedules`).
@@ -224,6 +228,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { kind, args } => schedule::run(&app, &kind, args.as_deref()).await,
         Command::EnqueueNow { schedule } => schedule::enqueue_now(&app, &schedule).await,
         Command::Demo(cmd) => demo::run(&app, cmd).await,
+        Command::Chain(cmd) => chain::run(&app, cmd).await,
         Command::Migrate => {
             let applied = crate::db::migrate(&app.settings.database)
                 .await

@@ -54,7 +54,12 @@ pub async fn wallets(pool: &PgPool, from: i64, limit: i64) -> Result<Vec<Wallet>
     // rather than failing the batch.
     Ok(rows
         .into_iter()
-        .filter_map(|(id, a)| Some(Wallet { id, address: a.parse().ok()? }))
+        .filter_map(|(id, a)| {
+            Some(Wallet {
+                id,
+                address: a.parse().ok()?,
+            })
+        })
         .collect())
 }
 
@@ -95,16 +100,25 @@ pub async fn write(
     .bind(block)
     .fetch_all(&mut *tx)
     .await?;
-    let mut written = Written { changed: changed.len() as u32, notified: 0 };
+    let mut written = Written {
+        changed: changed.len() as u32,
+        notified: 0,
+    };
     for (wallet_id, user_id, address, token, old, new) in changed {
         let Some(old) = old else { continue };
-        let (Ok(o), Ok(n)) = (U256::from_str_radix(&old, 10), U256::from_str_radix(&new, 10)) else {
+        let (Ok(o), Ok(n)) = (
+            U256::from_str_radix(&old, 10),
+            U256::from_str_radix(&new, 10),
+        ) else {
             continue;
         };
         if !crate::chain::balances::is_large(o, n, large_change_bp) {
             continue;
         }
-        let symbol = symbols.get(&token).cloned().unwrap_or_else(|| "ETH".to_owned());
+        let symbol = symbols
+            .get(&token)
+            .cloned()
+            .unwrap_or_else(|| "ETH".to_owned());
         let payload = json!({
             "wallet": address, "token": token, "symbol": symbol, "old": old, "new": new, "block": block,
         });

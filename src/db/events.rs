@@ -34,20 +34,20 @@ pub async fn move_cursor(
     to: i64,
     hash: &str,
 ) -> Result<bool, sqlx::Error> {
-    let r = match from {
-        None => {
-            sqlx::query(
-                "INSERT INTO chain_cursors (name, block_number, block_hash) VALUES ($1, $2, $3)
+    let r =
+        match from {
+            None => {
+                sqlx::query(
+                    "INSERT INTO chain_cursors (name, block_number, block_hash) VALUES ($1, $2, $3)
                  ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(name)
-            .bind(to)
-            .bind(hash)
-            .execute(&mut *conn)
-            .await?
-        }
-        Some(from) => {
-            sqlx::query(
+                )
+                .bind(name)
+                .bind(to)
+                .bind(hash)
+                .execute(&mut *conn)
+                .await?
+            }
+            Some(from) => sqlx::query(
                 "UPDATE chain_cursors SET block_number = $3, block_hash = $4, updated_at = now()
                  WHERE name = $1 AND block_number = $2",
             )
@@ -56,9 +56,8 @@ pub async fn move_cursor(
             .bind(to)
             .bind(hash)
             .execute(&mut *conn)
-            .await?
-        }
-    };
+            .await?,
+        };
     Ok(r.rows_affected() == 1)
 }
 
@@ -82,7 +81,10 @@ pub async fn insert(conn: &mut PgConnection, e: &Event) -> Result<bool, sqlx::Er
 }
 
 /// The market of an on-chain id.
-pub async fn market_of(conn: &mut PgConnection, on_chain_id: i64) -> Result<Option<i64>, sqlx::Error> {
+pub async fn market_of(
+    conn: &mut PgConnection,
+    on_chain_id: i64,
+) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM markets WHERE on_chain_id = $1")
         .bind(on_chain_id)
         .fetch_optional(&mut *conn)
@@ -92,7 +94,11 @@ pub async fn market_of(conn: &mut PgConnection, on_chain_id: i64) -> Result<Opti
 /// After a reorg: forgets every event above `to` and the effects recorded from those blocks,
 /// and sets the cursor back to `to` (or removes it when `to` is None: start again).
 /// Returns the number of events forgotten.
-pub async fn rewind(pool: &PgPool, name: &str, to: Option<(i64, String)>) -> Result<u64, sqlx::Error> {
+pub async fn rewind(
+    pool: &PgPool,
+    name: &str,
+    to: Option<(i64, String)>,
+) -> Result<u64, sqlx::Error> {
     let above = to.as_ref().map_or(-1, |(n, _)| *n);
     let mut tx = pool.begin().await?;
     let gone = sqlx::query("DELETE FROM chain_events WHERE block_number > $1")
@@ -120,7 +126,10 @@ pub async fn rewind(pool: &PgPool, name: &str, to: Option<(i64, String)>) -> Res
                 .await?;
         }
         None => {
-            sqlx::query("DELETE FROM chain_cursors WHERE name = $1").bind(name).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM chain_cursors WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
         }
     }
     tx.commit().await?;
@@ -128,7 +137,10 @@ pub async fn rewind(pool: &PgPool, name: &str, to: Option<(i64, String)>) -> Res
 }
 
 /// Events of a market's contract calls, newest first, for operators and tests.
-pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<(i64, String, String, Value)>, sqlx::Error> {
+pub async fn recent(
+    pool: &PgPool,
+    limit: i64,
+) -> Result<Vec<(i64, String, String, Value)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT block_number, tx_hash, event, data FROM chain_events ORDER BY block_number DESC, log_index DESC LIMIT $1",
     )

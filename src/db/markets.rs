@@ -80,7 +80,14 @@ pub async fn mark_disputed(pool: &PgPool) -> Result<u64, sqlx::Error> {
         .await?;
         for user in people {
             let payload = json!({"dispute_id": dispute, "market_id": market, "title": title, "reason": reason});
-            notify(&mut tx, user, "dispute.raised", payload, &format!("dispute.raised:{dispute}:{user}")).await?;
+            notify(
+                &mut tx,
+                user,
+                "dispute.raised",
+                payload,
+                &format!("dispute.raised:{dispute}:{user}"),
+            )
+            .await?;
         }
     }
     tx.commit().await?;
@@ -125,7 +132,11 @@ pub async fn stakes(pool: &PgPool, market: i64) -> Result<Vec<Stake>, sqlx::Erro
         // NUMERIC(78,0) with CHECK (stake > 0) always parses as a U256.
         .filter_map(|(id, outcome, stake)| {
             let stake = alloy::primitives::U256::from_str_radix(&stake, 10).ok()?;
-            Some(Stake { position_id: id, outcome, stake })
+            Some(Stake {
+                position_id: id,
+                outcome,
+                stake,
+            })
         })
         .collect())
 }
@@ -157,7 +168,11 @@ pub async fn settle(
         return Ok(false);
     }
     let ids: Vec<i64> = settlement.payouts.iter().map(|(id, _)| *id).collect();
-    let amounts: Vec<String> = settlement.payouts.iter().map(|(_, p)| p.to_string()).collect();
+    let amounts: Vec<String> = settlement
+        .payouts
+        .iter()
+        .map(|(_, p)| p.to_string())
+        .collect();
     sqlx::query(
         "UPDATE positions p SET payout = t.payout
          FROM unnest($1::bigint[], $2::numeric[]) AS t(id, payout)
@@ -195,7 +210,14 @@ pub async fn settle(
             "market_id": market.id, "title": market.title, "outcome": market.outcome,
             "stake": stake, "payout": payout, "winnings": winnings,
         });
-        notify(&mut tx, user, "market.resolved", payload, &format!("market.resolved:{}:{user}", market.id)).await?;
+        notify(
+            &mut tx,
+            user,
+            "market.resolved",
+            payload,
+            &format!("market.resolved:{}:{user}", market.id),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(true)
@@ -204,7 +226,10 @@ pub async fn settle(
 /// Payout less stake, or "0" when the staker got back less than they put in.
 fn winnings(stake: &str, payout: &str) -> String {
     use alloy::primitives::U256;
-    match (U256::from_str_radix(stake, 10), U256::from_str_radix(payout, 10)) {
+    match (
+        U256::from_str_radix(stake, 10),
+        U256::from_str_radix(payout, 10),
+    ) {
         (Ok(s), Ok(p)) => p.saturating_sub(s).to_string(),
         _ => "0".to_owned(),
     }

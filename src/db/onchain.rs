@@ -100,8 +100,16 @@ pub async fn market_approved(
     let Some((proposer, title)) = row else {
         return Ok(false);
     };
-    let payload = json!({"market_id": market_id, "title": title, "tx_hash": tx_hash, "block": block_number});
-    notify(conn, proposer, "market.approved", payload, &format!("market.approved:{market_id}")).await?;
+    let payload =
+        json!({"market_id": market_id, "title": title, "tx_hash": tx_hash, "block": block_number});
+    notify(
+        conn,
+        proposer,
+        "market.approved",
+        payload,
+        &format!("market.approved:{market_id}"),
+    )
+    .await?;
     Ok(true)
 }
 
@@ -147,7 +155,14 @@ pub async fn dispute_resolved(
         "dispute_id": dispute_id, "market_id": market_id, "title": title, "upheld": upheld,
         "votes_for": votes_for, "votes_against": votes_against,
     });
-    notify(conn, raised_by, "dispute.resolved", payload, &format!("dispute.resolved:{dispute_id}")).await?;
+    notify(
+        conn,
+        raised_by,
+        "dispute.resolved",
+        payload,
+        &format!("dispute.resolved:{dispute_id}"),
+    )
+    .await?;
     Ok(true)
 }
 

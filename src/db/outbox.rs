@@ -49,8 +49,16 @@ FROM chain_outbox o";
 
 /// Rows in `status`, oldest first (SIGNED and SUBMITTED rows by nonce, which is the order
 /// the node must see them in).
-pub async fn by_status(pool: &PgPool, status: &str, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
-    let order = if status == "PENDING" { "o.id" } else { "o.nonce, o.id" };
+pub async fn by_status(
+    pool: &PgPool,
+    status: &str,
+    limit: i64,
+) -> Result<Vec<OutboxRow>, sqlx::Error> {
+    let order = if status == "PENDING" {
+        "o.id"
+    } else {
+        "o.nonce, o.id"
+    };
     sqlx::query_as(&format!(
         "{SELECT} WHERE o.status = $1::outbox_status ORDER BY {order} LIMIT $2"
     ))
@@ -61,7 +69,11 @@ pub async fn by_status(pool: &PgPool, status: &str, limit: i64) -> Result<Vec<Ou
 }
 
 /// Every row, newest first, for operators; `status` filters when given.
-pub async fn list(pool: &PgPool, status: Option<&str>, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
+pub async fn list(
+    pool: &PgPool,
+    status: Option<&str>,
+    limit: i64,
+) -> Result<Vec<OutboxRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "{SELECT} WHERE $1::text IS NULL OR o.status::text = $1 ORDER BY o.id DESC LIMIT $2"
     ))

@@ -20,10 +20,18 @@ impl Job for ConfirmTransactions {
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
         let r = &ctx.resources;
         let now = chrono::Utc::now();
-        let report = chain_job(Self::KIND, async { receipts::confirm(r.chain()?, &r.db, now).await }).await?;
+        let report = chain_job(Self::KIND, async {
+            receipts::confirm(r.chain()?, &r.db, now).await
+        })
+        .await?;
         if let Some(report) = report.filter(|r| *r != Default::default()) {
-            tracing::info!(confirmed = report.confirmed, reverted = report.reverted,
-                waiting = report.waiting, replaced = report.replaced, "transactions checked");
+            tracing::info!(
+                confirmed = report.confirmed,
+                reverted = report.reverted,
+                waiting = report.waiting,
+                replaced = report.replaced,
+                "transactions checked"
+            );
         }
         Ok(())
     }

@@ -18,7 +18,10 @@ impl Job for IndexChainEvents {
 
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
         let r = &ctx.resources;
-        let report = chain_job(Self::KIND, async { indexer::index(r.chain()?, &r.db).await }).await?;
+        let report = chain_job(Self::KIND, async {
+            indexer::index(r.chain()?, &r.db).await
+        })
+        .await?;
         if let Some(report) = report {
             let lag = report.indexed_to.map(|n| report.head.saturating_sub(n));
             if report.events > 0 || report.reorg_to.is_some() {

@@ -34,7 +34,10 @@ impl Job for ResolveMarkets {
         let r = &ctx.resources;
         let now = Utc::now();
         let only = self.market_id;
-        let report = chain_job(Self::KIND, async { resolution::resolve(r.chain()?, &r.db, only, now).await }).await?;
+        let report = chain_job(Self::KIND, async {
+            resolution::resolve(r.chain()?, &r.db, only, now).await
+        })
+        .await?;
         let Some(report) = report else { return Ok(()) };
         if only.is_some() {
             if !report.unreported.is_empty() {
@@ -42,8 +45,13 @@ impl Job for ResolveMarkets {
             }
             return Ok(());
         }
-        tracing::info!(resolving = report.resolving, unreported = report.unreported.len(),
-            disputed = report.disputed, resolved = report.resolved, "markets resolved");
+        tracing::info!(
+            resolving = report.resolving,
+            unreported = report.unreported.len(),
+            disputed = report.disputed,
+            resolved = report.resolved,
+            "markets resolved"
+        );
         let waiting: Vec<NewJob> = report
             .unreported
             .iter()
@@ -55,7 +63,10 @@ impl Job for ResolveMarkets {
             })
             .collect();
         if !waiting.is_empty() {
-            r.queue.enqueue_bulk(waiting).await.map_err(JobError::retry)?;
+            r.queue
+                .enqueue_bulk(waiting)
+                .await
+                .map_err(JobError::retry)?;
         }
         Ok(())
     }

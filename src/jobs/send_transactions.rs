@@ -32,8 +32,13 @@ impl Job for SendTransactions {
             if report.busy {
                 tracing::debug!("another sender holds the signer's lock");
             } else if report != Default::default() {
-                tracing::info!(sent = report.sent, rebroadcast = report.rebroadcast,
-                    failed = report.failed, requeued = report.requeued, "outbox sent");
+                tracing::info!(
+                    sent = report.sent,
+                    rebroadcast = report.rebroadcast,
+                    failed = report.failed,
+                    requeued = report.requeued,
+                    "outbox sent"
+                );
             }
         }
         Ok(())

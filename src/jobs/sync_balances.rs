@@ -42,8 +42,15 @@ impl Job for SyncBalances {
         })
         .await?;
         if let Some(report) = report {
-            tracing::info!(from_id = from, wallets = report.wallets, read = report.read,
-                changed = report.changed, notified = report.notified, block = report.block, "balances synced");
+            tracing::info!(
+                from_id = from,
+                wallets = report.wallets,
+                read = report.read,
+                changed = report.changed,
+                notified = report.notified,
+                block = report.block,
+                "balances synced"
+            );
         }
         Ok(())
     }
@@ -56,9 +63,13 @@ async fn fan_out(ctx: &JobContext, batch: u32) -> Result<(), JobError> {
     let jobs: Vec<NewJob> = starts
         .iter()
         .map(|from| {
-            NewJob::new(SyncBalances::KIND, &ctx.queue, json!({"from_id": from, "limit": batch}))
-                .id(format!("{}:{from}", ctx.id))
-                .max_attempts(ctx.max_attempts)
+            NewJob::new(
+                SyncBalances::KIND,
+                &ctx.queue,
+                json!({"from_id": from, "limit": batch}),
+            )
+            .id(format!("{}:{from}", ctx.id))
+            .max_attempts(ctx.max_attempts)
         })
         .collect();
     let n = jobs.len();

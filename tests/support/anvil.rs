@@ -29,13 +29,24 @@ impl TestAnvil {
         for _ in 0..5 {
             let port = free_port();
             let mut child = Command::new(&binary)
-                .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--silent"])
+                .args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--silent",
+                ])
                 .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {} ({e}); run `npm ci` or set ANVIL_BIN", binary.display()));
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot start {} ({e}); run `npm ci` or set ANVIL_BIN",
+                        binary.display()
+                    )
+                });
             let until = Instant::now() + Duration::from_secs(15);
             while Instant::now() < until {
                 if let Ok(Some(status)) = child.try_wait() {

@@ -36,12 +36,20 @@ impl ChainWorld {
         if anvil_args.contains(&"--no-mining") {
             // Deployments wait for their receipts: mine them as they come.
             let p = ProviderBuilder::new().connect_http(anvil.url().parse().unwrap());
-            let _: () = p.raw_request("evm_setAutomine".into(), (true,)).await.unwrap();
+            let _: () = p
+                .raw_request("evm_setAutomine".into(), (true,))
+                .await
+                .unwrap();
         }
-        let deployment = deploy_local(&anvil.url(), &owner, &reporter_key).await.expect("contracts deploy");
+        let deployment = deploy_local(&anvil.url(), &owner, &reporter_key)
+            .await
+            .expect("contracts deploy");
         if anvil_args.contains(&"--no-mining") {
             let p = ProviderBuilder::new().connect_http(anvil.url().parse().unwrap());
-            let _: () = p.raw_request("evm_setAutomine".into(), (false,)).await.unwrap();
+            let _: () = p
+                .raw_request("evm_setAutomine".into(), (false,))
+                .await
+                .unwrap();
         }
         let settings = settings_for(&anvil.url(), &deployment, overrides);
         let chain = Chain::new(&settings.chain).expect("chain");
@@ -49,7 +57,14 @@ impl ChainWorld {
             .wallet(EthereumWallet::from(reporter_key))
             .connect_http(anvil.url().parse().unwrap())
             .erased();
-        Self { anvil, deployment, settings, chain, owner, reporter }
+        Self {
+            anvil,
+            deployment,
+            settings,
+            chain,
+            owner,
+            reporter,
+        }
     }
 
     /// The environment a `jobfleet` process needs to act on this world and `db_url`.
@@ -58,27 +73,45 @@ impl ChainWorld {
         env.push(("DATABASE_URL".into(), db_url.into()));
         env.push(("REDIS_URL".into(), redis_url.into()));
         env.push(("JOBFLEET_ENV".into(), "test".into()));
-        env.push(("JOBFLEET_CONFIG_DIR".into(), format!("{}/config", env!("CARGO_MANIFEST_DIR"))));
-        env.push(("JOBFLEET__JOBS__DIR".into(), format!("{}/jobs", env!("CARGO_MANIFEST_DIR"))));
+        env.push((
+            "JOBFLEET_CONFIG_DIR".into(),
+            format!("{}/config", env!("CARGO_MANIFEST_DIR")),
+        ));
+        env.push((
+            "JOBFLEET__JOBS__DIR".into(),
+            format!("{}/jobs", env!("CARGO_MANIFEST_DIR")),
+        ));
         env
     }
 
     pub async fn report(&self, market: u64, outcome: bool) {
         Oracle::new(self.deployment.oracle, &self.reporter)
             .report(U256::from(market), outcome)
-            .send().await.unwrap()
-            .get_receipt().await.unwrap();
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
     }
 
     pub async fn mint(&self, token: Address, to: Address, amount: U256) {
         Token::new(token, &self.reporter)
             .mint(to, amount)
-            .send().await.unwrap()
-            .get_receipt().await.unwrap();
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
     }
 
     pub async fn rpc(&self, method: &'static str, params: serde_json::Value) -> serde_json::Value {
-        self.chain.provider.raw_request(method.into(), params).await.unwrap_or_else(|e| panic!("{method}: {e}"))
+        self.chain
+            .provider
+            .raw_request(method.into(), params)
+            .await
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
     }
 
     pub async fn mine(&self, blocks: u64) {
@@ -91,14 +124,22 @@ impl ChainWorld {
 
     /// How many transactions the platform's signer has had mined.
     pub async fn signer_nonce(&self) -> u64 {
-        self.chain.provider.get_transaction_count(self.owner.address()).latest().await.unwrap()
+        self.chain
+            .provider
+            .get_transaction_count(self.owner.address())
+            .latest()
+            .await
+            .unwrap()
     }
 }
 
 fn base_vars(url: &str, d: &Deployment) -> Vec<(String, String)> {
     let mut vars = vec![
         ("JOBFLEET__CHAIN__RPC_URL".to_owned(), url.to_owned()),
-        ("JOBFLEET__CHAIN__SIGNER_KEY".to_owned(), ANVIL_KEY_0.to_owned()),
+        (
+            "JOBFLEET__CHAIN__SIGNER_KEY".to_owned(),
+            ANVIL_KEY_0.to_owned(),
+        ),
         ("JOBFLEET__CHAIN__CONFIRMATIONS".to_owned(), "1".to_owned()),
     ];
     vars.extend(d.env());
@@ -107,7 +148,11 @@ fn base_vars(url: &str, d: &Deployment) -> Vec<(String, String)> {
 
 pub fn settings_for(url: &str, d: &Deployment, overrides: &[(&str, &str)]) -> Settings {
     let mut vars = base_vars(url, d);
-    vars.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    vars.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     Settings::load_from(&Sources {
         config_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
         env: Some("test".into()),
@@ -119,7 +164,11 @@ pub fn settings_for(url: &str, d: &Deployment, overrides: &[(&str, &str)]) -> Se
 /// The URL of the database a `#[sqlx::test]` pool is connected to.
 pub fn database_url(pool: &PgPool) -> String {
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let name = pool.connect_options().get_database().expect("a database name").to_owned();
+    let name = pool
+        .connect_options()
+        .get_database()
+        .expect("a database name")
+        .to_owned();
     match base.rsplit_once('/') {
         Some((server, _)) => format!("{server}/{name}"),
         None => base,
@@ -130,10 +179,13 @@ pub fn database_url(pool: &PgPool) -> String {
 pub async fn people(pool: &PgPool, addresses: &[Address]) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     for (i, a) in addresses.iter().enumerate() {
-        let user: i64 = sqlx::query_scalar("INSERT INTO users (handle, email) VALUES ($1, $2) RETURNING id")
-            .bind(format!("user{i}"))
-            .bind(format!("user{i}@example.test"))
-            .fetch_one(pool).await.unwrap();
+        let user: i64 =
+            sqlx::query_scalar("INSERT INTO users (handle, email) VALUES ($1, $2) RETURNING id")
+                .bind(format!("user{i}"))
+                .bind(format!("user{i}@example.test"))
+                .fetch_one(pool)
+                .await
+                .unwrap();
         let wallet: i64 = sqlx::query_scalar(
             "INSERT INTO wallets (user_id, address, chain_id, is_primary) VALUES ($1, $2, 31337, true) RETURNING id",
         )
