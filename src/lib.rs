@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod ipfs;
 pub mod jobs;
 pub mod queue;
 pub mod scheduler;

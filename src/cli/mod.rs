@@ -7,6 +7,7 @@ mod inspect;
 mod output;
 mod repair;
 mod schedule;
+mod snapshots;
 mod worker;
 
 use std::process::ExitCode;
@@ -69,6 +70,9 @@ pub enum Command {
     /// Demo data and the database benchmark.
     #[command(subcommand)]
     Demo(demo::DemoCommand),
+    /// Discussion snapshots on IPFS: list a market's, verify one.
+    #[command(subcommand)]
+    Snapshots(snapshots::SnapshotsCommand),
     /// Enqueue one job of a schedule now, outside its ticks.
     EnqueueNow {
         /// The schedule's name (see `jobfleet schedules`).
@@ -224,6 +228,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { kind, args } => schedule::run(&app, &kind, args.as_deref()).await,
         Command::EnqueueNow { schedule } => schedule::enqueue_now(&app, &schedule).await,
         Command::Demo(cmd) => demo::run(&app, cmd).await,
+        Command::Snapshots(cmd) => snapshots::run(&app, cmd).await,
         Command::Migrate => {
             let applied = crate::db::migrate(&app.settings.database)
                 .await

@@ -7,6 +7,7 @@
 pub mod governance;
 pub mod points;
 pub mod seed;
+pub mod snapshots;
 
 use std::time::Duration;
 

@@ -6,9 +6,11 @@
 
 pub mod aggregate_votes;
 pub mod noop;
+pub mod prune_snapshots;
 pub mod rebuild_leaderboard;
 pub mod registry;
 pub mod sleep;
+pub mod snapshot_discussions;
 pub mod spec;
 
 use std::future::Future;
