@@ -13,7 +13,7 @@
 //! is not used: it would make the CID depend on UnixFS encoding details that the stand-in
 //! would have to reproduce and `verify` to re-implement.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::cid::MAX_BLOCK;
@@ -48,18 +48,19 @@ pub struct Window {
 }
 
 impl Window {
+    /// The UTC day `day`: `[day 00:00, next day 00:00)`.
+    pub fn day(day: NaiveDate) -> Self {
+        let start = day.and_time(NaiveTime::MIN).and_utc();
+        Self {
+            start,
+            end: start + chrono::Duration::days(1),
+        }
+    }
+
     /// The day before the UTC midnight at or before `at`: `[midnight - 24h, midnight)`. The job
     /// passes its tick time, so a late run or a retry snapshots the same day.
     pub fn day_before(at: DateTime<Utc>) -> Self {
-        let end = at
-            .date_naive()
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight exists")
-            .and_utc();
-        Self {
-            start: end - chrono::Duration::days(1),
-            end,
-        }
+        Self::day(at.date_naive() - chrono::Duration::days(1))
     }
 }
 
@@ -239,11 +240,6 @@ pub mod rfc3339 {
     }
 }
 
-/// A time as it is written in documents (for tests and for the CLI).
-pub fn format_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +264,8 @@ mod tests {
         assert_eq!(w.end, at("2026-11-30T00:00:00Z"));
         // A retry late in the day snapshots the same window.
         assert_eq!(Window::day_before(at("2026-11-30T23:59:59.999Z")), w);
+        let day = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+        assert_eq!(Window::day(day), w);
     }
 
     #[test]

@@ -68,15 +68,9 @@ impl Job for SnapshotDiscussions {
     const KIND: &'static str = "snapshot_discussions";
 
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        let window = match self.day {
-            Some(day) => Window::day_before(
-                day.succ_opt()
-                    .unwrap_or(day)
-                    .and_time(chrono::NaiveTime::MIN)
-                    .and_utc(),
-            ),
-            None => Window::day_before(ctx.enqueued_at),
-        };
+        let window = self
+            .day
+            .map_or_else(|| Window::day_before(ctx.enqueued_at), Window::day);
         let kubo = KuboClient::new(&ctx.resources.settings.ipfs)
             .map_err(|e| JobError::fatal(SnapshotError::Ipfs(e)))?;
         let report = snapshot_window(&ctx.resources.db, &kubo, window, Utc::now())

@@ -25,6 +25,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod discussions;
 pub mod kubo;
 pub mod redis;
 
