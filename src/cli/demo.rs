@@ -1,5 +1,6 @@
 //! `jobfleet demo seed` fills the database with realistic data; `jobfleet demo bench` measures
-//! the database jobs on the sizes of the speed goals, in a scratch database it drops after.
+//! the database jobs on the sizes of the speed goals, in a scratch database it drops after;
+//! `jobfleet demo kubo` serves the Kubo RPC stand-in for the snapshot jobs.
 
 use std::process::ExitCode;
 use std::time::Instant;
