@@ -296,7 +296,7 @@ async fn the_next_endpoint_is_used_when_the_first_is_down_or_failing(pool: PgPoo
 }
 
 #[sqlx::test]
-async fn the_handler_snapshots_the_day_before_its_tick_and_retries_on_500(pool: PgPool) {
+async fn the_handler_snapshots_the_day_before_its_tick_or_the_day_given(pool: PgPool) {
     people(&pool).await;
     let m = market(&pool, "ACTIVE").await;
     say(&pool, m, 1, "in", "2026-11-29T10:00:00Z").await;
@@ -322,10 +322,29 @@ async fn the_handler_snapshots_the_day_before_its_tick_and_retries_on_500(pool: 
     node.node.fail_next(1);
     let e = SnapshotDiscussions::default().run(ctx.clone()).await;
     assert!(matches!(e, Err(JobError::Retry(_))), "{e:?}");
-    SnapshotDiscussions::default().run(ctx).await.unwrap();
+    SnapshotDiscussions::default()
+        .run(ctx.clone())
+        .await
+        .unwrap();
     let all = rows(&pool).await;
     assert_eq!((all.len(), all[0].message_count), (1, 1));
     assert_eq!(all[0].window_start, window().start);
+
+    // A day named in the args: one that has not ended is refused, since it would be frozen
+    // half-way; an earlier one is snapshotted whatever the tick.
+    let today = SnapshotDiscussions {
+        day: Some(Utc::now().date_naive()),
+    };
+    let e = today.run(ctx.clone()).await;
+    assert!(matches!(e, Err(JobError::Fatal(_))), "{e:?}");
+    say(&pool, m, 2, "earlier", "2026-11-27T10:00:00Z").await;
+    let earlier = SnapshotDiscussions {
+        day: chrono::NaiveDate::from_ymd_opt(2026, 11, 27),
+    };
+    earlier.run(ctx).await.unwrap();
+    let all = rows(&pool).await;
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].window_start, at("2026-11-27T00:00:00Z"));
 }
 
 #[sqlx::test]
@@ -421,6 +440,7 @@ async fn verify_checks_every_part_of_a_split_day(pool: PgPool) {
 #[tokio::test]
 async fn the_stand_in_answers_like_kubo() {
     let node = kubo::start().await;
+    jobfleet::ipfs::client::install_crypto_provider();
     let http = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", node.url());
 

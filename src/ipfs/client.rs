@@ -110,9 +110,7 @@ impl KuboClient {
     }
 
     pub fn with_endpoints(endpoints: Vec<String>, timeout: Duration) -> Result<Self, IpfsError> {
-        // reqwest is built without a crypto provider of its own; use ring, the one the crate
-        // already compiles in for Redis. Installing twice is harmless (the first one stays).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -230,6 +228,13 @@ impl KuboClient {
             None => Answer::Next(why),
         }
     }
+}
+
+/// Installs ring as rustls' process-wide crypto provider, which reqwest needs before any client
+/// is built: reqwest is compiled without a provider of its own so that the crate keeps the one
+/// it already has for Redis (and no aws-lc). Calling it again is harmless: the first one stays.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The `Hash` of the last line of `add`'s answer (Kubo streams one JSON object per line).

@@ -71,6 +71,13 @@ impl Job for SnapshotDiscussions {
         let window = self
             .day
             .map_or_else(|| Window::day_before(ctx.enqueued_at), Window::day);
+        // A day still going on would be frozen half-way: its later messages never published.
+        if window.end > Utc::now() {
+            return Err(JobError::fatal(format!(
+                "the day {} has not ended yet",
+                window.start.format("%Y-%m-%d")
+            )));
+        }
         let kubo = KuboClient::new(&ctx.resources.settings.ipfs)
             .map_err(|e| JobError::fatal(SnapshotError::Ipfs(e)))?;
         let report = snapshot_window(&ctx.resources.db, &kubo, window, Utc::now())
