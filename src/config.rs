@@ -42,6 +42,7 @@ pub struct Settings {
     pub governance: GovernanceSettings,
     pub jobs: JobsSettings,
     pub chain: crate::chain::ChainSettings,
+    pub ipfs: IpfsSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -119,6 +120,20 @@ pub struct TelemetrySettings {
     pub log_format: LogFormat,
     pub log_filter: String,
     pub http_addr: String,
+}
+
+/// The Kubo nodes that store discussion snapshots, and how long snapshots stay pinned.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpfsSettings {
+    /// Kubo RPC API base URLs, tried in order.
+    pub endpoints: Vec<String>,
+    /// The limit of one RPC call.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Snapshots older than this are unpinned by `prune_snapshots`.
+    #[serde(with = "duration")]
+    pub snapshot_retention: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -225,6 +240,7 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("scheduler.disabled")
+                .with_list_parse_key("ipfs.endpoints")
                 .source(Some(vars)),
         );
         if let Some((_, url)) = sources.vars.iter().find(|(k, _)| k == "REDIS_URL") {
@@ -311,10 +327,38 @@ impl Settings {
                 ));
             }
         }
+        self.validate_ipfs()?;
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
             return Err(invalid("telemetry.log_filter", "is not a valid filter"));
         }
         self.chain.validate()
+    }
+
+    fn validate_ipfs(&self) -> Result<(), ConfigError> {
+        let ipfs = &self.ipfs;
+        if ipfs.endpoints.is_empty() {
+            return Err(invalid(
+                "ipfs.endpoints",
+                "must list at least one Kubo RPC URL",
+            ));
+        }
+        for e in &ipfs.endpoints {
+            let ok = reqwest::Url::parse(e)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err(invalid(
+                    "ipfs.endpoints",
+                    format!("{e:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        if ipfs.timeout < Duration::from_secs(1) {
+            return Err(invalid("ipfs.timeout", "must be at least 1s"));
+        }
+        if ipfs.snapshot_retention < Duration::from_secs(86_400) {
+            return Err(invalid("ipfs.snapshot_retention", "must be at least 1day"));
+        }
+        Ok(())
     }
 
     /// The store settings shared by every process.
@@ -395,6 +439,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("nowhere"), "{err}");
+        let err = Settings::load_from(&sources(&[("JOBFLEET__IPFS__ENDPOINTS", "ftp://x")], None))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ipfs.endpoints"), "{err}");
+    }
+
+    #[test]
+    fn ipfs_endpoints_come_in_order() {
+        let s = Settings::load_from(&sources(
+            &[(
+                "JOBFLEET__IPFS__ENDPOINTS",
+                "http://10.0.0.1:5001,http://10.0.0.2:5001",
+            )],
+            None,
+        ))
+        .unwrap();
+        assert_eq!(
+            s.ipfs.endpoints,
+            ["http://10.0.0.1:5001", "http://10.0.0.2:5001"]
+        );
+        assert_eq!(s.ipfs.snapshot_retention, Duration::from_secs(90 * 86_400));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod ipfs;
 pub mod jobs;
 pub mod queue;
 pub mod scheduler;

@@ -1,5 +1,6 @@
 //! `jobfleet demo seed` fills the database with realistic data; `jobfleet demo bench` measures
-//! the database jobs on the sizes of the speed goals, in a scratch database it drops after.
+//! the database jobs on the sizes of the speed goals, in a scratch database it drops after;
+//! `jobfleet demo kubo` serves the Kubo RPC stand-in for the snapshot jobs.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -31,6 +32,12 @@ pub enum DemoCommand {
         /// Print the query plans (EXPLAIN ANALYZE) of the statements that matter.
         #[arg(long)]
         explain: bool,
+    },
+    /// Serve the Kubo RPC stand-in (in memory) until SIGTERM or SIGINT, for the snapshot jobs.
+    Kubo {
+        /// Where to listen; the default is Kubo's own RPC address.
+        #[arg(long, default_value = "127.0.0.1:5001")]
+        addr: String,
     },
 }
 
@@ -90,6 +97,18 @@ pub async fn run(app: &App, cmd: DemoCommand) -> anyhow::Result<ExitCode> {
                 done.discussions,
                 started.elapsed().as_secs_f64()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        DemoCommand::Kubo { addr } => {
+            let running = crate::ipfs::standin::KuboStandIn::start(&addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            println!(
+                "Kubo RPC stand-in on {} (in memory: blocks and pins are lost at exit)",
+                running.url()
+            );
+            super::worker::shutdown_signal().await;
+            running.stop().await?;
             Ok(ExitCode::SUCCESS)
         }
         DemoCommand::Bench { size, explain } => {

@@ -8,6 +8,7 @@ mod inspect;
 mod output;
 mod repair;
 mod schedule;
+mod snapshots;
 mod worker;
 
 use std::process::ExitCode;
@@ -73,6 +74,9 @@ pub enum Command {
     /// The chain: indexer status, the transaction outbox, deployment to a local node, bench.
     #[command(subcommand)]
     Chain(chain::ChainCommand),
+    /// Discussion snapshots on IPFS: list a market's, verify one.
+    #[command(subcommand)]
+    Snapshots(snapshots::SnapshotsCommand),
     /// Enqueue one job of a schedule now, outside its ticks.
     EnqueueNow {
         /// The schedule's name (see `jobfleet schedules`).
@@ -229,6 +233,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::EnqueueNow { schedule } => schedule::enqueue_now(&app, &schedule).await,
         Command::Demo(cmd) => demo::run(&app, cmd).await,
         Command::Chain(cmd) => chain::run(&app, cmd).await,
+        Command::Snapshots(cmd) => snapshots::run(&app, cmd).await,
         Command::Migrate => {
             let applied = crate::db::migrate(&app.settings.database)
                 .await

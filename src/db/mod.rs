@@ -12,6 +12,7 @@ pub mod onchain;
 pub mod outbox;
 pub mod points;
 pub mod seed;
+pub mod snapshots;
 
 use std::time::Duration;
 

@@ -8,11 +8,13 @@ pub mod aggregate_votes;
 pub mod confirm_transactions;
 pub mod index_chain_events;
 pub mod noop;
+pub mod prune_snapshots;
 pub mod rebuild_leaderboard;
 pub mod registry;
 pub mod resolve_markets;
 pub mod send_transactions;
 pub mod sleep;
+pub mod snapshot_discussions;
 pub mod spec;
 pub mod sync_balances;
 
@@ -99,6 +101,16 @@ impl Resources {
             settings,
             chain: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Resources around a pool the caller has (tests use their own database's pool).
+    pub fn with_pool(queue: QueueClient, settings: Settings, db: sqlx::PgPool) -> Self {
+        Self {
+            queue,
+            db,
+            settings,
+            chain: std::sync::OnceLock::new(),
+        }
     }
 
     /// The chain connection, built on first use (building it sends nothing).

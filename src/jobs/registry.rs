@@ -83,6 +83,8 @@ pub fn handlers() -> HandlerSet {
         .register::<super::sync_balances::SyncBalances>()
         .register::<super::resolve_markets::ResolveMarkets>()
         .register::<super::index_chain_events::IndexChainEvents>()
+        .register::<super::snapshot_discussions::SnapshotDiscussions>()
+        .register::<super::prune_snapshots::PruneSnapshots>()
 }
 
 #[derive(Debug, thiserror::Error)]

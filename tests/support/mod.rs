@@ -27,6 +27,8 @@
 pub mod anvil;
 pub mod app;
 pub mod chain;
+pub mod discussions;
+pub mod kubo;
 pub mod redis;
 
 // `self::` is required: without it `redis` would be ambiguous between this
