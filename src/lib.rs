@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod jobs;
+pub mod notify;
 pub mod queue;
 pub mod scheduler;
 pub mod telemetry;

@@ -7,6 +7,7 @@ mod inspect;
 mod output;
 mod repair;
 mod schedule;
+mod sink;
 mod worker;
 
 use std::process::ExitCode;

@@ -5,6 +5,7 @@
 //! nothing. ARCHITECTURE.md lists how each job achieves it.
 
 pub mod governance;
+pub mod notifications;
 pub mod points;
 pub mod seed;
 

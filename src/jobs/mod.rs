@@ -5,9 +5,11 @@
 //! `jobs/<kind>.toml`. `registry::handlers()` is the one place where kinds are registered.
 
 pub mod aggregate_votes;
+pub mod dispatch_notifications;
 pub mod noop;
 pub mod rebuild_leaderboard;
 pub mod registry;
+pub mod send_notification;
 pub mod sleep;
 pub mod spec;
 
@@ -35,6 +37,10 @@ pub enum JobError {
     Fatal(BoxError),
     /// Not a failure: run again after this delay, without consuming an attempt.
     Snooze(Duration),
+    /// A failure that must not be retried before this delay (an HTTP 429's Retry-After): it
+    /// consumes an attempt like `Retry`, and the retry waits the longer of the delay and the
+    /// kind's backoff.
+    RetryAfter(BoxError, Duration),
 }
 
 impl JobError {
@@ -47,6 +53,9 @@ impl JobError {
     pub fn snooze(after: Duration) -> Self {
         JobError::Snooze(after)
     }
+    pub fn retry_after(e: impl Into<BoxError>, after: Duration) -> Self {
+        JobError::RetryAfter(e.into(), after)
+    }
 }
 
 impl std::fmt::Display for JobError {
@@ -55,6 +64,12 @@ impl std::fmt::Display for JobError {
             JobError::Retry(e) => write!(f, "retryable: {}", error_chain(e.as_ref())),
             JobError::Fatal(e) => write!(f, "fatal: {}", error_chain(e.as_ref())),
             JobError::Snooze(d) => write!(f, "snoozed for {}", humantime::format_duration(*d)),
+            JobError::RetryAfter(e, d) => write!(
+                f,
+                "retryable after {}: {}",
+                humantime::format_duration(*d),
+                error_chain(e.as_ref())
+            ),
         }
     }
 }
@@ -80,6 +95,9 @@ pub struct Resources {
     /// Connects on first use (see `db::lazy_pool`).
     pub db: sqlx::PgPool,
     pub settings: Settings,
+    /// The notification clients (HTTP, SMTP), built on first use and shared so that their
+    /// connections are pooled (see `notify::Notifier`).
+    pub notifier: tokio::sync::OnceCell<Arc<crate::notify::Notifier>>,
 }
 
 impl Resources {
@@ -89,6 +107,7 @@ impl Resources {
             db: crate::db::lazy_pool(&settings.database)?,
             queue,
             settings,
+            notifier: tokio::sync::OnceCell::new(),
         })
     }
 }
@@ -131,6 +150,10 @@ mod tests {
         assert_eq!(
             JobError::snooze(Duration::from_secs(90)).to_string(),
             "snoozed for 1m 30s"
+        );
+        assert_eq!(
+            JobError::retry_after("429", Duration::from_secs(30)).to_string(),
+            "retryable after 30s: 429"
         );
     }
 }

@@ -78,6 +78,8 @@ pub fn handlers() -> HandlerSet {
         .register::<super::sleep::Sleep>()
         .register::<super::aggregate_votes::AggregateVotes>()
         .register::<super::rebuild_leaderboard::RebuildLeaderboard>()
+        .register::<super::dispatch_notifications::DispatchNotifications>()
+        .register::<super::send_notification::SendNotification>()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +252,8 @@ mod tests {
             "sleep",
             "aggregate_votes",
             "rebuild_leaderboard",
+            "dispatch_notifications",
+            "send_notification",
             "ghost",
         ]);
         let e = Registry::load(dir.path(), handlers())
@@ -260,7 +264,13 @@ mod tests {
 
     #[test]
     fn a_handler_without_a_spec_is_refused() {
-        let dir = spec_dir(&["noop", "aggregate_votes", "rebuild_leaderboard"]);
+        let dir = spec_dir(&[
+            "noop",
+            "aggregate_votes",
+            "rebuild_leaderboard",
+            "dispatch_notifications",
+            "send_notification",
+        ]);
         let e = Registry::load(dir.path(), handlers())
             .unwrap_err()
             .to_string();
