@@ -319,6 +319,10 @@ pub struct Notifier {
 
 impl Notifier {
     pub fn new(settings: &NotifySettings) -> Result<Arc<Self>, NotifyError> {
+        // reqwest is built without a crypto provider of its own (so that aws-lc is not pulled
+        // in) and uses the process default: make it ring, unless something installed one
+        // already, which is then kept (the error only says so).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(settings.http_timeout)
             // A webhook that redirects is misconfigured; following it would turn the POST into
