@@ -2,8 +2,8 @@
 //! whatever they are sent and hand each email or request to a channel.
 //!
 //! The SMTP side drives `mailin`'s protocol state machine (the parser and the state checks of a
-//! real server, without its TLS) over tokio; it offers AUTH PLAIN and LOGIN without TLS, which
-//! only a sink on loopback may do. `jobfleet demo sink` prints one line per delivery; the
+//! real server, without its TLS) over tokio; when given credentials it requires AUTH PLAIN or
+//! LOGIN without TLS, which only a sink on loopback may do. `jobfleet demo sink` prints one line per delivery; the
 //! integration tests read the channel and check what arrived.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -122,18 +122,21 @@ impl Handler for Collect {
     }
 }
 
-/// Serves SMTP on `listener` until the task is dropped. With `credentials`, clients must log
-/// in with exactly those; without, authenticating is optional and any login is accepted.
+/// Serves SMTP on `listener` until the task is dropped. With `credentials`, AUTH PLAIN and
+/// LOGIN are offered and required, and only those credentials are accepted; without, no AUTH
+/// is offered (a client configured with credentials then refuses to send, as it should).
 pub async fn serve_smtp(
     listener: TcpListener,
     credentials: Option<(String, String)>,
     tx: UnboundedSender<Mail>,
 ) -> std::io::Result<()> {
     let mut builder = SessionBuilder::new("jobfleet-sink");
-    builder
-        .enable_auth(AuthMechanism::Plain)
-        .enable_auth(AuthMechanism::Login)
-        .insecure_enable_plaintext_auth();
+    if credentials.is_some() {
+        builder
+            .enable_auth(AuthMechanism::Plain)
+            .enable_auth(AuthMechanism::Login)
+            .insecure_enable_plaintext_auth();
+    }
     loop {
         let (stream, peer) = listener.accept().await?;
         let handler = Collect {
