@@ -12,6 +12,8 @@ use super::{NotifyError, Rendered, signature};
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// How much of a receiver's answer is kept in errors and the deliveries log.
 pub const EXCERPT_CHARS: usize = 500;
+/// Bytes of an answer read to make the excerpt (a UTF-8 character is at most 4 bytes).
+const EXCERPT_BYTES: usize = EXCERPT_CHARS * 4;
 
 /// What an HTTP answer means for the delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,16 +154,25 @@ pub async fn send(client: &reqwest::Client, post: Post<'_>) -> Result<(u16, Stri
     for (name, value) in post.headers {
         req = req.header(name, value);
     }
-    let resp = req.send().await.map_err(NotifyError::Transport)?;
+    let mut resp = req.send().await.map_err(NotifyError::Transport)?;
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    // A body that cannot be read (the connection dropped) is not worth failing a delivered
+    // Only the start of the answer is read: a receiver cannot make us buffer a large body. A
+    // body that cannot be read (the connection dropped) is not worth failing a delivered
     // request over; it only loses the excerpt.
-    let excerpt = cut(resp.text().await.unwrap_or_default().trim(), EXCERPT_CHARS);
+    let mut head = Vec::new();
+    while head.len() < EXCERPT_BYTES {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => head.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    head.truncate(EXCERPT_BYTES);
+    let excerpt = cut(String::from_utf8_lossy(&head).trim(), EXCERPT_CHARS);
     match judge(status, retry_after.as_deref(), SystemTime::now()) {
         Verdict::Delivered => Ok((status, excerpt)),
         Verdict::Retry if status == 429 => Err(NotifyError::RateLimited {

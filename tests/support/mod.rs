@@ -25,6 +25,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod notify;
 pub mod redis;
 
 // `self::` is required: without it `redis` would be ambiguous between this
