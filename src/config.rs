@@ -140,6 +140,9 @@ pub struct NotifySettings {
     pub http_timeout: Duration,
     /// Notification rows handed to the queue per dispatch batch.
     pub dispatch_batch: u32,
+    /// Lets users' webhooks reach loopback and private addresses (development and demos
+    /// only: in production that would let a user probe the platform's network).
+    pub allow_private_webhooks: bool,
     pub smtp: SmtpSettings,
 }
 

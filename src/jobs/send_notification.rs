@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Job, JobContext, JobError};
 use crate::db::notifications::{self, Attempt, Delivery, Status};
+use crate::notify::guard;
 use crate::notify::webhook::{self, Post};
 use crate::notify::{Channel, Event, Notifier, NotifyError, Rendered};
 
@@ -172,6 +173,9 @@ async fn deliver(n: &Arc<Notifier>, row: &Delivery, channel: Channel) -> Result<
                     "no webhook endpoint, or turned off since dispatch",
                 ));
             };
+            if !n.settings.allow_private_webhooks {
+                guard::check_url(url).map_err(NotifyError::Unconfigured)?;
+            }
             let body = webhook::generic_body(row.id, event.name(), &row.payload, &created_at);
             let mut post =
                 Post::json(url, &body).signed(secret.as_bytes(), chrono::Utc::now().timestamp());
@@ -179,7 +183,7 @@ async fn deliver(n: &Arc<Notifier>, row: &Delivery, channel: Channel) -> Result<
                 .push(("X-Jobfleet-Event", event.name().to_owned()));
             post.headers
                 .push(("X-Jobfleet-Delivery", row.id.to_string()));
-            let (code, answer) = webhook::send(&n.http, post).await?;
+            let (code, answer) = webhook::send(&n.user_http, post).await?;
             Ok(Done::Sent(i32::from(code), answer))
         }
     }

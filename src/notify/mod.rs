@@ -7,6 +7,7 @@
 //! with `email` (SMTP) or `webhook` (Discord, Slack, signed JSON). `sink` is the demo receiver.
 
 pub mod email;
+pub mod guard;
 pub mod render;
 pub mod signature;
 pub mod sink;
@@ -312,7 +313,10 @@ impl NotifyError {
 #[derive(Debug)]
 pub struct Notifier {
     pub settings: NotifySettings,
+    /// For the platform's feeds, whose URLs come from the configuration.
     pub http: reqwest::Client,
+    /// For users' endpoints: public addresses only, unless `notify.allow_private_webhooks`.
+    pub user_http: reqwest::Client,
     /// None when `notify.smtp.host` is "".
     pub mailer: Option<email::Mailer>,
 }
@@ -323,14 +327,24 @@ impl Notifier {
         // in) and uses the process default: make it ring, unless something installed one
         // already, which is then kept (the error only says so).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(settings.http_timeout)
-            // A webhook that redirects is misconfigured; following it would turn the POST into
-            // a GET somewhere else, so a 3xx is reported instead (see `webhook::judge`).
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("jobfleet/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(NotifyError::Transport)?;
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(settings.http_timeout)
+                // A webhook that redirects is misconfigured; following it would turn the POST
+                // into a GET somewhere else (and could lead a guarded request inside), so a
+                // 3xx is reported instead (see `webhook::judge`).
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("jobfleet/", env!("CARGO_PKG_VERSION")))
+        };
+        let http = builder().build().map_err(NotifyError::Transport)?;
+        let user_http = if settings.allow_private_webhooks {
+            http.clone()
+        } else {
+            builder()
+                .dns_resolver(Arc::new(guard::PublicOnly))
+                .build()
+                .map_err(NotifyError::Transport)?
+        };
         let mailer = if settings.smtp.host.is_empty() {
             None
         } else {
@@ -339,6 +353,7 @@ impl Notifier {
         Ok(Arc::new(Self {
             settings: settings.clone(),
             http,
+            user_http,
             mailer,
         }))
     }
