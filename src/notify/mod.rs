@@ -32,13 +32,16 @@ pub use render::Rendered;
 pub struct Wei(String);
 
 impl Wei {
+    /// Decimal digits only (no sign, point or exponent), at most a uint256's 78; leading zeros
+    /// are dropped, so "007" is 7.
     pub fn new(digits: &str) -> Result<Self, String> {
-        let ok = !digits.is_empty()
-            && digits.len() <= 78
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && (digits == "0" || !digits.starts_with('0'));
+        let trimmed = digits.trim_start_matches('0');
+        let ok =
+            !digits.is_empty() && trimmed.len() <= 78 && digits.bytes().all(|b| b.is_ascii_digit());
         if ok {
-            Ok(Self(digits.to_owned()))
+            Ok(Self(
+                if trimmed.is_empty() { "0" } else { trimmed }.to_owned(),
+            ))
         } else {
             Err(format!(
                 "{digits:?} is not a wei amount (decimal digits, no sign)"
@@ -394,9 +397,14 @@ mod tests {
             e.into_job_error(),
             crate::jobs::JobError::Fatal(_)
         ));
-        // A uint256 far beyond u64 is fine; a leading zero or a sign is not.
+        // A uint256 far beyond u64 is fine; a sign, a point or nothing is not.
         assert!(Wei::new(&"9".repeat(78)).is_ok());
-        assert!(Wei::new("01").is_err() && Wei::new("-1").is_err() && Wei::new("").is_err());
+        assert!(Wei::new(&"9".repeat(79)).is_err());
+        assert_eq!(Wei::new("007").unwrap().as_str(), "7");
+        assert_eq!(Wei::new("000").unwrap().as_str(), "0");
+        for bad in ["-1", "1.5", "1e18", "", " 1"] {
+            assert!(Wei::new(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
