@@ -25,7 +25,13 @@ fn jobs_dir(schedules: &str) -> tempfile::TempDir {
     );
     std::fs::write(dir.path().join("noop.toml"), noop).unwrap();
     // Every other kind the binary knows needs a spec too; these have no schedules.
-    for kind in ["sleep", "aggregate_votes", "rebuild_leaderboard"] {
+    for kind in [
+        "sleep",
+        "aggregate_votes",
+        "rebuild_leaderboard",
+        "dispatch_notifications",
+        "send_notification",
+    ] {
         std::fs::write(dir.path().join(format!("{kind}.toml")), SLEEP_SPEC).unwrap();
     }
     dir
