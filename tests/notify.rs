@@ -441,3 +441,62 @@ async fn users_webhooks_cannot_reach_private_addresses(pool: PgPool) {
     assert!(server.received_requests().await.unwrap().is_empty());
     assert_eq!(env.deliveries(id, Channel::Webhook).await[0].1, "failed");
 }
+
+#[sqlx::test]
+async fn a_receiver_that_stays_down_ends_in_dead_with_every_attempt_logged(pool: PgPool) {
+    let server = hook_answering(503, "maintenance", None).await;
+    let env = env(pool, |_| {}).await;
+    let bob = user(&env.pool, "bob", None).await;
+    endpoint(&env.pool, bob, &format!("{}/hook", server.uri())).await;
+    let id = notify(&env.pool, bob, &balance_changed(), "balance:bob:123").await;
+
+    env.dispatch().await;
+    let worker = env.worker();
+    let job = format!("notify:{id}:webhook");
+    let dead = app::eventually(Duration::from_secs(20), || async {
+        env.job_state(&job)
+            .await
+            .is_some_and(|(state, ..)| state == "dead")
+    })
+    .await;
+    worker.stop().await;
+    assert!(dead, "{:?}", env.job_state(&job).await);
+    let rows = env.deliveries(id, Channel::Webhook).await;
+    let summary: Vec<(i32, &str, Option<i32>)> =
+        rows.iter().map(|r| (r.0, r.1.as_str(), r.2)).collect();
+    // Three attempts (the test spec's max): the last one is logged as failed.
+    assert_eq!(
+        summary,
+        vec![
+            (1, "retrying", Some(503)),
+            (2, "retrying", Some(503)),
+            (3, "failed", Some(503))
+        ]
+    );
+    let (_, _, error) = env.job_state(&job).await.unwrap();
+    assert!(error.unwrap().contains("(attempt 3 of 3)"));
+}
+
+#[sqlx::test]
+async fn a_receiver_slower_than_the_timeout_is_retried(pool: PgPool) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&server)
+        .await;
+    let env = env(pool, |s| s.notify.http_timeout = Duration::from_millis(200)).await;
+    let bob = user(&env.pool, "bob", None).await;
+    endpoint(&env.pool, bob, &format!("{}/hook", server.uri())).await;
+    let id = notify(&env.pool, bob, &balance_changed(), "balance:bob:123").await;
+
+    let e = env.send(id, Channel::Webhook, 1).await.unwrap_err();
+    assert!(matches!(&e, JobError::Retry(_)), "{e}");
+    assert!(e.to_string().contains("request failed"), "{e}");
+    let rows = env.deliveries(id, Channel::Webhook).await;
+    assert_eq!((rows[0].1.as_str(), rows[0].2), ("retrying", None));
+    assert!(
+        rows[0].3.as_deref().unwrap().contains("timed out"),
+        "{rows:?}"
+    );
+}
