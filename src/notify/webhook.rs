@@ -154,7 +154,12 @@ pub async fn send(client: &reqwest::Client, post: Post<'_>) -> Result<(u16, Stri
     for (name, value) in post.headers {
         req = req.header(name, value);
     }
-    let mut resp = req.send().await.map_err(NotifyError::Transport)?;
+    // reqwest's errors name the URL, and Discord's and Slack's URLs carry their tokens: the
+    // URL is dropped before the error reaches a log, the dead set or the deliveries table.
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| NotifyError::Transport(e.without_url()))?;
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
