@@ -43,6 +43,7 @@ pub struct Settings {
     pub jobs: JobsSettings,
     pub chain: crate::chain::ChainSettings,
     pub ipfs: IpfsSettings,
+    pub notify: NotifySettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -140,6 +141,85 @@ pub struct IpfsSettings {
 #[serde(deny_unknown_fields)]
 pub struct JobsSettings {
     pub dir: PathBuf,
+}
+
+/// Notifications: the SMTP server, the platform's Discord and Slack channels, HTTP limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySettings {
+    /// Discord's webhook URL carries its token, so it is a secret; "" turns Discord off.
+    pub discord_webhook_url: Secret,
+    /// Slack's incoming-webhook URL is a secret too; "" turns Slack off.
+    pub slack_webhook_url: Secret,
+    /// The whole of one webhook request (connect, send, answer).
+    #[serde(with = "duration")]
+    pub http_timeout: Duration,
+    /// Notification rows handed to the queue per dispatch batch.
+    pub dispatch_batch: u32,
+    /// Lets users' webhooks reach loopback and private addresses (development and demos
+    /// only: in production that would let a user probe the platform's network).
+    pub allow_private_webhooks: bool,
+    pub smtp: SmtpSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// "" turns email off.
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// "" sends without authenticating.
+    pub username: String,
+    pub password: Secret,
+    /// The From header, e.g. "Jobfleet <noreply@example.com>".
+    pub from: String,
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text: only for a relay on the same host or the demo sink.
+    None,
+    /// Plain connection upgraded with STARTTLS, which is required (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// A secret (a password, a token-bearing URL): `Debug` and `Display` never show it.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The real value, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "" } else { "***" })
+    }
 }
 
 /// A URL that may carry a password; `Debug` and `Display` show it with the password masked.
@@ -331,6 +411,7 @@ impl Settings {
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
             return Err(invalid("telemetry.log_filter", "is not a valid filter"));
         }
+        self.notify.validate()?;
         self.chain.validate()
     }
 
@@ -370,6 +451,55 @@ impl Settings {
             ..crate::queue::StoreSettings::default()
         }
     }
+}
+
+impl NotifySettings {
+    /// Checks the URLs and the SMTP settings; the error names the key (never the secret).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, url) in [
+            ("notify.discord_webhook_url", &self.discord_webhook_url),
+            ("notify.slack_webhook_url", &self.slack_webhook_url),
+        ] {
+            if !url.is_empty() && !is_http_url(url.expose()) {
+                return Err(invalid(key, "must be an http:// or https:// URL, or \"\""));
+            }
+        }
+        if self.http_timeout < Duration::from_millis(100) {
+            return Err(invalid("notify.http_timeout", "must be at least 100ms"));
+        }
+        if self.dispatch_batch == 0 || self.dispatch_batch > 1_000 {
+            return Err(invalid(
+                "notify.dispatch_batch",
+                "must be between 1 and 1000",
+            ));
+        }
+        let smtp = &self.smtp;
+        if smtp.host.is_empty() {
+            return Ok(());
+        }
+        if smtp.port == 0 {
+            return Err(invalid("notify.smtp.port", "must not be 0"));
+        }
+        if smtp.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(invalid(
+                "notify.smtp.from",
+                format!("{:?} is not an address like \"Name <a@b.c>\"", smtp.from),
+            ));
+        }
+        if smtp.username.is_empty() != smtp.password.is_empty() {
+            return Err(invalid(
+                "notify.smtp.password",
+                "username and password go together: set both or neither",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An absolute http(s) URL with a host.
+pub fn is_http_url(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
 fn config_file(path: &Path) -> config::File<config::FileSourceFile, config::FileFormat> {
@@ -460,6 +590,39 @@ mod tests {
             ["http://10.0.0.1:5001", "http://10.0.0.2:5001"]
         );
         assert_eq!(s.ipfs.snapshot_retention, Duration::from_secs(90 * 86_400));
+    }
+
+    #[test]
+    fn notify_settings_name_the_bad_key_and_hide_secrets() {
+        let err = Settings::load_from(&sources(
+            &[("JOBFLEET__NOTIFY__DISCORD_WEBHOOK_URL", "discord.com/x")],
+            None,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("notify.discord_webhook_url"), "{err}");
+        let err = Settings::load_from(&sources(
+            &[
+                ("JOBFLEET__NOTIFY__SMTP__HOST", "mail"),
+                ("JOBFLEET__NOTIFY__SMTP__FROM", "nobody"),
+            ],
+            None,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("notify.smtp.from"), "{err}");
+        let s = Settings::load_from(&sources(
+            &[
+                ("JOBFLEET__NOTIFY__SMTP__USERNAME", "bot"),
+                ("JOBFLEET__NOTIFY__SMTP__PASSWORD", "hunter2"),
+                ("JOBFLEET__NOTIFY__SMTP__TLS", "tls"),
+            ],
+            None,
+        ))
+        .unwrap();
+        assert_eq!(s.notify.smtp.tls, SmtpTls::Tls);
+        assert_eq!(s.notify.smtp.password.expose(), "hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod ipfs;
 pub mod jobs;
+pub mod notify;
 pub mod queue;
 pub mod scheduler;
 pub mod telemetry;

@@ -118,10 +118,7 @@ async fn rewind(
     let depth = chain.settings.reorg_depth;
     let start = chain.settings.start_block;
     let to = match cursor.checked_sub(depth.max(1)) {
-        Some(n) if n >= start => match block_hash(chain, n).await? {
-            Some(h) => Some((n as i64, h)),
-            None => None,
-        },
+        Some(n) if n >= start => block_hash(chain, n).await?.map(|h| (n as i64, h)),
         _ => None,
     };
     let forgotten = events::rewind(pool, CURSOR, to.clone()).await?;
@@ -213,17 +210,17 @@ async fn apply(conn: &mut sqlx::PgConnection, e: &Event) -> Result<(), ChainErro
     };
     match e.event.as_str() {
         "MarketApproved" => {
-            if let Some(market) = num("marketId") {
-                if let Some(id) = events::market_of(conn, market).await? {
-                    onchain::market_approved(conn, id, &e.tx_hash, e.block_number).await?;
-                }
+            if let Some(market) = num("marketId")
+                && let Some(id) = events::market_of(conn, market).await?
+            {
+                onchain::market_approved(conn, id, &e.tx_hash, e.block_number).await?;
             }
         }
         "MarketResolved" => {
-            if let Some(market) = num("marketId") {
-                if let Some(id) = events::market_of(conn, market).await? {
-                    onchain::market_resolved_on_chain(conn, id, &e.tx_hash).await?;
-                }
+            if let Some(market) = num("marketId")
+                && let Some(id) = events::market_of(conn, market).await?
+            {
+                onchain::market_resolved_on_chain(conn, id, &e.tx_hash).await?;
             }
         }
         "DisputeResolved" => {

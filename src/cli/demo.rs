@@ -39,6 +39,8 @@ pub enum DemoCommand {
         #[arg(long, default_value = "127.0.0.1:5001")]
         addr: String,
     },
+    /// Receive email (SMTP) and webhooks (HTTP) on loopback and print one line each.
+    Sink(super::sink::SinkArgs),
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +69,7 @@ impl SizeArgs {
 
 pub async fn run(app: &App, cmd: DemoCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        DemoCommand::Sink(args) => super::sink::run(args).await,
         DemoCommand::Seed { size, if_empty } => {
             let settings = &app.settings.database;
             crate::db::migrate(settings)

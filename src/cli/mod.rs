@@ -8,6 +8,7 @@ mod inspect;
 mod output;
 mod repair;
 mod schedule;
+mod sink;
 mod snapshots;
 mod worker;
 

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use alloy::primitives::{Address, U256};
-use serde_json::json;
 use sqlx::PgPool;
 
-use super::onchain::notify;
+use super::notifications::record;
+use crate::notify::Event;
 
 /// A wallet to read.
 #[derive(Debug, Clone)]
@@ -119,11 +119,16 @@ pub async fn write(
             .get(&token)
             .cloned()
             .unwrap_or_else(|| "ETH".to_owned());
-        let payload = json!({
-            "wallet": address, "token": token, "symbol": symbol, "old": old, "new": new, "block": block,
-        });
         let key = format!("balance.changed:{wallet_id}:{token}:{block}");
-        if notify(&mut tx, user_id, "balance.changed", payload, &key).await? {
+        let event = Event::BalanceChanged {
+            wallet: address,
+            token,
+            symbol,
+            old: o.into(),
+            new: n.into(),
+            block,
+        };
+        if record(&mut tx, user_id, &event, &key).await? {
             written.notified += 1;
         }
     }

@@ -2,12 +2,13 @@
 //! disputes raised during the window, and the settlement (RESOLVED, payouts, points,
 //! notifications) in one transaction guarded by the market's state.
 
+use alloy::primitives::U256;
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use sqlx::PgPool;
 
-use super::onchain::notify;
+use super::notifications::record;
 use crate::chain::payouts::{Settlement, Stake};
+use crate::notify::Event;
 
 /// An ACTIVE market whose resolution time has passed.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -79,12 +80,16 @@ pub async fn mark_disputed(pool: &PgPool) -> Result<u64, sqlx::Error> {
         .fetch_all(&mut *tx)
         .await?;
         for user in people {
-            let payload = json!({"dispute_id": dispute, "market_id": market, "title": title, "reason": reason});
-            notify(
+            let event = Event::DisputeRaised {
+                dispute_id: *dispute,
+                market_id: *market,
+                title: title.clone(),
+                reason: reason.clone(),
+            };
+            record(
                 &mut tx,
                 user,
-                "dispute.raised",
-                payload,
+                &event,
                 &format!("dispute.raised:{dispute}:{user}"),
             )
             .await?;
@@ -131,7 +136,7 @@ pub async fn stakes(pool: &PgPool, market: i64) -> Result<Vec<Stake>, sqlx::Erro
         .into_iter()
         // NUMERIC(78,0) with CHECK (stake > 0) always parses as a U256.
         .filter_map(|(id, outcome, stake)| {
-            let stake = alloy::primitives::U256::from_str_radix(&stake, 10).ok()?;
+            let stake = U256::from_str_radix(&stake, 10).ok()?;
             Some(Stake {
                 position_id: id,
                 outcome,
@@ -205,32 +210,25 @@ pub async fn settle(
             .execute(&mut *tx)
             .await?;
         }
-        let winnings = winnings(&stake, &payout);
-        let payload = json!({
-            "market_id": market.id, "title": market.title, "outcome": market.outcome,
-            "stake": stake, "payout": payout, "winnings": winnings,
-        });
-        notify(
+        // Sums of one market's NUMERIC(78,0) stakes, so they fit a U256.
+        let stake = U256::from_str_radix(&stake, 10).unwrap_or_default();
+        let payout = U256::from_str_radix(&payout, 10).unwrap_or_default();
+        let event = Event::MarketResolved {
+            market_id: market.id,
+            title: market.title.clone(),
+            outcome: market.outcome,
+            stake: stake.into(),
+            payout: payout.into(),
+            winnings: payout.saturating_sub(stake).into(),
+        };
+        record(
             &mut tx,
             user,
-            "market.resolved",
-            payload,
+            &event,
             &format!("market.resolved:{}:{user}", market.id),
         )
         .await?;
     }
     tx.commit().await?;
     Ok(true)
-}
-
-/// Payout less stake, or "0" when the staker got back less than they put in.
-fn winnings(stake: &str, payout: &str) -> String {
-    use alloy::primitives::U256;
-    match (
-        U256::from_str_radix(stake, 10),
-        U256::from_str_radix(payout, 10),
-    ) {
-        (Ok(s), Ok(p)) => p.saturating_sub(s).to_string(),
-        _ => "0".to_owned(),
-    }
 }

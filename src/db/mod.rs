@@ -8,6 +8,7 @@ pub mod balances;
 pub mod events;
 pub mod governance;
 pub mod markets;
+pub mod notifications;
 pub mod onchain;
 pub mod outbox;
 pub mod points;

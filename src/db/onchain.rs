@@ -7,32 +7,12 @@
 //! (`coalesce(column, new)`) and each notification has a dedupe key, so the second writer
 //! changes nothing and notifies nobody twice.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::PgConnection;
 
+use super::notifications::record;
 use super::outbox::OutboxRow;
-
-/// Queues a notification for a user: a row in `notifications`, the outbox the notification
-/// dispatcher reads. The dedupe key makes a second write of the same event a no-op.
-pub async fn notify(
-    conn: &mut PgConnection,
-    user_id: i64,
-    event: &str,
-    payload: Value,
-    dedupe_key: &str,
-) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "INSERT INTO notifications (user_id, event, payload, dedupe_key) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (dedupe_key) DO NOTHING",
-    )
-    .bind(user_id)
-    .bind(event)
-    .bind(payload)
-    .bind(dedupe_key)
-    .execute(&mut *conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
-}
+use crate::notify::Event;
 
 /// Records a confirmed outbox row and applies its effect on the platform's data.
 pub async fn confirmed(
@@ -100,13 +80,16 @@ pub async fn market_approved(
     let Some((proposer, title)) = row else {
         return Ok(false);
     };
-    let payload =
-        json!({"market_id": market_id, "title": title, "tx_hash": tx_hash, "block": block_number});
-    notify(
+    let event = Event::MarketApproved {
+        market_id,
+        title,
+        tx_hash: tx_hash.to_owned(),
+        block: block_number,
+    };
+    record(
         conn,
         proposer,
-        "market.approved",
-        payload,
+        &event,
         &format!("market.approved:{market_id}"),
     )
     .await?;
@@ -151,15 +134,18 @@ pub async fn dispute_resolved(
     let Some((raised_by, market_id, upheld, title)) = row else {
         return Ok(false);
     };
-    let payload = json!({
-        "dispute_id": dispute_id, "market_id": market_id, "title": title, "upheld": upheld,
-        "votes_for": votes_for, "votes_against": votes_against,
-    });
-    notify(
+    let event = Event::DisputeResolved {
+        dispute_id,
+        market_id,
+        title,
+        upheld,
+        votes_for,
+        votes_against,
+    };
+    record(
         conn,
         raised_by,
-        "dispute.resolved",
-        payload,
+        &event,
         &format!("dispute.resolved:{dispute_id}"),
     )
     .await?;

@@ -6,12 +6,14 @@
 
 pub mod aggregate_votes;
 pub mod confirm_transactions;
+pub mod dispatch_notifications;
 pub mod index_chain_events;
 pub mod noop;
 pub mod prune_snapshots;
 pub mod rebuild_leaderboard;
 pub mod registry;
 pub mod resolve_markets;
+pub mod send_notification;
 pub mod send_transactions;
 pub mod sleep;
 pub mod snapshot_discussions;
@@ -43,6 +45,10 @@ pub enum JobError {
     Fatal(BoxError),
     /// Not a failure: run again after this delay, without consuming an attempt.
     Snooze(Duration),
+    /// A failure that must not be retried before this delay (an HTTP 429's Retry-After): it
+    /// consumes an attempt like `Retry`, and the retry waits the longer of the delay and the
+    /// kind's backoff.
+    RetryAfter(BoxError, Duration),
 }
 
 impl JobError {
@@ -55,6 +61,9 @@ impl JobError {
     pub fn snooze(after: Duration) -> Self {
         JobError::Snooze(after)
     }
+    pub fn retry_after(e: impl Into<BoxError>, after: Duration) -> Self {
+        JobError::RetryAfter(e.into(), after)
+    }
 }
 
 impl std::fmt::Display for JobError {
@@ -63,6 +72,12 @@ impl std::fmt::Display for JobError {
             JobError::Retry(e) => write!(f, "retryable: {}", error_chain(e.as_ref())),
             JobError::Fatal(e) => write!(f, "fatal: {}", error_chain(e.as_ref())),
             JobError::Snooze(d) => write!(f, "snoozed for {}", humantime::format_duration(*d)),
+            JobError::RetryAfter(e, d) => write!(
+                f,
+                "retryable after {}: {}",
+                humantime::format_duration(*d),
+                error_chain(e.as_ref())
+            ),
         }
     }
 }
@@ -90,6 +105,9 @@ pub struct Resources {
     pub settings: Settings,
     /// Built on first use (see `chain()`).
     chain: std::sync::OnceLock<Chain>,
+    /// The notification clients (HTTP, SMTP), built on first use and shared so that their
+    /// connections are pooled (see `notify::Notifier`).
+    pub notifier: tokio::sync::OnceCell<Arc<crate::notify::Notifier>>,
 }
 
 impl Resources {
@@ -100,6 +118,7 @@ impl Resources {
             queue,
             settings,
             chain: std::sync::OnceLock::new(),
+            notifier: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -110,6 +129,7 @@ impl Resources {
             db,
             settings,
             chain: std::sync::OnceLock::new(),
+            notifier: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -178,6 +198,10 @@ mod tests {
         assert_eq!(
             JobError::snooze(Duration::from_secs(90)).to_string(),
             "snoozed for 1m 30s"
+        );
+        assert_eq!(
+            JobError::retry_after("429", Duration::from_secs(30)).to_string(),
+            "retryable after 30s: 429"
         );
     }
 }

@@ -85,6 +85,8 @@ pub fn handlers() -> HandlerSet {
         .register::<super::index_chain_events::IndexChainEvents>()
         .register::<super::snapshot_discussions::SnapshotDiscussions>()
         .register::<super::prune_snapshots::PruneSnapshots>()
+        .register::<super::dispatch_notifications::DispatchNotifications>()
+        .register::<super::send_notification::SendNotification>()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -110,7 +110,7 @@ pub(super) async fn maintenance_loop(shared: Arc<Shared>) {
                 Ok(s) => w.metrics.observe_queue(&s),
                 Err(e) => tracing::warn!(queue, error = %e, "could not sample queue depths"),
             }
-            if tick % 12 == 0 {
+            if tick.is_multiple_of(12) {
                 match w.client.trim_dead(&queue).await {
                     Ok((age, count)) => w.metrics.evicted(&queue, age, count),
                     Err(e) => tracing::warn!(queue, error = %e, "could not trim the dead set"),

@@ -73,10 +73,34 @@ pub fn failure(
     now_ms: i64,
     unit: f64,
 ) -> Outcome {
+    failure_after(
+        attempt,
+        max_attempts,
+        backoff,
+        Duration::ZERO,
+        error,
+        now_ms,
+        unit,
+    )
+}
+
+/// `failure` for an attempt that must not be retried before `not_before` (a 429's
+/// Retry-After). The retry waits the longer of the two delays: the server's is a minimum, and
+/// the backoff still spaces out retries against a server that keeps answering "retry in 1 s".
+/// The attempt is consumed, so a server that never stops refusing ends in the dead set.
+pub fn failure_after(
+    attempt: u32,
+    max_attempts: u32,
+    backoff: &Backoff,
+    not_before: Duration,
+    error: String,
+    now_ms: i64,
+    unit: f64,
+) -> Outcome {
     if attempt >= max_attempts {
         return Outcome::kill(format!("{error} (attempt {attempt} of {max_attempts})"));
     }
-    let delay = backoff.delay(attempt, unit);
+    let delay = backoff.delay(attempt, unit).max(not_before);
     Outcome::Settle {
         action: SettleAction::Retry,
         due_ms: now_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
@@ -136,11 +160,12 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
     let called = call(entry, std::mem::take(&mut env.args), ctx, span.clone()).await;
     let elapsed = started.elapsed();
     let backoff = env.backoff.unwrap_or_else(|| entry.spec.retry.backoff());
-    let fail = |error: String| {
-        failure(
+    let fail = |error: String, not_before: Duration| {
+        failure_after(
             attempt,
             max_attempts,
             &backoff,
+            not_before,
             error,
             now_ms(),
             rand::random(),
@@ -156,8 +181,9 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
         Called::Done(Err(JobError::Fatal(e))) => {
             Outcome::kill(format!("fatal: {}", error_chain(e.as_ref())))
         }
-        Called::Done(Err(JobError::Retry(e))) => fail(error_chain(e.as_ref())),
-        broke => fail(broke.describe(timeout)),
+        Called::Done(Err(JobError::Retry(e))) => fail(error_chain(e.as_ref()), Duration::ZERO),
+        Called::Done(Err(JobError::RetryAfter(e, after))) => fail(error_chain(e.as_ref()), after),
+        broke => fail(broke.describe(timeout), Duration::ZERO),
     };
     span.in_scope(|| match &outcome {
         Outcome::Ack => tracing::debug!(elapsed_ms = elapsed.as_millis() as u64, "job completed"),
@@ -202,7 +228,9 @@ pub async fn run_inline(
             "the job asked to run again in {}",
             humantime::format_duration(after)
         )),
-        Called::Done(Err(JobError::Fatal(e) | JobError::Retry(e))) => Err(error_chain(e.as_ref())),
+        Called::Done(Err(JobError::Fatal(e) | JobError::Retry(e) | JobError::RetryAfter(e, _))) => {
+            Err(error_chain(e.as_ref()))
+        }
         broke => Err(broke.describe(entry.spec.timeout)),
     }
 }
@@ -278,6 +306,49 @@ mod tests {
         );
         let o = failure(5, 5, &POLICY, "boom".into(), 1_000, 0.3);
         assert_eq!(o, Outcome::kill("boom (attempt 5 of 5)".into()));
+    }
+
+    #[test]
+    fn retry_after_waits_the_longer_of_its_delay_and_the_backoff() {
+        // Attempt 2 backs off 20 s: a Retry-After of 45 s wins, one of 5 s does not.
+        let o = failure_after(
+            2,
+            5,
+            &POLICY,
+            Duration::from_secs(45),
+            "429".into(),
+            1_000,
+            0.3,
+        );
+        assert_eq!(
+            o,
+            Outcome::Settle {
+                action: SettleAction::Retry,
+                due_ms: 46_000,
+                error: "429".into()
+            }
+        );
+        let o = failure_after(
+            2,
+            5,
+            &POLICY,
+            Duration::from_secs(5),
+            "429".into(),
+            1_000,
+            0.3,
+        );
+        assert!(matches!(o, Outcome::Settle { due_ms: 21_000, .. }), "{o:?}");
+        // It still consumes an attempt: on the last one the job goes to dead.
+        let o = failure_after(
+            5,
+            5,
+            &POLICY,
+            Duration::from_secs(45),
+            "429".into(),
+            1_000,
+            0.3,
+        );
+        assert_eq!(o, Outcome::kill("429 (attempt 5 of 5)".into()));
     }
 
     #[test]

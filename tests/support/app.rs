@@ -103,6 +103,18 @@ pub fn start_worker(
     redis_url: &str,
     opts: WorkerOpts,
 ) -> RunningWorker {
+    let resources =
+        Arc::new(Resources::new(client.clone(), settings(redis_url)).expect("resources"));
+    start_worker_with(client, registry, resources, opts)
+}
+
+/// `start_worker` with resources of the test's own (a database pool, settings).
+pub fn start_worker_with(
+    client: &QueueClient,
+    registry: Arc<Registry>,
+    resources: Arc<Resources>,
+    opts: WorkerOpts,
+) -> RunningWorker {
     let cfg = WorkerConfig {
         id: jobfleet::queue::workers::new_worker_id(),
         queues: QueueSelection::parse(&opts.queues, opts.strict).expect("queues"),
@@ -113,8 +125,6 @@ pub fn start_worker(
         poll_interval: opts.poll_interval,
     };
     let id = cfg.id.clone();
-    let resources =
-        Arc::new(Resources::new(client.clone(), settings(redis_url)).expect("resources"));
     let worker = Worker::new(
         client.clone(),
         registry,

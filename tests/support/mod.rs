@@ -29,6 +29,7 @@ pub mod app;
 pub mod chain;
 pub mod discussions;
 pub mod kubo;
+pub mod notify;
 pub mod redis;
 
 // `self::` is required: without it `redis` would be ambiguous between this

@@ -1,0 +1,216 @@
+//! `dispatch_notifications`: turns undispatched rows of the `notifications` outbox into
+//! `send_notification` jobs, one per (row, channel), then marks the rows dispatched.
+//!
+//! Crash-safe and idempotent: a batch is claimed with row locks (`FOR UPDATE SKIP LOCKED`, so
+//! concurrent runs split the work), enqueued, and only then marked, in the same transaction.
+//! A crash after the enqueue leaves the rows undispatched; the next run enqueues them again
+//! with the same job ids (`notify:<id>:<channel>`), which the queue deduplicates while the
+//! first job exists, and `send_notification` skips a delivery that was already sent.
+
+use serde::{Deserialize, Serialize};
+
+use super::send_notification::SendNotification;
+use super::spec::JobSpec;
+use super::{Job, JobContext, JobError};
+use crate::config::NotifySettings;
+use crate::db::notifications::{self, Pending};
+use crate::notify::{Channel, Event};
+use crate::queue::NewJob;
+
+/// Batches per run: a backlog is worked through over several ticks rather than in one run that
+/// could outlast its timeout.
+const MAX_BATCHES: usize = 20;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchNotifications {}
+
+impl Job for DispatchNotifications {
+    const KIND: &'static str = "dispatch_notifications";
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        let res = &ctx.resources;
+        let path = res
+            .settings
+            .jobs
+            .dir
+            .join(format!("{}.toml", SendNotification::KIND));
+        let spec = JobSpec::load(&path).map_err(JobError::fatal)?;
+        let limit = i64::from(res.settings.notify.dispatch_batch);
+        let (mut rows, mut jobs) = (0, 0);
+        for _ in 0..MAX_BATCHES {
+            let (claimed, enqueued) = dispatch_batch(&ctx, &spec, limit).await?;
+            rows += claimed;
+            jobs += enqueued;
+            if (claimed as i64) < limit {
+                break;
+            }
+        }
+        if rows > 0 {
+            tracing::info!(rows, jobs, "notifications dispatched");
+        }
+        Ok(())
+    }
+}
+
+/// One batch: claim, enqueue, mark, commit. Returns (rows, jobs enqueued or found queued).
+async fn dispatch_batch(
+    ctx: &JobContext,
+    spec: &JobSpec,
+    limit: i64,
+) -> Result<(usize, usize), JobError> {
+    let res = &ctx.resources;
+    let mut tx = res.db.begin().await.map_err(JobError::retry)?;
+    let claimed = notifications::claim(&mut tx, limit)
+        .await
+        .map_err(JobError::retry)?;
+    if claimed.is_empty() {
+        return Ok((0, 0));
+    }
+    let jobs: Vec<NewJob> = claimed
+        .iter()
+        .flat_map(|row| {
+            channels(row, &res.settings.notify)
+                .into_iter()
+                .map(move |channel| send_job(row.id, channel, spec))
+        })
+        .collect();
+    let count = jobs.len();
+    if !jobs.is_empty() {
+        // On an error the transaction is dropped, rolled back: the rows stay undispatched and
+        // the retry enqueues them again under the same ids.
+        res.queue
+            .enqueue_bulk(jobs)
+            .await
+            .map_err(JobError::retry)?;
+    }
+    let ids: Vec<i64> = claimed.iter().map(|r| r.id).collect();
+    notifications::mark_dispatched(&mut tx, &ids, chrono::Utc::now())
+        .await
+        .map_err(JobError::retry)?;
+    tx.commit().await.map_err(JobError::retry)?;
+    Ok((claimed.len(), count))
+}
+
+/// The job that delivers one row on one channel, with its deterministic id.
+pub fn send_job(id: i64, channel: Channel, spec: &JobSpec) -> NewJob {
+    let args = serde_json::to_value(SendNotification {
+        notification_id: id,
+        channel,
+    })
+    .expect("args always serialise");
+    NewJob::new(SendNotification::KIND, &spec.queue, args)
+        .id(format!("notify:{id}:{channel}"))
+        .max_attempts(spec.retry.max_attempts)
+}
+
+/// The channels a row goes to. Pure, so the routing rules are unit tests: the user's channels
+/// as the user chose them (when this deployment can send email at all); the platform feeds
+/// that are configured, for public events, once per subject. An event this program does not
+/// know goes to the user's channels, where `send_notification` sends it to dead with the
+/// reason, so it is seen rather than dropped.
+pub fn channels(row: &Pending, settings: &NotifySettings) -> Vec<Channel> {
+    let mut out = Vec::new();
+    if row.email && !settings.smtp.host.is_empty() {
+        out.push(Channel::Email);
+    }
+    if row.webhook {
+        out.push(Channel::Webhook);
+    }
+    if row.first_of_subject && Event::is_public_name(&row.event) {
+        if !settings.discord_webhook_url.is_empty() {
+            out.push(Channel::Discord);
+        }
+        if !settings.slack_webhook_url.is_empty() {
+            out.push(Channel::Slack);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn settings(smtp: bool, discord: bool, slack: bool) -> NotifySettings {
+        let s = crate::config::Settings::load_from(&crate::config::Sources {
+            config_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
+            env: Some("test".into()),
+            vars: Vec::new(),
+        })
+        .unwrap();
+        let mut n = s.notify;
+        n.smtp.host = if smtp {
+            "127.0.0.1".into()
+        } else {
+            String::new()
+        };
+        n.discord_webhook_url = Secret::new(if discord { "http://127.0.0.1:1/d" } else { "" });
+        n.slack_webhook_url = Secret::new(if slack { "http://127.0.0.1:1/s" } else { "" });
+        n
+    }
+
+    fn row(event: &str, email: bool, webhook: bool, first: bool) -> Pending {
+        Pending {
+            id: 1,
+            event: event.into(),
+            email,
+            webhook,
+            first_of_subject: first,
+        }
+    }
+
+    #[test]
+    fn users_channels_follow_their_choices_and_feeds_their_config() {
+        let all = settings(true, true, true);
+        use Channel::*;
+        assert_eq!(
+            channels(&row("dispute.raised", true, true, true), &all),
+            vec![Email, Webhook, Discord, Slack]
+        );
+        // Opted out of email, no webhook: the feeds only.
+        assert_eq!(
+            channels(&row("market.approved", false, false, true), &all),
+            vec![Discord, Slack]
+        );
+        // A second row of the same subject does not post again.
+        assert_eq!(
+            channels(&row("market.approved", true, false, false), &all),
+            vec![Email]
+        );
+        // Private events never reach the feeds.
+        assert_eq!(
+            channels(&row("balance.changed", false, true, true), &all),
+            vec![Webhook]
+        );
+        // No SMTP server configured: no email jobs that could only die.
+        assert_eq!(
+            channels(
+                &row("dispute.resolved", true, false, true),
+                &settings(false, false, true)
+            ),
+            vec![Slack]
+        );
+        // Unknown events go where a user's delivery will report them.
+        assert_eq!(
+            channels(&row("market.exploded", true, false, true), &all),
+            vec![Email]
+        );
+    }
+
+    #[test]
+    fn job_ids_are_deterministic() {
+        let spec: JobSpec = JobSpec::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/send_notification.toml"),
+        )
+        .unwrap();
+        let job = send_job(42, Channel::Slack, &spec);
+        assert_eq!(job.id.as_deref(), Some("notify:42:slack"));
+        assert_eq!(job.queue, "notifications");
+        assert_eq!(
+            job.args,
+            serde_json::json!({"notification_id": 42, "channel": "slack"})
+        );
+    }
+}
