@@ -124,6 +124,31 @@ ensure_openssl() {
 	jf_have openssl || jf_die "openssl is still not on PATH after installing it"
 }
 
+# The local EVM node (anvil) and the Solidity compiler come from the npm registry, pinned in
+# package.json and package-lock.json; the chain tests and the demo run anvil from node_modules.
+ensure_node() {
+	if ! jf_have node || ! jf_have npm; then
+		_jf_apt_install nodejs npm
+	fi
+	jf_have npm || jf_die "npm is still not on PATH after installing it"
+}
+
+# Sets ANVIL_BIN (which the tests read) to the anvil of node_modules, running `npm ci` first
+# when it is missing. The npm package ships the real binary per platform.
+ensure_anvil() {
+	local found
+	found="$(ls "$JF_ROOT"/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | head -n 1)"
+	if [ -z "$found" ]; then
+		ensure_node
+		jf_log "installing anvil and solc from the npm registry (package-lock.json)"
+		(cd "$JF_ROOT" && npm ci --ignore-scripts --no-audit --no-fund) >&2 || jf_die "npm ci failed"
+		found="$(ls "$JF_ROOT"/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | head -n 1)"
+	fi
+	[ -n "$found" ] && [ -x "$found" ] || jf_die "no anvil binary in node_modules/@foundry-rs after npm ci"
+	ANVIL_BIN="$found"
+	export ANVIL_BIN
+}
+
 # ---------------------------------------------------------------------------
 # Talking to Redis
 # ---------------------------------------------------------------------------
@@ -193,6 +218,7 @@ _jf_redact() { sed -E 's#//[^@/]*@#//***@#' <<<"$1"; }
 
 _JF_TRAPS_INSTALLED=
 _JF_KILL_ON_EXIT=()
+_JF_SERVICES=()
 _JF_REDIS_PID=
 _JF_REDIS_PIDFILE=
 _JF_REDIS_DIR=
@@ -214,6 +240,13 @@ _jf_install_traps() {
 # so workers can finish their shutdown while Redis is still there.
 jf_kill_on_exit() {
 	_JF_KILL_ON_EXIT+=("$@")
+	_jf_install_traps
+}
+
+# Registers local services (anvil, the stand-ins) to be stopped after the processes of
+# jf_kill_on_exit, so workers finish their jobs while the services still answer.
+jf_stop_service_on_exit() {
+	_JF_SERVICES+=("$@")
 	_jf_install_traps
 }
 
@@ -245,6 +278,10 @@ _jf_on_exit() {
 	if [ "${#_JF_KILL_ON_EXIT[@]}" -gt 0 ]; then
 		_jf_stop_pids "${_JF_KILL_ON_EXIT[@]}"
 		_JF_KILL_ON_EXIT=()
+	fi
+	if [ "${#_JF_SERVICES[@]}" -gt 0 ]; then
+		_jf_stop_pids "${_JF_SERVICES[@]}"
+		_JF_SERVICES=()
 	fi
 	if [ -n "$_JF_REDIS_PID" ]; then
 		_jf_stop_pids "$_JF_REDIS_PID"
@@ -412,4 +449,30 @@ ensure_postgres() {
 	export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres" JF_DATABASE_FOUND=1
 	_jf_pg_ok "$DATABASE_URL" || jf_die "PostgreSQL does not accept $(_jf_redact "$DATABASE_URL")"
 	jf_log "started PostgreSQL $version at $(_jf_redact "$DATABASE_URL")"
+}
+
+# ---------------------------------------------------------------------------
+# Local services for the demo
+# ---------------------------------------------------------------------------
+
+# Starts a local service in the background, its output in $JF_RUN_DIR/NAME.log, stopped when
+# the calling script exits, and waits up to 15 s until it accepts connections on PORT.
+# Usage: jf_start_service NAME PORT COMMAND [ARG...]
+jf_start_service() {
+	local name="$1" port="$2" pid log _
+	shift 2
+	mkdir -p "$JF_RUN_DIR"
+	log="$JF_RUN_DIR/$name.log"
+	"${JF_DETACH[@]}" "$@" </dev/null >"$log" 2>&1 &
+	pid=$!
+	jf_stop_service_on_exit "$pid"
+	for _ in $(seq 1 150); do
+		_jf_alive "$pid" || jf_die "$name exited at start; see $log: $(tail -n 3 "$log")"
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			jf_log "started $name (pid $pid) on 127.0.0.1:$port, log: $log"
+			return 0
+		fi
+		sleep 0.1
+	done
+	jf_die "$name (pid $pid) did not listen on 127.0.0.1:$port within 15s; see $log"
 }
