@@ -42,6 +42,7 @@ ALTER TABLE markets
     ADD COLUMN reported_at             TIMESTAMPTZ,
     ADD COLUMN dispute_window_ends_at  TIMESTAMPTZ,
     ADD COLUMN resolution_tx_hash      TEXT CHECK (resolution_tx_hash ~ '^0x[0-9a-f]{64}$'),
+    ADD COLUMN resolution_block        BIGINT,
     ADD COLUMN resolved_at             TIMESTAMPTZ,
     ADD COLUMN pool                    NUMERIC(78, 0) CHECK (pool >= 0),
     ADD COLUMN fee                     NUMERIC(78, 0) CHECK (fee >= 0);

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use alloy::providers::Provider;
 use jobfleet::chain::sender::Sender;
 use jobfleet::chain::{indexer, receipts, resolution};
 use jobfleet::db::governance::{Rule, decide_proposals};
+use jobfleet::db::outbox;
 use sqlx::PgPool;
 use support::TestRedis;
 use support::chain::{ChainWorld, address, database_url, people};
@@ -34,7 +36,7 @@ async fn proposed_market(pool: &PgPool, on_chain: i64, likes: i64) -> i64 {
     id
 }
 
-async fn outbox(
+async fn row_state(
     pool: &PgPool,
     id: i64,
 ) -> (
@@ -78,17 +80,17 @@ async fn votes_become_an_approval_on_chain_confirmed_and_indexed(pool: PgPool) {
     let sender = Sender::new(&w.chain, &pool).await.unwrap();
     let sent = sender.run(100).await.unwrap();
     assert_eq!(sent.sent, 1, "{sent:?}");
-    let (status, nonce, hash, _, _) = outbox(&pool, row).await;
+    let (status, nonce, hash, _, _) = row_state(&pool, row).await;
     assert_eq!((status.as_str(), nonce), ("SUBMITTED", Some(first as i64)));
     assert_eq!(w.signer_nonce().await, first + 1);
 
-    // Mined, but one confirmation is required on top of... itself: confirmed at once with
-    // confirmations = 1; with 2 it would wait for one more block.
+    // Mined: with confirmations = 1 (its own block) it is final at once; with 2 it would
+    // wait for one more block.
     let report = receipts::confirm(&w.chain, &pool, chrono::Utc::now())
         .await
         .unwrap();
     assert_eq!(report.confirmed, 1, "{report:?}");
-    let (status, ..) = outbox(&pool, row).await;
+    let (status, ..) = row_state(&pool, row).await;
     assert_eq!(status, "CONFIRMED");
     let (state, approval, block): (String, Option<String>, Option<i64>) = sqlx::query_as(
         "SELECT state::text, approval_tx_hash, approval_block FROM markets WHERE id = $1",
@@ -107,8 +109,8 @@ async fn votes_become_an_approval_on_chain_confirmed_and_indexed(pool: PgPool) {
             .unwrap();
     assert_eq!(notified, 1);
 
-    // The indexer sees the MarketApproved event (after one more block: it stays a
-    // confirmation behind the head).
+    // The indexer sees the MarketApproved event (it reads up to the block with 1
+    // confirmation, the head; one more block changes nothing).
     w.mine(1).await;
     let indexed = indexer::index(&w.chain, &pool).await.unwrap();
     assert_eq!(indexed.events, 1, "{indexed:?}");
@@ -163,13 +165,13 @@ async fn a_reverting_row_fails_with_its_reason_and_burns_no_nonce(pool: PgPool) 
     .await;
     let report = sender.run(100).await.unwrap();
     assert_eq!((report.sent, report.failed), (1, 1), "{report:?}");
-    let (status, nonce, _, error, _) = outbox(&pool, again).await;
+    let (status, nonce, _, error, _) = row_state(&pool, again).await;
     assert_eq!((status.as_str(), nonce), ("FAILED", None));
     assert!(error.unwrap().contains("Markets: market already approved"));
     // No gap: the next row took the very next nonce, and it was mined (nothing waits behind a
     // burnt nonce).
-    assert_eq!(outbox(&pool, a).await.1, Some(first as i64));
-    assert_eq!(outbox(&pool, next).await.1, Some(first as i64 + 1));
+    assert_eq!(row_state(&pool, a).await.1, Some(first as i64));
+    assert_eq!(row_state(&pool, next).await.1, Some(first as i64 + 1));
     assert_eq!(w.signer_nonce().await, first + 2);
     assert_eq!(
         receipts::confirm(&w.chain, &pool, chrono::Utc::now())
@@ -210,13 +212,17 @@ async fn a_crash_between_signing_and_broadcast_sends_once(pool: PgPool) {
     .await;
 
     let status = send_process(&w, &pool, &redis, "after-sign");
-    assert!(!status.success(), "the process was killed at the failpoint");
-    let (state, nonce, hash, ..) = outbox(&pool, row).await;
+    assert_eq!(
+        status.signal(),
+        Some(6),
+        "the process aborted at the failpoint: {status:?}"
+    );
+    let (state, nonce, hash, ..) = row_state(&pool, row).await;
     assert_eq!((state.as_str(), nonce), ("SIGNED", Some(first as i64)));
     assert_eq!(w.signer_nonce().await, first, "nothing reached the node");
 
     assert!(send_process(&w, &pool, &redis, "").success());
-    let (state, _, after, ..) = outbox(&pool, row).await;
+    let (state, _, after, ..) = row_state(&pool, row).await;
     assert_eq!(state, "SUBMITTED");
     assert_eq!(
         after, hash,
@@ -253,16 +259,20 @@ async fn a_crash_between_broadcast_and_recording_loses_nothing_and_sends_once(po
     .await;
 
     let status = send_process(&w, &pool, &redis, "after-broadcast");
-    assert!(!status.success());
-    let (state, _, hash, ..) = outbox(&pool, row).await;
+    assert_eq!(
+        status.signal(),
+        Some(6),
+        "the process aborted at the failpoint: {status:?}"
+    );
+    let (state, _, hash, ..) = row_state(&pool, row).await;
     assert_eq!(state, "SIGNED", "the broadcast was not recorded");
     assert_eq!(w.signer_nonce().await, first + 1, "but the node has it");
-    assert_eq!(outbox(&pool, later).await.0, "PENDING");
+    assert_eq!(row_state(&pool, later).await.0, "PENDING");
 
     assert!(send_process(&w, &pool, &redis, "").success());
-    let (state, _, after, ..) = outbox(&pool, row).await;
+    let (state, _, after, ..) = row_state(&pool, row).await;
     assert_eq!((state.as_str(), after), ("SUBMITTED", hash));
-    assert_eq!(outbox(&pool, later).await.1, Some(first as i64 + 1));
+    assert_eq!(row_state(&pool, later).await.1, Some(first as i64 + 1));
     assert_eq!(w.signer_nonce().await, first + 2, "each row sent once");
     assert_eq!(
         receipts::confirm(&w.chain, &pool, chrono::Utc::now())
@@ -289,7 +299,7 @@ async fn a_dropped_transaction_is_replaced_with_the_same_nonce_and_higher_fees(p
     .await;
     let sender = Sender::new(&w.chain, &pool).await.unwrap();
     assert_eq!(sender.run(100).await.unwrap().sent, 1);
-    let (_, nonce, old, ..) = outbox(&pool, row).await;
+    let (_, nonce, old, ..) = row_state(&pool, row).await;
     let old = old.unwrap();
     let fees: (String, String) = sqlx::query_as("SELECT max_fee_per_gas::text, max_priority_fee_per_gas::text FROM chain_outbox WHERE id = $1")
         .bind(row).fetch_one(&pool).await.unwrap();
@@ -301,7 +311,7 @@ async fn a_dropped_transaction_is_replaced_with_the_same_nonce_and_higher_fees(p
         .await
         .unwrap();
     assert_eq!(report.replaced, 1, "{report:?}");
-    let (state, same_nonce, new, _, previous) = outbox(&pool, row).await;
+    let (state, same_nonce, new, _, previous) = row_state(&pool, row).await;
     assert_eq!(state, "SUBMITTED");
     assert_eq!(same_nonce, nonce);
     assert_ne!(new.as_deref(), Some(old.as_str()));
@@ -319,7 +329,7 @@ async fn a_dropped_transaction_is_replaced_with_the_same_nonce_and_higher_fees(p
         .await
         .unwrap();
     assert_eq!(report.confirmed, 1, "{report:?}");
-    let (state, _, mined, ..) = outbox(&pool, row).await;
+    let (state, _, mined, ..) = row_state(&pool, row).await;
     assert_eq!((state.as_str(), mined), ("CONFIRMED", new));
 }
 
@@ -726,4 +736,55 @@ async fn an_upheld_dispute_flips_the_outcome(pool: PgPool) {
             .await
             .unwrap();
     assert_eq!(payouts, vec!["0", "120"]);
+}
+
+#[sqlx::test]
+async fn a_signed_transaction_the_node_refuses_is_signed_again_with_fresh_fees(pool: PgPool) {
+    let w = ChainWorld::start(&[], &[("JOBFLEET__CHAIN__REPLACE_AFTER", "0s")]).await;
+    let row = outbox_row(
+        &pool,
+        "underpriced",
+        "approveMarket",
+        serde_json::json!({"onChainId": 31}),
+    )
+    .await;
+    let sender = Sender::new(&w.chain, &pool).await.unwrap();
+    // As if signed just before a fee spike and a crash: a bid below the block's base fee,
+    // which the node refuses to take.
+    let nonce = w.signer_nonce().await;
+    let first = outbox::by_status(&pool, "PENDING", 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let (to, data) = sender.calldata(&first).unwrap();
+    let cheap = sender.sign(nonce, 200_000, 1, 1, to, data).unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    outbox::take_nonce(&mut tx, &cheap.signer, cheap.chain_id, nonce as i64)
+        .await
+        .unwrap();
+    assert!(
+        outbox::record_signed(&mut tx, row, "PENDING", None, &cheap)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+
+    let report = sender.run(100).await.unwrap();
+    assert_eq!(report.rebroadcast, 1, "{report:?}");
+    let (status, same_nonce, hash, error, previous) = row_state(&pool, row).await;
+    assert_eq!(
+        (status.as_str(), same_nonce),
+        ("SUBMITTED", Some(nonce as i64))
+    );
+    assert_eq!(previous, vec![cheap.tx_hash.clone()]);
+    assert_ne!(hash.as_deref(), Some(cheap.tx_hash.as_str()));
+    assert_eq!(error, None);
+    assert_eq!(
+        receipts::confirm(&w.chain, &pool, chrono::Utc::now())
+            .await
+            .unwrap()
+            .confirmed,
+        1
+    );
+    assert_eq!(w.signer_nonce().await, nonce + 1);
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use alloy::eips::BlockId;
-use alloy::primitives::{Address, Bytes, U256};
+use alloy::primitives::{Address, Bytes, U256, U512};
 use alloy::providers::Provider;
 use alloy::sol_types::SolCall;
 use futures::{StreamExt, TryStreamExt};
@@ -151,8 +151,8 @@ pub fn is_large(old: U256, new: U256, bp: u32) -> bool {
     if diff.is_zero() {
         return false;
     }
-    // diff / old >= bp / 10000, without division; saturating so huge balances cannot wrap.
-    diff.saturating_mul(U256::from(10_000u32)) >= old.saturating_mul(U256::from(bp))
+    // diff / old >= bp / 10000, without division, in 512 bits so no product can overflow.
+    U512::from(diff) * U512::from(10_000u32) >= U512::from(old) * U512::from(bp)
 }
 
 #[cfg(test)]
@@ -168,5 +168,7 @@ mod tests {
         assert!(!is_large(u(100u32), u(100u32), 0));
         assert!(is_large(U256::ZERO, u(1u32), 5000));
         assert!(is_large(U256::MAX, U256::ZERO, 10_000));
+        // Products above 2^256 are compared exactly: a tiny change of a huge balance is small.
+        assert!(!is_large(U256::MAX - U256::from(1u8), U256::MAX, 1));
     }
 }

@@ -45,17 +45,31 @@ pub async fn index(chain: &Chain, pool: &PgPool) -> Result<IndexReport, ChainErr
     };
     let mut cursor = events::cursor(pool, CURSOR).await?;
     if let Some((n, stored)) = &cursor {
-        let actual = block_hash(chain, *n as u64).await?;
-        if actual.as_deref() != Some(stored.as_str()) {
-            let (to, forgotten) = rewind(chain, pool, *n as u64).await?;
-            tracing::warn!(cursor = n, stored_hash = %stored, chain_hash = ?actual, rewound_to = ?to,
-                forgotten, "reorg: the indexed block was replaced; re-indexing");
-            report.reorg_to = Some(
-                to.as_ref()
-                    .map_or(chain.settings.start_block, |(n, _)| *n as u64),
-            );
-            report.forgotten = forgotten;
-            cursor = to;
+        match block_hash(chain, *n as u64).await? {
+            None => {
+                // The node does not have the block we indexed last: it is behind (a lagging
+                // backend), or was reset. Either way there is nothing to compare yet; once it
+                // has a block at that height, the hash check below decides.
+                tracing::warn!(
+                    cursor = n,
+                    head,
+                    "the node does not have the last indexed block yet: waiting"
+                );
+                report.indexed_to = Some(*n as u64);
+                return Ok(report);
+            }
+            Some(actual) if actual != *stored => {
+                let (to, forgotten) = rewind(chain, pool, *n as u64).await?;
+                tracing::warn!(cursor = n, stored_hash = %stored, chain_hash = %actual, rewound_to = ?to,
+                    forgotten, "reorg: the indexed block was replaced; re-indexing");
+                report.reorg_to = Some(
+                    to.as_ref()
+                        .map_or(chain.settings.start_block, |(n, _)| *n as u64),
+                );
+                report.forgotten = forgotten;
+                cursor = to;
+            }
+            Some(_) => {}
         }
     }
     let mut from = cursor
@@ -70,15 +84,26 @@ pub async fn index(chain: &Chain, pool: &PgPool) -> Result<IndexReport, ChainErr
             .address(addresses.to_vec())
             .from_block(from)
             .to_block(to);
+        // The range's last block is read before and after its logs: if its hash changed in
+        // between, a reorg happened while reading and the logs may be from either chain, so
+        // the range is left for the next run. Otherwise the stored hash is the one the logs
+        // were read against, and a later reorg is caught by the check above.
+        let Some(hash) = block_hash(chain, to).await? else {
+            // The node does not have the block yet (a load balancer behind it): next run.
+            break;
+        };
         let logs = chain.provider.get_logs(&filter).await?;
         let decoded = logs
             .iter()
             .map(|l| decode(l, &addresses))
             .collect::<Result<Vec<_>, _>>()?;
-        let Some(hash) = block_hash(chain, to).await? else {
-            // The node does not have the block yet (a load balancer behind it): next run.
+        if block_hash(chain, to).await?.as_deref() != Some(hash.as_str()) {
+            tracing::warn!(
+                block = to,
+                "the chain changed while its logs were read: next run"
+            );
             break;
-        };
+        }
         let mut tx = pool.begin().await?;
         let previous = cursor.as_ref().map(|(n, _)| *n);
         if !events::move_cursor(&mut tx, CURSOR, previous, to as i64, &hash).await? {
@@ -118,7 +143,15 @@ async fn rewind(
     let depth = chain.settings.reorg_depth;
     let start = chain.settings.start_block;
     let to = match cursor.checked_sub(depth.max(1)) {
-        Some(n) if n >= start => block_hash(chain, n).await?.map(|h| (n as i64, h)),
+        Some(n) if n >= start => match block_hash(chain, n).await? {
+            Some(h) => Some((n as i64, h)),
+            // Never wipe the index because one answer was missing: try again later.
+            None => {
+                return Err(ChainError::NotReady(format!(
+                    "the node has no block {n} to rewind to"
+                )));
+            }
+        },
         _ => None,
     };
     let forgotten = events::rewind(pool, CURSOR, to.clone()).await?;
@@ -220,7 +253,7 @@ async fn apply(conn: &mut sqlx::PgConnection, e: &Event) -> Result<(), ChainErro
             if let Some(market) = num("marketId")
                 && let Some(id) = events::market_of(conn, market).await?
             {
-                onchain::market_resolved_on_chain(conn, id, &e.tx_hash).await?;
+                onchain::market_resolved_on_chain(conn, id, &e.tx_hash, e.block_number).await?;
             }
         }
         "DisputeResolved" => {

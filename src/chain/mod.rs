@@ -33,6 +33,9 @@ pub enum ChainError {
     /// The node could not be reached, timed out, rate-limited us or failed: try again.
     #[error("rpc: {0}")]
     Rpc(#[source] RpcError<TransportErrorKind>),
+    /// The node is not ready for the request (it lacks a block it should have): try again.
+    #[error("not ready: {0}")]
+    NotReady(String),
     /// The EVM reverted the call; retrying the same call reverts again.
     #[error("reverted: {0}")]
     Revert(String),
@@ -63,9 +66,8 @@ impl ChainError {
                 }
                 ChainError::Rpc(e)
             }
-            RpcError::DeserError { .. } => {
-                ChainError::Fatal(format!("the node's answer does not decode: {e}"))
-            }
+            // An answer that does not decode is usually a proxy or rate limiter answering in
+            // the node's place (HTML, a truncated body): worth another try, not a verdict.
             _ => ChainError::Rpc(e),
         }
     }
@@ -79,9 +81,20 @@ impl ChainError {
         }
     }
 
+    /// The node answered and said no (as opposed to not answering): retrying the same
+    /// request unchanged will most likely get the same answer.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            ChainError::Rpc(RpcError::ErrorResp(_)) | ChainError::Revert(_)
+        )
+    }
+
     pub fn into_job_error(self) -> JobError {
         match self {
-            ChainError::Rpc(_) | ChainError::Db(_) => JobError::retry(self),
+            ChainError::Rpc(_) | ChainError::NotReady(_) | ChainError::Db(_) => {
+                JobError::retry(self)
+            }
             ChainError::Revert(_) | ChainError::NotConfigured(_) | ChainError::Fatal(_) => {
                 JobError::fatal(self)
             }
@@ -156,10 +169,14 @@ impl Chain {
             .ok_or(ChainError::NotConfigured("multicall_address"))
     }
 
-    /// The block the jobs treat as final: `confirmations` below the head.
+    /// The head, and the newest block the jobs treat as final: the one with
+    /// `confirmations` confirmations (itself and the blocks on top of it).
     pub async fn safe_head(&self) -> Result<(u64, u64), ChainError> {
         let head = self.provider.get_block_number().await?;
-        Ok((head, head.saturating_sub(self.settings.confirmations)))
+        Ok((
+            head,
+            head.saturating_sub(self.settings.confirmations.max(1) - 1),
+        ))
     }
 }
 

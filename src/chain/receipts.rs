@@ -3,8 +3,9 @@
 //! that were not mined in time.
 //!
 //! A row is looked up by every hash it was sent under (a replaced attempt may still be the
-//! one mined). It is final once its block has `confirmations` blocks on top (itself
-//! included); only then is it CONFIRMED and its effect applied, in one database transaction.
+//! one mined). It is final once its block has `confirmations` confirmations (its own block
+//! and those on top: `head - block + 1`, as `Chain::safe_head` counts); only then is it
+//! CONFIRMED and its effect applied, in one database transaction.
 
 use alloy::eips::BlockId;
 use alloy::primitives::B256;
@@ -146,7 +147,11 @@ async fn revert_reason(chain: &Chain, row: &outbox::OutboxRow, block: i64) -> St
     }
 }
 
-/// Replaces stuck transactions under the signer's lock; returns how many were replaced.
+/// Deals with transactions not mined in time, under the signer's lock; returns how many were
+/// replaced. Only the signer's next nonce to be mined is replaced: later ones are stuck only
+/// because they wait for it, and bidding them up would pay for nothing. A row whose nonce the
+/// chain has passed without any of its hashes being mined had its nonce used by another
+/// transaction of the key: broadcasting it again finds that out and sends it with a new nonce.
 async fn replace(
     chain: &Chain,
     pool: &PgPool,
@@ -154,18 +159,46 @@ async fn replace(
 ) -> Result<u32, ChainError> {
     let sender = Sender::new(chain, pool).await?;
     let Some(lock) = sender.lock().await? else {
-        // The sender is running; the next confirmation run replaces them.
+        // The sender is running; the next confirmation run looks again.
         return Ok(0);
     };
-    let mut replaced = 0;
-    let mut result = Ok(());
-    for row in rows {
-        if let Err(e) = sender.replace(row).await {
-            result = Err(e);
-            break;
-        }
-        replaced += 1;
-    }
+    let result = replace_locked(chain, pool, &sender, rows).await;
     lock.rollback().await?;
-    result.map(|()| replaced)
+    result
+}
+
+async fn replace_locked(
+    chain: &Chain,
+    pool: &PgPool,
+    sender: &Sender<'_>,
+    rows: &[outbox::OutboxRow],
+) -> Result<u32, ChainError> {
+    let next = chain
+        .provider
+        .get_transaction_count(sender.address())
+        .latest()
+        .await? as i64;
+    let mut replaced = 0;
+    for stale in rows {
+        // Re-read under the lock: another run may have replaced it since this run read it.
+        let Some(row) = outbox::get(pool, stale.id).await? else {
+            continue;
+        };
+        let (Some(nonce), Some(hash), Some(raw)) =
+            (row.nonce, row.tx_hash.as_deref(), row.raw_tx.as_deref())
+        else {
+            continue;
+        };
+        if row.status != "SUBMITTED" || Some(hash) != stale.tx_hash.as_deref() {
+            continue;
+        }
+        if nonce == next {
+            if sender.replace(&row, "SUBMITTED").await? {
+                replaced += 1;
+            }
+        } else if nonce < next {
+            sender.broadcast(&row, hash, raw).await?;
+        }
+    }
+    Ok(replaced)
 }

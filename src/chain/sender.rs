@@ -108,10 +108,28 @@ impl<'a> Sender<'a> {
             let (Some(hash), Some(raw)) = (&row.tx_hash, &row.raw_tx) else {
                 continue;
             };
-            if self.broadcast(&row, hash, raw).await? {
-                report.rebroadcast += 1;
-            } else {
-                report.requeued += 1;
+            match self.broadcast(&row, hash, raw).await {
+                Ok(true) => report.rebroadcast += 1,
+                Ok(false) => report.requeued += 1,
+                Err(e) if e.is_refusal() => {
+                    // The node will not take these bytes (fees below its floor after a spike,
+                    // an underpriced replacement, ...). Stored for operators; once the row has
+                    // waited `replace_after`, it is signed again with the same nonce and fresh
+                    // fees. Later rows wait behind it either way: their nonces come after.
+                    outbox::note_error(self.pool, row.id, &format!("broadcast refused: {e}"))
+                        .await?;
+                    let waited = row.signed_at.is_some_and(|at| {
+                        chrono::Utc::now() - at
+                            >= chrono::Duration::from_std(self.chain.settings.replace_after)
+                                .unwrap_or(chrono::TimeDelta::MAX)
+                    });
+                    if waited && self.replace(&row, "SIGNED").await? {
+                        report.rebroadcast += 1;
+                        continue;
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
             }
         }
         let pending = outbox::by_status(self.pool, "PENDING", limit).await?;
@@ -178,7 +196,7 @@ impl<'a> Sender<'a> {
         )
         .await?;
         let signed = self.sign(nonce as u64, gas_limit, max_fee, tip, to, data)?;
-        if !outbox::record_signed(&mut tx, row.id, "PENDING", &signed).await? {
+        if !outbox::record_signed(&mut tx, row.id, "PENDING", None, &signed).await? {
             // Another writer moved the row; the nonce is not taken (rolled back).
             tx.rollback().await?;
             return Ok(());
@@ -254,8 +272,13 @@ impl<'a> Sender<'a> {
                             outbox_id = row.id,
                             "nonce used by another transaction of the signer: signing again"
                         );
-                        outbox::requeue(self.pool, row.id, "nonce used elsewhere; signed again")
-                            .await?;
+                        outbox::requeue(
+                            self.pool,
+                            row.id,
+                            hash,
+                            "nonce used elsewhere; signed again",
+                        )
+                        .await?;
                         return Ok(false);
                     }
                 } else {
@@ -286,40 +309,55 @@ impl<'a> Sender<'a> {
         Ok(false)
     }
 
-    /// Replaces a SUBMITTED row's transaction that was not mined in time: the same nonce,
-    /// both fees raised by `fee_bump_percent` (or to the current estimate, if higher).
-    pub async fn replace(&self, row: &OutboxRow) -> Result<(), ChainError> {
-        let (Some(nonce), Some(gas_limit)) = (row.nonce, row.gas_limit) else {
+    /// Replaces a row's transaction (SUBMITTED and not mined in time, or SIGNED and refused by
+    /// the node): the same nonce, both fees raised by `fee_bump_percent` or to the current
+    /// estimate if higher, never above `max_fee_gwei`. Returns false when the row changed
+    /// meanwhile, or when the cap leaves no room for a replacement the node would accept (the
+    /// row then waits, with the reason in `last_error`).
+    pub async fn replace(&self, row: &OutboxRow, from: &str) -> Result<bool, ChainError> {
+        let (Some(nonce), Some(gas_limit), Some(current)) =
+            (row.nonce, row.gas_limit, row.tx_hash.as_deref())
+        else {
             return Err(ChainError::Fatal(format!(
-                "outbox row {} has no nonce to replace",
+                "outbox row {} has no transaction to replace",
                 row.id
             )));
         };
-        let bump = |old: &Option<String>, now: u128| -> Result<u128, ChainError> {
-            let old = parse_wei(old.as_deref().unwrap_or("0"))?.to::<u128>();
-            let bumped = old
-                .saturating_mul(100 + u128::from(self.chain.settings.fee_bump_percent))
-                .div_ceil(100);
-            Ok(bumped.max(now))
-        };
         let fees = self.chain.provider.estimate_eip1559_fees().await?;
-        let tip = bump(&row.max_priority_fee_per_gas, fees.max_priority_fee_per_gas)?;
-        let max_fee = bump(&row.max_fee_per_gas, fees.max_fee_per_gas)?.max(tip);
+        let cap = self.chain.settings.max_fee_wei();
+        let bump = self.chain.settings.fee_bump_percent;
+        let old_tip =
+            parse_wei(row.max_priority_fee_per_gas.as_deref().unwrap_or("0"))?.to::<u128>();
+        let old_max = parse_wei(row.max_fee_per_gas.as_deref().unwrap_or("0"))?.to::<u128>();
+        let Some((max_fee, tip)) = replacement_fees(
+            (old_max, old_tip),
+            (fees.max_fee_per_gas, fees.max_priority_fee_per_gas),
+            bump,
+            cap,
+        ) else {
+            let why = format!(
+                "not mined, and a replacement would bid above chain.max_fee_gwei ({} gwei)",
+                self.chain.settings.max_fee_gwei
+            );
+            tracing::error!(outbox_id = row.id, nonce, "{why}");
+            outbox::note_error(self.pool, row.id, &why).await?;
+            return Ok(false);
+        };
         let (to, data) = self.calldata(row)?;
         let signed = self.sign(nonce as u64, gas_limit as u64, max_fee, tip, to, data)?;
         let mut tx = self.pool.begin().await?;
-        if !outbox::record_signed(&mut tx, row.id, "SUBMITTED", &signed).await? {
+        if !outbox::record_signed(&mut tx, row.id, from, Some(current), &signed).await? {
             tx.rollback().await?;
-            return Ok(());
+            return Ok(false);
         }
         tx.commit().await?;
-        tracing::warn!(outbox_id = row.id, nonce, old = ?row.tx_hash, new = %signed.tx_hash,
+        tracing::warn!(outbox_id = row.id, nonce, old = %current, new = %signed.tx_hash,
             max_fee_per_gas = max_fee, "transaction not mined in time: replaced with higher fees");
         let mut updated = row.clone();
-        updated.previous_hashes.extend(row.tx_hash.clone());
+        updated.previous_hashes.push(current.to_owned());
         self.broadcast(&updated, &signed.tx_hash, &signed.raw_tx)
             .await?;
-        Ok(())
+        Ok(true)
     }
 
     /// The contract call of a row. Args that do not encode are fatal for the row.
@@ -386,4 +424,47 @@ pub fn calldata(row: &OutboxRow, markets: Address) -> Result<(Address, Bytes), C
         other => return Err(ChainError::Fatal(format!("unknown outbox kind {other:?}"))),
     };
     Ok((markets, data.into()))
+}
+
+/// The fees of a replacement: each of (max fee, tip) raised by `bump_percent` over the old bid,
+/// or to the current estimate when that is higher, and the max fee at least the tip. None when
+/// the max fee would exceed `cap`: a replacement must raise both bids (nodes refuse one that
+/// does not), so a capped bid would be refused anyway.
+pub fn replacement_fees(
+    old: (u128, u128),
+    now: (u128, u128),
+    bump_percent: u64,
+    cap: u128,
+) -> Option<(u128, u128)> {
+    let raise = |old: u128| {
+        old.saturating_mul(100 + u128::from(bump_percent))
+            .div_ceil(100)
+    };
+    let tip = raise(old.1).max(now.1);
+    let max_fee = raise(old.0).max(now.0).max(tip);
+    (max_fee <= cap).then_some((max_fee, tip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replacement_fees;
+
+    #[test]
+    fn replacements_raise_both_bids_and_respect_the_cap() {
+        // 20% over the old bids when the market has not moved.
+        assert_eq!(
+            replacement_fees((100, 10), (50, 5), 20, 1_000),
+            Some((120, 12))
+        );
+        // The current estimate when it is higher.
+        assert_eq!(
+            replacement_fees((100, 10), (300, 30), 20, 1_000),
+            Some((300, 30))
+        );
+        // Rounded up, so a small bid still rises.
+        assert_eq!(replacement_fees((1, 1), (0, 0), 20, 1_000), Some((2, 2)));
+        // Above the cap: no replacement.
+        assert_eq!(replacement_fees((900, 10), (0, 0), 20, 1_000), None);
+        assert_eq!(replacement_fees((100, 10), (2_000, 10), 20, 1_000), None);
+    }
 }

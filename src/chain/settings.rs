@@ -30,8 +30,9 @@ pub struct ChainSettings {
     pub multicall_address: String,
     /// ERC-20 tokens whose balances are synced: "SYMBOL=0xaddress,...".
     pub tokens: String,
-    /// Blocks on top of a transaction's block before it counts as confirmed, and how far
-    /// behind the head the indexer stays.
+    /// Confirmations a block needs before the jobs treat it as final: its own and the blocks
+    /// on top of it (1: as soon as it is mined; 0 means 1). The confirmer and the indexer
+    /// count alike.
     pub confirmations: u64,
     /// A submitted transaction without a receipt after this long is replaced (same nonce,
     /// higher fees).
@@ -39,6 +40,9 @@ pub struct ChainSettings {
     pub replace_after: Duration,
     /// How much a replacement raises both fees, in percent (nodes require at least 10).
     pub fee_bump_percent: u64,
+    /// The most a transaction may pay per gas, in gwei: replacements never bid above it, so a
+    /// transaction stuck for long cannot escalate its fees without bound.
+    pub max_fee_gwei: u64,
     #[serde(with = "duration")]
     pub request_timeout: Duration,
     /// Blocks per eth_getLogs call of the indexer.
@@ -120,6 +124,9 @@ impl ChainSettings {
         if self.fee_bump_percent < 10 {
             return Err(invalid("chain.fee_bump_percent", "must be at least 10"));
         }
+        if self.max_fee_gwei == 0 {
+            return Err(invalid("chain.max_fee_gwei", "must be at least 1"));
+        }
         if self.index_max_range == 0 {
             return Err(invalid("chain.index_max_range", "must be at least 1"));
         }
@@ -163,6 +170,11 @@ impl ChainSettings {
             }
         }
         Ok(out)
+    }
+
+    /// `max_fee_gwei` in wei.
+    pub fn max_fee_wei(&self) -> u128 {
+        u128::from(self.max_fee_gwei) * 1_000_000_000
     }
 
     pub fn markets(&self) -> Option<Address> {

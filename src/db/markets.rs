@@ -160,7 +160,12 @@ pub async fn settle(
     let moved = sqlx::query(
         "UPDATE markets SET state = 'RESOLVED', outcome = $2, resolved_at = $3,
              pool = $4::numeric, fee = $5::numeric
-         WHERE id = $1 AND state IN ('RESOLVING', 'DISPUTED')",
+         WHERE id = $1 AND state IN ('RESOLVING', 'DISPUTED')
+           -- Re-checked here, in the settling transaction: a dispute opened, or upheld, since
+           -- the market was picked changes what is paid, so the market waits for a next run.
+           AND NOT EXISTS (SELECT 1 FROM disputes d WHERE d.market_id = $1 AND d.state = 'OPEN')
+           AND (reported_outcome <> EXISTS (SELECT 1 FROM disputes d
+                                            WHERE d.market_id = $1 AND d.state = 'UPHELD')) = $2",
     )
     .bind(market.id)
     .bind(market.outcome)

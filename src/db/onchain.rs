@@ -45,7 +45,7 @@ pub async fn confirmed(
         }
         "resolveMarket" => {
             if let Some(market) = id("marketId") {
-                market_resolved_on_chain(conn, market, tx_hash).await?;
+                market_resolved_on_chain(conn, market, tx_hash, block_number).await?;
             }
         }
         "resolveDispute" => {
@@ -100,12 +100,15 @@ pub async fn market_resolved_on_chain(
     conn: &mut PgConnection,
     market_id: i64,
     tx_hash: &str,
+    block_number: i64,
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
-        "UPDATE markets SET resolution_tx_hash = $2 WHERE id = $1 AND resolution_tx_hash IS NULL",
+        "UPDATE markets SET resolution_tx_hash = $2, resolution_block = $3
+         WHERE id = $1 AND resolution_tx_hash IS NULL",
     )
     .bind(market_id)
     .bind(tx_hash)
+    .bind(block_number)
     .execute(&mut *conn)
     .await?;
     Ok(r.rows_affected() == 1)

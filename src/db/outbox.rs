@@ -29,6 +29,7 @@ pub struct OutboxRow {
     pub max_fee_per_gas: Option<String>,
     pub max_priority_fee_per_gas: Option<String>,
     pub previous_hashes: Vec<String>,
+    pub signed_at: Option<DateTime<Utc>>,
     pub submitted_at: Option<DateTime<Utc>>,
     pub attempts: i32,
     pub last_error: Option<String>,
@@ -44,7 +45,7 @@ SELECT o.id, o.idempotency_key, o.kind, o.target, o.args,
        o.status::text AS status, o.nonce, o.tx_hash, o.raw_tx, o.signer, o.gas_limit,
        o.max_fee_per_gas::text AS max_fee_per_gas,
        o.max_priority_fee_per_gas::text AS max_priority_fee_per_gas,
-       o.previous_hashes, o.submitted_at, o.attempts, o.last_error, o.block_number, o.created_at
+       o.previous_hashes, o.signed_at, o.submitted_at, o.attempts, o.last_error, o.block_number, o.created_at
 FROM chain_outbox o";
 
 /// Rows in `status`, oldest first (SIGNED and SUBMITTED rows by nonce, which is the order
@@ -154,12 +155,15 @@ pub struct Signed {
     pub max_priority_fee_per_gas: String,
 }
 
-/// Records a signed attempt: PENDING -> SIGNED, or, for a replacement, SUBMITTED -> SIGNED
-/// with the old hash kept in `previous_hashes`. Returns false when the row moved meanwhile.
+/// Records a signed attempt: PENDING -> SIGNED, or, for a replacement, SUBMITTED or SIGNED ->
+/// SIGNED with the old hash kept in `previous_hashes`. `current` is the hash the caller saw
+/// (None for a PENDING row): a row that moved or was replaced meanwhile is left alone and
+/// false is returned, so a writer working from a stale copy changes nothing.
 pub async fn record_signed(
     conn: &mut PgConnection,
     id: i64,
     from: &str,
+    current: Option<&str>,
     s: &Signed,
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
@@ -170,7 +174,7 @@ pub async fn record_signed(
              tx_hash = $6, raw_tx = $7, gas_limit = $8,
              max_fee_per_gas = $9::numeric, max_priority_fee_per_gas = $10::numeric,
              signed_at = now(), attempts = attempts + 1, last_error = NULL, updated_at = now()
-         WHERE id = $1 AND status = $2::outbox_status",
+         WHERE id = $1 AND status = $2::outbox_status AND tx_hash IS NOT DISTINCT FROM $11",
     )
     .bind(id)
     .bind(from)
@@ -182,6 +186,7 @@ pub async fn record_signed(
     .bind(s.gas_limit)
     .bind(&s.max_fee_per_gas)
     .bind(&s.max_priority_fee_per_gas)
+    .bind(current)
     .execute(&mut *conn)
     .await?;
     Ok(r.rows_affected() == 1)
@@ -202,19 +207,35 @@ pub async fn mark_submitted(pool: &PgPool, id: i64, tx_hash: &str) -> Result<boo
 
 /// Our nonce was used by another transaction of the same key and none of our attempts was
 /// mined: back to PENDING, to be signed again with a fresh nonce.
-pub async fn requeue(pool: &PgPool, id: i64, reason: &str) -> Result<bool, sqlx::Error> {
+pub async fn requeue(
+    pool: &PgPool,
+    id: i64,
+    current: &str,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "UPDATE chain_outbox SET status = 'PENDING', nonce = NULL, raw_tx = NULL,
              previous_hashes = CASE WHEN tx_hash IS NULL THEN previous_hashes
                                     ELSE previous_hashes || tx_hash END,
-             tx_hash = NULL, last_error = $2, updated_at = now()
-         WHERE id = $1 AND status IN ('SIGNED', 'SUBMITTED')",
+             tx_hash = NULL, last_error = $3, updated_at = now()
+         WHERE id = $1 AND status IN ('SIGNED', 'SUBMITTED') AND tx_hash = $2",
     )
     .bind(id)
+    .bind(current)
     .bind(reason)
     .execute(pool)
     .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// Why the node refused a signed row, for operators (the row stays SIGNED and is tried again).
+pub async fn note_error(pool: &PgPool, id: i64, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE chain_outbox SET last_error = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(error)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 /// An operator's retry of a FAILED row: back to PENDING with a fresh nonce to come.
