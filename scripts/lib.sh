@@ -133,19 +133,27 @@ ensure_node() {
 	jf_have npm || jf_die "npm is still not on PATH after installing it"
 }
 
+# Prints the anvil binary of node_modules (the npm package ships one per platform), or fails.
+_jf_anvil_path() {
+	local f
+	for f in "$JF_ROOT"/node_modules/@foundry-rs/anvil-*/bin/anvil; do
+		if [ -x "$f" ]; then
+			printf '%s\n' "$f"
+			return 0
+		fi
+	done
+	return 1
+}
+
 # Sets ANVIL_BIN (which the tests read) to the anvil of node_modules, running `npm ci` first
-# when it is missing. The npm package ships the real binary per platform.
+# when it is missing.
 ensure_anvil() {
-	local found
-	found="$(ls "$JF_ROOT"/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | head -n 1)"
-	if [ -z "$found" ]; then
+	if ! ANVIL_BIN="$(_jf_anvil_path)"; then
 		ensure_node
 		jf_log "installing anvil and solc from the npm registry (package-lock.json)"
 		(cd "$JF_ROOT" && npm ci --ignore-scripts --no-audit --no-fund) >&2 || jf_die "npm ci failed"
-		found="$(ls "$JF_ROOT"/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | head -n 1)"
+		ANVIL_BIN="$(_jf_anvil_path)" || jf_die "no anvil binary in node_modules/@foundry-rs after npm ci"
 	fi
-	[ -n "$found" ] && [ -x "$found" ] || jf_die "no anvil binary in node_modules/@foundry-rs after npm ci"
-	ANVIL_BIN="$found"
 	export ANVIL_BIN
 }
 

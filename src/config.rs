@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::ipfs::settings::IpfsSettings;
+pub use crate::notify::settings::{NotifySettings, SmtpSettings, SmtpTls};
+
 /// The built-in defaults, so the binary runs even where no config folder exists.
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -123,71 +126,10 @@ pub struct TelemetrySettings {
     pub http_addr: String,
 }
 
-/// The Kubo nodes that store discussion snapshots, and how long snapshots stay pinned.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IpfsSettings {
-    /// Kubo RPC API base URLs, tried in order.
-    pub endpoints: Vec<String>,
-    /// The limit of one RPC call.
-    #[serde(with = "duration")]
-    pub timeout: Duration,
-    /// Snapshots older than this are unpinned by `prune_snapshots`.
-    #[serde(with = "duration")]
-    pub snapshot_retention: Duration,
-}
-
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobsSettings {
     pub dir: PathBuf,
-}
-
-/// Notifications: the SMTP server, the platform's Discord and Slack channels, HTTP limits.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifySettings {
-    /// Discord's webhook URL carries its token, so it is a secret; "" turns Discord off.
-    pub discord_webhook_url: Secret,
-    /// Slack's incoming-webhook URL is a secret too; "" turns Slack off.
-    pub slack_webhook_url: Secret,
-    /// The whole of one webhook request (connect, send, answer).
-    #[serde(with = "duration")]
-    pub http_timeout: Duration,
-    /// Notification rows handed to the queue per dispatch batch.
-    pub dispatch_batch: u32,
-    /// Lets users' webhooks reach loopback and private addresses (development and demos
-    /// only: in production that would let a user probe the platform's network).
-    pub allow_private_webhooks: bool,
-    pub smtp: SmtpSettings,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmtpSettings {
-    /// "" turns email off.
-    pub host: String,
-    pub port: u16,
-    pub tls: SmtpTls,
-    /// "" sends without authenticating.
-    pub username: String,
-    pub password: Secret,
-    /// The From header, e.g. "Jobfleet <noreply@example.com>".
-    pub from: String,
-    #[serde(with = "duration")]
-    pub timeout: Duration,
-}
-
-/// How the SMTP connection is protected.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpTls {
-    /// Plain text: only for a relay on the same host or the demo sink.
-    None,
-    /// Plain connection upgraded with STARTTLS, which is required (port 587).
-    Starttls,
-    /// TLS from the first byte (port 465).
-    Tls,
 }
 
 /// A secret (a password, a token-bearing URL): `Debug` and `Display` never show it.
@@ -407,39 +349,12 @@ impl Settings {
                 ));
             }
         }
-        self.validate_ipfs()?;
+        self.ipfs.validate()?;
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
             return Err(invalid("telemetry.log_filter", "is not a valid filter"));
         }
         self.notify.validate()?;
         self.chain.validate()
-    }
-
-    fn validate_ipfs(&self) -> Result<(), ConfigError> {
-        let ipfs = &self.ipfs;
-        if ipfs.endpoints.is_empty() {
-            return Err(invalid(
-                "ipfs.endpoints",
-                "must list at least one Kubo RPC URL",
-            ));
-        }
-        for e in &ipfs.endpoints {
-            let ok = reqwest::Url::parse(e)
-                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-            if !ok {
-                return Err(invalid(
-                    "ipfs.endpoints",
-                    format!("{e:?} is not an http:// or https:// URL"),
-                ));
-            }
-        }
-        if ipfs.timeout < Duration::from_secs(1) {
-            return Err(invalid("ipfs.timeout", "must be at least 1s"));
-        }
-        if ipfs.snapshot_retention < Duration::from_secs(86_400) {
-            return Err(invalid("ipfs.snapshot_retention", "must be at least 1day"));
-        }
-        Ok(())
     }
 
     /// The store settings shared by every process.
@@ -450,49 +365,6 @@ impl Settings {
             completed_history: self.worker.completed_history,
             ..crate::queue::StoreSettings::default()
         }
-    }
-}
-
-impl NotifySettings {
-    /// Checks the URLs and the SMTP settings; the error names the key (never the secret).
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        for (key, url) in [
-            ("notify.discord_webhook_url", &self.discord_webhook_url),
-            ("notify.slack_webhook_url", &self.slack_webhook_url),
-        ] {
-            if !url.is_empty() && !is_http_url(url.expose()) {
-                return Err(invalid(key, "must be an http:// or https:// URL, or \"\""));
-            }
-        }
-        if self.http_timeout < Duration::from_millis(100) {
-            return Err(invalid("notify.http_timeout", "must be at least 100ms"));
-        }
-        if self.dispatch_batch == 0 || self.dispatch_batch > 1_000 {
-            return Err(invalid(
-                "notify.dispatch_batch",
-                "must be between 1 and 1000",
-            ));
-        }
-        let smtp = &self.smtp;
-        if smtp.host.is_empty() {
-            return Ok(());
-        }
-        if smtp.port == 0 {
-            return Err(invalid("notify.smtp.port", "must not be 0"));
-        }
-        if smtp.from.parse::<lettre::message::Mailbox>().is_err() {
-            return Err(invalid(
-                "notify.smtp.from",
-                format!("{:?} is not an address like \"Name <a@b.c>\"", smtp.from),
-            ));
-        }
-        if smtp.username.is_empty() != smtp.password.is_empty() {
-            return Err(invalid(
-                "notify.smtp.password",
-                "username and password go together: set both or neither",
-            ));
-        }
-        Ok(())
     }
 }
 

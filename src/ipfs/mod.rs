@@ -8,6 +8,7 @@
 pub mod cid;
 pub mod client;
 pub mod document;
+pub mod settings;
 pub mod standin;
 
 pub use client::{IpfsError, KuboClient, Unpinned};

@@ -9,6 +9,7 @@
 pub mod email;
 pub mod guard;
 pub mod render;
+pub mod settings;
 pub mod signature;
 pub mod sink;
 pub mod webhook;

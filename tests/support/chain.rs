@@ -11,7 +11,9 @@ use jobfleet::chain::Chain;
 use jobfleet::chain::contracts::{Oracle, Token};
 use jobfleet::chain::deploy::{ANVIL_KEY_0, ANVIL_KEY_1, Deployment, deploy_local};
 use jobfleet::config::{Settings, Sources};
+use jobfleet::db::governance::Rule;
 use sqlx::PgPool;
+use std::time::Duration;
 
 use super::anvil::TestAnvil;
 
@@ -200,4 +202,85 @@ pub async fn people(pool: &PgPool, addresses: &[Address]) -> Vec<(i64, i64)> {
 /// A distinct address per index.
 pub fn address(i: u64) -> Address {
     Address::left_padding_from(&(0x1000_0000u64 + i).to_be_bytes())
+}
+
+// Platform rows the chain tests start from.
+
+pub const PROPOSAL: Rule = Rule {
+    threshold_bp: 7000,
+    min_votes: 10,
+    window: Duration::from_secs(72 * 3600),
+};
+
+/// A proposed market with on-chain id `on_chain`, liked by the first `likes` wallets.
+pub async fn proposed_market(pool: &PgPool, on_chain: i64, likes: i64) -> i64 {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO markets (on_chain_id, proposer_id, title, resolves_at)
+         VALUES ($1, (SELECT min(id) FROM users), 'Will it rain on Friday?', now() + interval '7 days') RETURNING id",
+    )
+    .bind(on_chain)
+    .fetch_one(pool).await.unwrap();
+    sqlx::query("INSERT INTO proposal_votes (market_id, wallet_id, likes) SELECT $1, id, true FROM wallets ORDER BY id LIMIT $2")
+        .bind(id).bind(likes).execute(pool).await.unwrap();
+    id
+}
+
+pub async fn row_state(
+    pool: &PgPool,
+    id: i64,
+) -> (
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Vec<String>,
+) {
+    sqlx::query_as("SELECT status::text, nonce, tx_hash, last_error, previous_hashes FROM chain_outbox WHERE id = $1")
+        .bind(id).fetch_one(pool).await.unwrap()
+}
+
+pub async fn outbox_id(pool: &PgPool, key: &str) -> i64 {
+    sqlx::query_scalar("SELECT id FROM chain_outbox WHERE idempotency_key = $1")
+        .bind(key)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+pub async fn ten_people(pool: &PgPool) {
+    let addrs: Vec<Address> = (0..10).map(address).collect();
+    people(pool, &addrs).await;
+}
+
+/// An outbox row written by hand, as aggregate_votes or resolve_markets would.
+pub async fn outbox_row(pool: &PgPool, key: &str, kind: &str, args: serde_json::Value) -> i64 {
+    sqlx::query_scalar("INSERT INTO chain_outbox (idempotency_key, kind, target, args) VALUES ($1, $2, 'markets', $3) RETURNING id")
+        .bind(key).bind(kind).bind(args).fetch_one(pool).await.unwrap()
+}
+
+pub async fn approval(pool: &PgPool, market: i64) -> (Option<String>, Option<i64>) {
+    sqlx::query_as("SELECT approval_tx_hash, approval_block FROM markets WHERE id = $1")
+        .bind(market)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// An ACTIVE market past its resolution time, with positions (user index, outcome, stake).
+pub async fn active_market(
+    pool: &PgPool,
+    on_chain: i64,
+    users: &[(i64, i64)],
+    stakes: &[(usize, bool, &str)],
+) -> i64 {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO markets (on_chain_id, proposer_id, title, state, resolves_at)
+         VALUES ($1, $2, 'Will ETH close above 5k?', 'ACTIVE', now() - interval '1 minute') RETURNING id",
+    )
+    .bind(on_chain).bind(users[0].0).fetch_one(pool).await.unwrap();
+    for (user, outcome, stake) in stakes {
+        sqlx::query("INSERT INTO positions (market_id, user_id, outcome, stake) VALUES ($1, $2, $3, $4::numeric)")
+            .bind(id).bind(users[*user].0).bind(outcome).bind(stake).execute(pool).await.unwrap();
+    }
+    id
 }
