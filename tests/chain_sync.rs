@@ -194,3 +194,27 @@ async fn the_fan_out_splits_wallets_into_batches(pool: PgPool) {
         .unwrap();
     assert_eq!(starts, vec![ids[0], ids[500], ids[1000]]);
 }
+
+#[sqlx::test]
+async fn chain_status_shows_the_indexed_block_the_head_and_the_lag(pool: PgPool) {
+    let w = ChainWorld::start(&[], &[]).await;
+    let redis = support::TestRedis::start();
+    indexer::index(&w.chain, &pool).await.unwrap();
+    w.mine(3).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobfleet"))
+        .args(["chain", "status", "--json"])
+        .envs(w.env(&database_url(&pool), &redis.url()))
+        .output()
+        .expect("jobfleet runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let head = w.head().await;
+    assert_eq!(status["head"], head);
+    assert_eq!(status["last_indexed_block"], head - 3);
+    assert_eq!(status["lag"], 3);
+    assert_eq!(status["signer"], format!("{:#x}", w.owner.address()));
+}
