@@ -85,30 +85,12 @@ async fn a_reverting_row_fails_with_its_reason_and_burns_no_nonce(pool: PgPool) 
     let w = ChainWorld::start(&[], &[]).await;
     ten_people(&pool).await;
     let first = w.signer_nonce().await;
-    let a = outbox_row(
-        &pool,
-        "a",
-        "approveMarket",
-        serde_json::json!({"onChainId": 7}),
-    )
-    .await;
+    let a = approve_row(&pool, "a", 7).await;
     let sender = Sender::new(&w.chain, &pool).await.unwrap();
     assert_eq!(sender.run(100).await.unwrap().sent, 1);
     // The same market again: the contract refuses a second approval.
-    let again = outbox_row(
-        &pool,
-        "again",
-        "approveMarket",
-        serde_json::json!({"onChainId": 7}),
-    )
-    .await;
-    let next = outbox_row(
-        &pool,
-        "next",
-        "approveMarket",
-        serde_json::json!({"onChainId": 8}),
-    )
-    .await;
+    let again = approve_row(&pool, "again", 7).await;
+    let next = approve_row(&pool, "next", 8).await;
     let report = sender.run(100).await.unwrap();
     assert_eq!((report.sent, report.failed), (1, 1), "{report:?}");
     let (status, nonce, _, error, _) = row_state(&pool, again).await;
@@ -119,12 +101,35 @@ async fn a_reverting_row_fails_with_its_reason_and_burns_no_nonce(pool: PgPool) 
     assert_eq!(row_state(&pool, a).await.1, Some(first as i64));
     assert_eq!(row_state(&pool, next).await.1, Some(first as i64 + 1));
     assert_eq!(w.signer_nonce().await, first + 2);
+    assert_eq!(confirm_now(&w, &pool).await, 2);
+}
+
+/// An `approveMarket` row for the market with on-chain id `on_chain`.
+async fn approve_row(pool: &PgPool, key: &str, on_chain: i64) -> i64 {
+    outbox_row(
+        pool,
+        key,
+        "approveMarket",
+        serde_json::json!({"onChainId": on_chain}),
+    )
+    .await
+}
+
+/// How many submitted rows one confirmation run confirms.
+async fn confirm_now(w: &ChainWorld, pool: &PgPool) -> u32 {
+    receipts::confirm(&w.chain, pool, chrono::Utc::now())
+        .await
+        .unwrap()
+        .confirmed
+}
+
+/// Runs the sender in a real process that aborts at `point`, and checks that it did.
+fn crash_at(w: &ChainWorld, pool: &PgPool, redis: &TestRedis, point: &str) {
+    let status = send_process(w, pool, redis, point);
     assert_eq!(
-        receipts::confirm(&w.chain, &pool, chrono::Utc::now())
-            .await
-            .unwrap()
-            .confirmed,
-        2
+        status.signal(),
+        Some(6),
+        "the process aborted at {point}: {status:?}"
     );
 }
 
@@ -149,20 +154,9 @@ async fn a_crash_between_signing_and_broadcast_sends_once(pool: PgPool) {
     let w = ChainWorld::start(&[], &[]).await;
     let redis = TestRedis::start();
     let first = w.signer_nonce().await;
-    let row = outbox_row(
-        &pool,
-        "crash-1",
-        "approveMarket",
-        serde_json::json!({"onChainId": 11}),
-    )
-    .await;
+    let row = approve_row(&pool, "crash-1", 11).await;
 
-    let status = send_process(&w, &pool, &redis, "after-sign");
-    assert_eq!(
-        status.signal(),
-        Some(6),
-        "the process aborted at the failpoint: {status:?}"
-    );
+    crash_at(&w, &pool, &redis, "after-sign");
     let (state, nonce, hash, ..) = row_state(&pool, row).await;
     assert_eq!((state.as_str(), nonce), ("SIGNED", Some(first as i64)));
     assert_eq!(w.signer_nonce().await, first, "nothing reached the node");
@@ -175,13 +169,7 @@ async fn a_crash_between_signing_and_broadcast_sends_once(pool: PgPool) {
         "the stored transaction was broadcast, not a new one"
     );
     assert_eq!(w.signer_nonce().await, first + 1, "sent exactly once");
-    assert_eq!(
-        receipts::confirm(&w.chain, &pool, chrono::Utc::now())
-            .await
-            .unwrap()
-            .confirmed,
-        1
-    );
+    assert_eq!(confirm_now(&w, &pool).await, 1);
 }
 
 #[sqlx::test]
@@ -189,27 +177,10 @@ async fn a_crash_between_broadcast_and_recording_loses_nothing_and_sends_once(po
     let w = ChainWorld::start(&[], &[]).await;
     let redis = TestRedis::start();
     let first = w.signer_nonce().await;
-    let row = outbox_row(
-        &pool,
-        "crash-2",
-        "approveMarket",
-        serde_json::json!({"onChainId": 12}),
-    )
-    .await;
-    let later = outbox_row(
-        &pool,
-        "crash-2b",
-        "approveMarket",
-        serde_json::json!({"onChainId": 13}),
-    )
-    .await;
+    let row = approve_row(&pool, "crash-2", 12).await;
+    let later = approve_row(&pool, "crash-2b", 13).await;
 
-    let status = send_process(&w, &pool, &redis, "after-broadcast");
-    assert_eq!(
-        status.signal(),
-        Some(6),
-        "the process aborted at the failpoint: {status:?}"
-    );
+    crash_at(&w, &pool, &redis, "after-broadcast");
     let (state, _, hash, ..) = row_state(&pool, row).await;
     assert_eq!(state, "SIGNED", "the broadcast was not recorded");
     assert_eq!(w.signer_nonce().await, first + 1, "but the node has it");
@@ -220,13 +191,7 @@ async fn a_crash_between_broadcast_and_recording_loses_nothing_and_sends_once(po
     assert_eq!((state.as_str(), after), ("SUBMITTED", hash));
     assert_eq!(row_state(&pool, later).await.1, Some(first as i64 + 1));
     assert_eq!(w.signer_nonce().await, first + 2, "each row sent once");
-    assert_eq!(
-        receipts::confirm(&w.chain, &pool, chrono::Utc::now())
-            .await
-            .unwrap()
-            .confirmed,
-        2
-    );
+    assert_eq!(confirm_now(&w, &pool).await, 2);
 }
 
 #[sqlx::test]
@@ -236,13 +201,7 @@ async fn a_dropped_transaction_is_replaced_with_the_same_nonce_and_higher_fees(p
         &[("JOBFLEET__CHAIN__REPLACE_AFTER", "0s")],
     )
     .await;
-    let row = outbox_row(
-        &pool,
-        "dropped",
-        "approveMarket",
-        serde_json::json!({"onChainId": 21}),
-    )
-    .await;
+    let row = approve_row(&pool, "dropped", 21).await;
     let sender = Sender::new(&w.chain, &pool).await.unwrap();
     assert_eq!(sender.run(100).await.unwrap().sent, 1);
     let (_, nonce, old, ..) = row_state(&pool, row).await;
@@ -282,13 +241,7 @@ async fn a_dropped_transaction_is_replaced_with_the_same_nonce_and_higher_fees(p
 #[sqlx::test]
 async fn a_signed_transaction_the_node_refuses_is_signed_again_with_fresh_fees(pool: PgPool) {
     let w = ChainWorld::start(&[], &[("JOBFLEET__CHAIN__REPLACE_AFTER", "0s")]).await;
-    let row = outbox_row(
-        &pool,
-        "underpriced",
-        "approveMarket",
-        serde_json::json!({"onChainId": 31}),
-    )
-    .await;
+    let row = approve_row(&pool, "underpriced", 31).await;
     let sender = Sender::new(&w.chain, &pool).await.unwrap();
     // As if signed just before a fee spike and a crash: a bid below the block's base fee,
     // which the node refuses to take.
@@ -320,12 +273,6 @@ async fn a_signed_transaction_the_node_refuses_is_signed_again_with_fresh_fees(p
     assert_eq!(previous, vec![cheap.tx_hash.clone()]);
     assert_ne!(hash.as_deref(), Some(cheap.tx_hash.as_str()));
     assert_eq!(error, None);
-    assert_eq!(
-        receipts::confirm(&w.chain, &pool, chrono::Utc::now())
-            .await
-            .unwrap()
-            .confirmed,
-        1
-    );
+    assert_eq!(confirm_now(&w, &pool).await, 1);
     assert_eq!(w.signer_nonce().await, nonce + 1);
 }
