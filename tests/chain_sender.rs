@@ -276,3 +276,77 @@ async fn a_signed_transaction_the_node_refuses_is_signed_again_with_fresh_fees(p
     assert_eq!(confirm_now(&w, &pool).await, 1);
     assert_eq!(w.signer_nonce().await, nonce + 1);
 }
+
+#[sqlx::test]
+async fn a_nonce_taken_by_another_transaction_of_the_key_is_signed_again_once_it_waited(
+    pool: PgPool,
+) {
+    use alloy::network::{EthereumWallet, TransactionBuilder};
+    use alloy::providers::{Provider, ProviderBuilder};
+
+    let w = ChainWorld::start(&[], &[]).await;
+    let row = approve_row(&pool, "nonce-taken", 41).await;
+    let sender = Sender::new(&w.chain, &pool).await.unwrap();
+    // Signed and stored, then a crash before the broadcast...
+    let nonce = w.signer_nonce().await;
+    let pending = outbox::by_status(&pool, "PENDING", 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let (to, data) = sender.calldata(&pending).unwrap();
+    let signed = sender
+        .sign(nonce, 200_000, 10_000_000_000, 1_000_000_000, to, data)
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    outbox::take_nonce(&mut tx, &signed.signer, signed.chain_id, nonce as i64)
+        .await
+        .unwrap();
+    assert!(
+        outbox::record_signed(&mut tx, row, "PENDING", None, &signed)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    // ... and meanwhile someone else used the key for that nonce.
+    let other = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(w.owner.clone()))
+        .connect_http(w.anvil.url().parse().unwrap());
+    let transfer = alloy::rpc::types::TransactionRequest::default()
+        .with_to(w.owner.address())
+        .with_nonce(nonce);
+    other
+        .send_transaction(transfer)
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+
+    // Right after signing, a missing receipt may only be slow: the row waits.
+    let e = sender.run(100).await.unwrap_err();
+    assert!(e.to_string().contains("no receipt of ours"), "{e}");
+    assert_eq!(row_state(&pool, row).await.0, "SIGNED");
+
+    // Once it waited replace_after, the nonce counts as lost: signed again with the next one.
+    let impatient = settings_for(
+        &w.anvil.url(),
+        &w.deployment,
+        &[("JOBFLEET__CHAIN__REPLACE_AFTER", "0s")],
+    );
+    let chain = jobfleet::chain::Chain::new(&impatient.chain).unwrap();
+    let sender = Sender::new(&chain, &pool).await.unwrap();
+    let report = sender.run(100).await.unwrap();
+    assert_eq!((report.requeued, report.sent), (1, 1), "{report:?}");
+    let (status, new_nonce, _, _, previous) = row_state(&pool, row).await;
+    assert_eq!(
+        (status.as_str(), new_nonce),
+        ("SUBMITTED", Some(nonce as i64 + 1))
+    );
+    assert_eq!(previous, vec![signed.tx_hash]);
+    assert_eq!(confirm_now(&w, &pool).await, 1);
+    assert_eq!(
+        w.signer_nonce().await,
+        nonce + 2,
+        "the approval went out once"
+    );
+}

@@ -118,12 +118,7 @@ impl<'a> Sender<'a> {
                     // fees. Later rows wait behind it either way: their nonces come after.
                     outbox::note_error(self.pool, row.id, &format!("broadcast refused: {e}"))
                         .await?;
-                    let waited = row.signed_at.is_some_and(|at| {
-                        chrono::Utc::now() - at
-                            >= chrono::Duration::from_std(self.chain.settings.replace_after)
-                                .unwrap_or(chrono::TimeDelta::MAX)
-                    });
-                    if waited && self.replace(&row, "SIGNED").await? {
+                    if self.waited(&row) && self.replace(&row, "SIGNED").await? {
                         report.rebroadcast += 1;
                         continue;
                     }
@@ -268,6 +263,16 @@ impl<'a> Sender<'a> {
                     // A re-broadcast of bytes the node has: it is submitted.
                 } else if msg.contains("nonce too low") {
                     if !self.any_receipt(row, hash).await? {
+                        // Our own transaction may be mined with its receipt not visible yet (a
+                        // lagging backend behind a load balancer): only a row that has waited
+                        // `replace_after` is taken to have lost its nonce, so a slow receipt
+                        // cannot make the same call go out twice.
+                        if !self.waited(row) {
+                            return Err(ChainError::NotReady(format!(
+                                "nonce {:?} of outbox row {} is used on chain, and no receipt of ours is visible yet",
+                                row.nonce, row.id
+                            )));
+                        }
                         tracing::warn!(
                             outbox_id = row.id,
                             "nonce used by another transaction of the signer: signing again"
@@ -290,6 +295,14 @@ impl<'a> Sender<'a> {
         outbox::mark_submitted(self.pool, row.id, hash).await?;
         tracing::info!(outbox_id = row.id, tx_hash = %hash, "transaction submitted");
         Ok(true)
+    }
+
+    /// Whether the row's current attempt was signed at least `replace_after` ago.
+    fn waited(&self, row: &OutboxRow) -> bool {
+        let patience = chrono::Duration::from_std(self.chain.settings.replace_after)
+            .unwrap_or(chrono::TimeDelta::MAX);
+        row.signed_at
+            .is_some_and(|at| chrono::Utc::now() - at >= patience)
     }
 
     /// Whether any attempt of the row (this hash or an earlier one) has a receipt.
