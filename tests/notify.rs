@@ -269,18 +269,17 @@ async fn a_429_is_retried_no_sooner_than_its_retry_after(pool: PgPool) {
     assert_eq!(rows[0].4.as_deref(), Some("slow down"));
 }
 
-#[sqlx::test]
-async fn a_400_is_fatal_and_keeps_the_answer(pool: PgPool) {
-    let server = hook_answering(400, "{\"message\": \"Invalid Form Body\"}", None).await;
-    let env = env(pool, |_| {}).await;
+/// Bob with a webhook at `server` and one balance notification, dispatched; a worker runs until
+/// the webhook delivery is dead, which must happen within `limit`. Returns the notification id
+/// and the delivery's job id.
+async fn webhook_until_dead(env: &Env, server: &MockServer, limit: Duration) -> (i64, String) {
     let bob = user(&env.pool, "bob", None).await;
     endpoint(&env.pool, bob, &format!("{}/hook", server.uri())).await;
     let id = notify(&env.pool, bob, &balance_changed(), "balance:bob:123").await;
-
     env.dispatch().await;
     let worker = env.worker();
     let job = format!("notify:{id}:webhook");
-    let dead = app::eventually(Duration::from_secs(10), || async {
+    let dead = app::eventually(limit, || async {
         env.job_state(&job)
             .await
             .is_some_and(|(state, ..)| state == "dead")
@@ -288,6 +287,14 @@ async fn a_400_is_fatal_and_keeps_the_answer(pool: PgPool) {
     .await;
     worker.stop().await;
     assert!(dead, "{:?}", env.job_state(&job).await);
+    (id, job)
+}
+
+#[sqlx::test]
+async fn a_400_is_fatal_and_keeps_the_answer(pool: PgPool) {
+    let server = hook_answering(400, "{\"message\": \"Invalid Form Body\"}", None).await;
+    let env = env(pool, |_| {}).await;
+    let (id, job) = webhook_until_dead(&env, &server, Duration::from_secs(10)).await;
     let (_, _, error) = env.job_state(&job).await.unwrap();
     let error = error.unwrap();
     assert!(error.starts_with("fatal: HTTP 400"), "{error}");
@@ -446,21 +453,7 @@ async fn users_webhooks_cannot_reach_private_addresses(pool: PgPool) {
 async fn a_receiver_that_stays_down_ends_in_dead_with_every_attempt_logged(pool: PgPool) {
     let server = hook_answering(503, "maintenance", None).await;
     let env = env(pool, |_| {}).await;
-    let bob = user(&env.pool, "bob", None).await;
-    endpoint(&env.pool, bob, &format!("{}/hook", server.uri())).await;
-    let id = notify(&env.pool, bob, &balance_changed(), "balance:bob:123").await;
-
-    env.dispatch().await;
-    let worker = env.worker();
-    let job = format!("notify:{id}:webhook");
-    let dead = app::eventually(Duration::from_secs(20), || async {
-        env.job_state(&job)
-            .await
-            .is_some_and(|(state, ..)| state == "dead")
-    })
-    .await;
-    worker.stop().await;
-    assert!(dead, "{:?}", env.job_state(&job).await);
+    let (id, job) = webhook_until_dead(&env, &server, Duration::from_secs(20)).await;
     let rows = env.deliveries(id, Channel::Webhook).await;
     let summary: Vec<(i32, &str, Option<i32>)> =
         rows.iter().map(|r| (r.0, r.1.as_str(), r.2)).collect();

@@ -196,5 +196,32 @@ pub fn parse_wei(s: &str) -> Result<U256, ChainError> {
         .map_err(|e| ChainError::Fatal(format!("{s:?} is not a wei amount: {e}")))
 }
 
+/// Whether `at` lies at least `patience` before `now`: the one rule for "has this attempt
+/// waited `replace_after`", for the sender and the confirmer alike. An unknown time has not.
+pub fn waited(
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    patience: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let patience = chrono::Duration::from_std(patience).unwrap_or(chrono::TimeDelta::MAX);
+    at.is_some_and(|at| now - at >= patience)
+}
+
 /// How long the jobs wait before looking again at a market whose outcome is not reported.
 pub const ORACLE_SNOOZE: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_has_waited_from_exactly_its_patience_on() {
+        let now = chrono::DateTime::from_timestamp(1_000, 0).unwrap();
+        let at = |secs| chrono::DateTime::from_timestamp(secs, 0);
+        let three_minutes = Duration::from_secs(180);
+        assert!(waited(at(820), three_minutes, now));
+        assert!(!waited(at(821), three_minutes, now));
+        assert!(!waited(None, Duration::ZERO, now));
+        assert!(waited(at(1_000), Duration::ZERO, now));
+    }
+}

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::sender::{Sender, calldata};
-use super::{Chain, ChainError, hex_lower};
+use super::{Chain, ChainError, hex_lower, waited};
 use crate::db::{onchain, outbox};
 
 /// What one confirmation run did.
@@ -57,12 +57,7 @@ pub async fn confirm(
                 }
             }
             None => {
-                let due = row.submitted_at.is_some_and(|at| {
-                    at + chrono::Duration::from_std(chain.settings.replace_after)
-                        .unwrap_or(chrono::TimeDelta::MAX)
-                        <= now
-                });
-                if due {
+                if waited(row.submitted_at, chain.settings.replace_after, now) {
                     stuck.push(row);
                 } else {
                     report.waiting += 1;

@@ -299,10 +299,11 @@ impl<'a> Sender<'a> {
 
     /// Whether the row's current attempt was signed at least `replace_after` ago.
     fn waited(&self, row: &OutboxRow) -> bool {
-        let patience = chrono::Duration::from_std(self.chain.settings.replace_after)
-            .unwrap_or(chrono::TimeDelta::MAX);
-        row.signed_at
-            .is_some_and(|at| chrono::Utc::now() - at >= patience)
+        super::waited(
+            row.signed_at,
+            self.chain.settings.replace_after,
+            chrono::Utc::now(),
+        )
     }
 
     /// Whether any attempt of the row (this hash or an earlier one) has a receipt.

@@ -135,16 +135,3 @@ pub async fn rewind(
     tx.commit().await?;
     Ok(gone)
 }
-
-/// Events of a market's contract calls, newest first, for operators and tests.
-pub async fn recent(
-    pool: &PgPool,
-    limit: i64,
-) -> Result<Vec<(i64, String, String, Value)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT block_number, tx_hash, event, data FROM chain_events ORDER BY block_number DESC, log_index DESC LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-}

@@ -35,23 +35,16 @@ impl ChainWorld {
         let anvil = TestAnvil::start_with(anvil_args);
         let owner: PrivateKeySigner = ANVIL_KEY_0.parse().unwrap();
         let reporter_key: PrivateKeySigner = ANVIL_KEY_1.parse().unwrap();
-        if anvil_args.contains(&"--no-mining") {
-            // Deployments wait for their receipts: mine them as they come.
-            let p = ProviderBuilder::new().connect_http(anvil.url().parse().unwrap());
-            let _: () = p
-                .raw_request("evm_setAutomine".into(), (true,))
-                .await
-                .unwrap();
+        // Deployments wait for their receipts: with mining off, they are mined as they come.
+        let manual = anvil_args.contains(&"--no-mining");
+        if manual {
+            set_automine(&anvil, true).await;
         }
         let deployment = deploy_local(&anvil.url(), &owner, &reporter_key)
             .await
             .expect("contracts deploy");
-        if anvil_args.contains(&"--no-mining") {
-            let p = ProviderBuilder::new().connect_http(anvil.url().parse().unwrap());
-            let _: () = p
-                .raw_request("evm_setAutomine".into(), (false,))
-                .await
-                .unwrap();
+        if manual {
+            set_automine(&anvil, false).await;
         }
         let settings = settings_for(&anvil.url(), &deployment, overrides);
         let chain = Chain::new(&settings.chain).expect("chain");
@@ -133,6 +126,14 @@ impl ChainWorld {
             .await
             .unwrap()
     }
+}
+
+async fn set_automine(anvil: &TestAnvil, on: bool) {
+    let p = ProviderBuilder::new().connect_http(anvil.url().parse().unwrap());
+    let _: () = p
+        .raw_request("evm_setAutomine".into(), (on,))
+        .await
+        .unwrap();
 }
 
 fn base_vars(url: &str, d: &Deployment) -> Vec<(String, String)> {
