@@ -104,17 +104,6 @@ async fn a_reverting_row_fails_with_its_reason_and_burns_no_nonce(pool: PgPool) 
     assert_eq!(confirm_now(&w, &pool).await, 2);
 }
 
-/// An `approveMarket` row for the market with on-chain id `on_chain`.
-async fn approve_row(pool: &PgPool, key: &str, on_chain: i64) -> i64 {
-    outbox_row(
-        pool,
-        key,
-        "approveMarket",
-        serde_json::json!({"onChainId": on_chain}),
-    )
-    .await
-}
-
 /// How many submitted rows one confirmation run confirms.
 async fn confirm_now(w: &ChainWorld, pool: &PgPool) -> u32 {
     receipts::confirm(&w.chain, pool, chrono::Utc::now())

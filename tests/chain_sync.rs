@@ -8,6 +8,7 @@ use alloy::providers::Provider;
 use jobfleet::chain::sender::Sender;
 use jobfleet::chain::{indexer, receipts};
 use jobfleet::db::governance::decide_proposals;
+use jobfleet::db::outbox;
 use sqlx::PgPool;
 use support::chain::*;
 
@@ -217,4 +218,50 @@ async fn chain_status_shows_the_indexed_block_the_head_and_the_lag(pool: PgPool)
     assert_eq!(status["last_indexed_block"], head - 3);
     assert_eq!(status["lag"], 3);
     assert_eq!(status["signer"], format!("{:#x}", w.owner.address()));
+}
+
+#[sqlx::test]
+async fn after_a_node_reset_the_chain_bookkeeping_is_forgotten_and_sending_resumes(pool: PgPool) {
+    // A database that lived with one chain...
+    let old = ChainWorld::start(&[], &[]).await;
+    for n in 0..3 {
+        approve_row(&pool, &format!("old-{n}"), 60 + n).await;
+    }
+    let sent = Sender::new(&old.chain, &pool).await.unwrap();
+    assert_eq!(sent.run(100).await.unwrap().sent, 3);
+    old.mine(5).await;
+    indexer::index(&old.chain, &pool).await.unwrap();
+    drop(old);
+    // ... meets a fresh node (same chain id, nothing on it): the stored nonce and cursor are
+    // far ahead of it, so nothing would move until they are forgotten.
+    let new = ChainWorld::start(&[], &[]).await;
+    let stalled = indexer::index(&new.chain, &pool).await.unwrap();
+    assert_eq!(stalled.events, 0);
+    let f = outbox::forget_chain(&pool, 31337).await.unwrap();
+    assert_eq!(
+        (f.signers, f.cursors, f.events, f.requeued),
+        (1, 1, 3, 3),
+        "{f:?}"
+    );
+    let first = new.signer_nonce().await;
+    let report = Sender::new(&new.chain, &pool)
+        .await
+        .unwrap()
+        .run(100)
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 3, "{report:?}");
+    assert_eq!(
+        new.signer_nonce().await,
+        first + 3,
+        "from the new chain's own nonce"
+    );
+    assert_eq!(
+        receipts::confirm(&new.chain, &pool, chrono::Utc::now())
+            .await
+            .unwrap()
+            .confirmed,
+        3
+    );
+    assert_eq!(indexer::index(&new.chain, &pool).await.unwrap().events, 3);
 }

@@ -41,6 +41,13 @@ pub enum ChainCommand {
     },
     /// Send a FAILED outbox row again (with a fresh nonce).
     Retry { id: i64 },
+    /// After the node was reset (a development chain started afresh): forget the signer's
+    /// nonces, the indexer's cursor and events, and send the in-flight rows again.
+    Reset {
+        /// Required: this rewrites the chain bookkeeping of the configured database.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Deploy the platform's contracts to a local development node (anvil) and print the
     /// environment variables that point jobfleet at them.
     Deploy {
@@ -88,6 +95,7 @@ pub async fn run(app: &App, cmd: ChainCommand) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("outbox row {id} does not exist or is not FAILED")
             }
         }
+        ChainCommand::Reset { yes } => reset(app, yes).await,
         ChainCommand::Deploy { reporter_key } => deploy(&app.settings.chain, &reporter_key).await,
         ChainCommand::Bench {
             wallets,
@@ -205,6 +213,25 @@ async fn list(
     output::table(
         &["ID", "KEY", "STATUS", "NONCE", "TX", "BLOCK", "ERROR"],
         &table,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reset(app: &App, yes: bool) -> anyhow::Result<ExitCode> {
+    if !yes {
+        anyhow::bail!(
+            "chain reset rewrites the database's chain bookkeeping; run it with --yes, and only after the node was reset"
+        );
+    }
+    let chain = Chain::new(&app.settings.chain)?;
+    let chain_id = chain
+        .chain_id()
+        .await
+        .context("cannot reach chain.rpc_url")?;
+    let f = outbox::forget_chain(&pool(app).await?, chain_id as i64).await?;
+    println!(
+        "chain {chain_id}: forgot {} signer nonce(s), {} cursor(s) and {} event(s); {} transaction(s) will be sent again",
+        f.signers, f.cursors, f.events, f.requeued
     );
     Ok(ExitCode::SUCCESS)
 }

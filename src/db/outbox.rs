@@ -261,3 +261,53 @@ pub async fn counts(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
     .fetch_all(pool)
     .await
 }
+
+/// What `forget_chain` cleared.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Forgotten {
+    pub signers: u64,
+    pub cursors: u64,
+    pub events: u64,
+    /// SIGNED and SUBMITTED rows sent back to PENDING.
+    pub requeued: u64,
+}
+
+/// After the node of `chain_id` was reset (a development chain started afresh): forgets the
+/// signers' nonces, the indexer's cursor and events, and sends every row that was in flight
+/// on the old chain back to PENDING (its hashes kept in `previous_hashes`), in one
+/// transaction. CONFIRMED and FAILED rows stay as the record of what happened. Never for a
+/// live chain: a chain that was not reset keeps its nonces and events.
+pub async fn forget_chain(pool: &PgPool, chain_id: i64) -> Result<Forgotten, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let signers = sqlx::query("DELETE FROM chain_signers WHERE chain_id = $1")
+        .bind(chain_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let cursors = sqlx::query("DELETE FROM chain_cursors")
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let events = sqlx::query("DELETE FROM chain_events")
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let requeued = sqlx::query(
+        "UPDATE chain_outbox SET status = 'PENDING', nonce = NULL, raw_tx = NULL,
+             previous_hashes = CASE WHEN tx_hash IS NULL THEN previous_hashes
+                                    ELSE previous_hashes || tx_hash END,
+             tx_hash = NULL, last_error = 'the chain was reset; sent again', updated_at = now()
+         WHERE status IN ('SIGNED', 'SUBMITTED') AND chain_id = $1",
+    )
+    .bind(chain_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(Forgotten {
+        signers,
+        cursors,
+        events,
+        requeued,
+    })
+}

@@ -285,3 +285,14 @@ pub async fn active_market(
     }
     id
 }
+
+/// An `approveMarket` row for the market with on-chain id `on_chain`.
+pub async fn approve_row(pool: &PgPool, key: &str, on_chain: i64) -> i64 {
+    outbox_row(
+        pool,
+        key,
+        "approveMarket",
+        serde_json::json!({"onChainId": on_chain}),
+    )
+    .await
+}
