@@ -4,46 +4,14 @@
 mod support;
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use jobfleet::queue::{NewJob, QueueClient, StoreSettings};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use redis::AsyncCommands;
+use jobfleet::queue::NewJob;
+use nix::sys::signal::Signal;
 use serde_json::json;
 use support::TestRedis;
-use support::app::{client_with, eventually, manifest_dir};
-
-/// A worker process on the test's Redis, with 1 s leases so a killed one is noticed quickly.
-fn spawn_worker(url: &str, concurrency: u32, extra: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobfleet"));
-    cmd.args(["worker", "--concurrency", &concurrency.to_string()])
-        .current_dir(manifest_dir())
-        .env("REDIS_URL", url)
-        .env("JOBFLEET_ENV", "test")
-        .env("JOBFLEET__WORKER__LEASE", "1s")
-        .env("JOBFLEET__WORKER__COMPLETED_HISTORY", "100000")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("starts jobfleet worker")
-}
-
-fn signal(child: &Child, sig: Signal) {
-    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), sig).expect("signal sent");
-}
-
-async fn history_client(url: &str) -> QueueClient {
-    let store = StoreSettings {
-        completed_history: 100_000,
-        ..StoreSettings::default()
-    };
-    client_with(url, store).await
-}
+use support::app::eventually;
+use support::fleet::{Proc, completed, history_client, signal, spawn_worker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_loses_no_job() {
@@ -63,7 +31,7 @@ async fn a_killed_worker_loses_no_job() {
         .collect();
     assert_eq!(ids.len(), N);
 
-    let mut workers: Vec<Child> = (0..3).map(|_| spawn_worker(&url, 8, &[])).collect();
+    let mut workers: Vec<Proc> = (0..3).map(|_| spawn_worker(&url, 8, &[])).collect();
     let started = eventually(Duration::from_secs(30), || async {
         c.stats("default").await.unwrap().processed >= (N / 4) as u64
     })
@@ -90,12 +58,7 @@ async fn a_killed_worker_loses_no_job() {
     assert!(drained, "{:?}", c.stats("default").await.unwrap());
 
     let s = c.stats("default").await.unwrap();
-    let mut con = c.connection();
-    let done: Vec<String> = con
-        .zrange(c.keys().queue("default").completed(), 0, -1)
-        .await
-        .unwrap();
-    let done: HashSet<String> = done.into_iter().collect();
+    let done = completed(&c, "default").await;
     let missing = ids.difference(&done).count();
     eprintln!(
         "crash test: {N} jobs, {} processed, {} failed attempts (expired leases), {} jobs active right after the kill, {missing} missing",

@@ -5,7 +5,8 @@ mod support;
 use std::time::Duration;
 
 use jobfleet::queue::{
-    Backoff, JobState, Leased, NewJob, QueueClient, Settle, SettleAction, StoreSettings, now_ms,
+    Backoff, Call, JobState, Leased, NewJob, QueueClient, Settle, SettleAction, StoreSettings,
+    now_ms,
 };
 use redis::AsyncCommands;
 use serde_json::json;
@@ -64,7 +65,13 @@ async fn fetch_leases_in_fifo_order_and_ack_deletes() {
     assert_eq!((s.pending, s.active), (1, 2));
     assert_eq!(c.show(&enqueued[0]).await.unwrap().state, "active");
 
-    assert_eq!(c.ack("default", "w1", &refs(&jobs)).await.unwrap(), (2, 0));
+    assert_eq!(
+        acked(
+            c.ack("default", "w1", &Call::new("ack"), &refs(&jobs))
+                .await
+        ),
+        (2, 0)
+    );
     let s = c.stats("default").await.unwrap();
     assert_eq!((s.pending, s.active, s.processed, s.enqueued), (1, 0, 2, 3));
     assert!(c.show(&enqueued[0]).await.is_err(), "ack deletes the job");
@@ -92,7 +99,9 @@ async fn duplicate_ids_and_unique_keys_return_the_existing_job() {
 
     // Finishing the job releases its key.
     let jobs = fetch(&c, 10, "w").await;
-    c.ack("default", "w", &refs(&jobs)).await.unwrap();
+    c.ack("default", "w", &Call::new("ack"), &refs(&jobs))
+        .await
+        .unwrap();
     let d = c.enqueue(noop(5).unique("sync:0xabc", ttl)).await.unwrap();
     assert!(d.created && d.id != a.id);
 }
@@ -142,7 +151,11 @@ async fn a_million_due_jobs_drain_in_bounded_chunks() {
             break;
         }
         for part in f.jobs.chunks(1_000) {
-            drained += c.ack("default", "w", &refs(part)).await.unwrap().0 as usize;
+            drained += c
+                .ack("default", "w", &Call::new("ack"), &refs(part))
+                .await
+                .unwrap()
+                .acked as usize;
         }
     }
     assert_eq!(drained, N);
@@ -182,16 +195,40 @@ async fn results_of_a_worker_whose_lease_expired_are_ignored() {
         None,
         "it learns it lost"
     );
-    assert_eq!(c.ack("default", "old", &[&first]).await.unwrap(), (0, 1));
+    assert_eq!(
+        acked(c.ack("default", "old", &Call::new("ack"), &[&first]).await),
+        (0, 1)
+    );
     let r = c
-        .settle("default", "old", &[settle(&first, SettleAction::Kill, 0)])
+        .settle(
+            "default",
+            "old",
+            &Call::new("settle"),
+            &[settle(&first, SettleAction::Kill, 0)],
+        )
         .await
         .unwrap();
     assert_eq!((r.killed, r.stale), (0, 1));
     assert_eq!(c.show(&first.id()).await.unwrap().state, "active");
     assert_eq!(c.extend("default", "new", LEASE).await.unwrap(), Some(1));
-    assert_eq!(c.ack("default", "new", &[&second]).await.unwrap(), (1, 0));
+    let call = Call::new("ack");
+    assert_eq!(
+        acked(c.ack("default", "new", &call, &[&second]).await),
+        (1, 0)
+    );
     assert_eq!(c.stats("default").await.unwrap().active, 0);
+    // The same call sent again, as after a reply lost on the way back, answers what the first
+    // did; only a new call on the same job is stale.
+    assert_eq!(
+        acked(c.ack("default", "new", &call, &[&second]).await),
+        (1, 0)
+    );
+    assert_eq!(
+        acked(c.ack("default", "new", &Call::new("ack"), &[&second]).await),
+        (0, 1)
+    );
+    let s = c.stats("default").await.unwrap();
+    assert_eq!((s.processed, s.active), (1, 0), "counted once");
 }
 
 #[tokio::test]
@@ -223,6 +260,7 @@ async fn settle_retries_snoozes_requeues_and_kills() {
         .settle(
             "default",
             "w",
+            &Call::new("settle"),
             &[
                 settle(&jobs[0], SettleAction::Retry, later),
                 settle(&jobs[1], SettleAction::Snooze, later),
@@ -271,9 +309,14 @@ async fn settle_retries_snoozes_requeues_and_kills() {
         jobs[2].id(),
         "a handed-back job goes to the head of the queue"
     );
-    c.settle("default", "w2", &[settle(&again, SettleAction::Retry, 0)])
-        .await
-        .unwrap();
+    c.settle(
+        "default",
+        "w2",
+        &Call::new("settle"),
+        &[settle(&again, SettleAction::Retry, 0)],
+    )
+    .await
+    .unwrap();
     assert_eq!(c.stats("default").await.unwrap().pending, 1);
 }
 
@@ -290,9 +333,14 @@ async fn the_dead_set_is_capped_by_count_and_age_and_counts_evictions() {
     let jobs = fetch(&c, 8, "w").await;
     for job in &jobs {
         // One at a time, so their times of death are ordered.
-        c.settle("default", "w", &[settle(job, SettleAction::Kill, 0)])
-            .await
-            .unwrap();
+        c.settle(
+            "default",
+            "w",
+            &Call::new("settle"),
+            &[settle(job, SettleAction::Kill, 0)],
+        )
+        .await
+        .unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let s = c.stats("default").await.unwrap();
@@ -323,7 +371,9 @@ async fn dead_jobs_are_retried_deleted_and_purged() {
         .iter()
         .map(|j| settle(j, SettleAction::Kill, 0))
         .collect();
-    c.settle("default", "w", &kills).await.unwrap();
+    c.settle("default", "w", &Call::new("settle"), &kills)
+        .await
+        .unwrap();
 
     let dry = c.retry_dead("default", Some("sleep"), true).await.unwrap();
     assert_eq!((dry.matched, dry.scanned), (4, 10));
@@ -404,12 +454,16 @@ async fn counters_history_listing_and_the_oldest_job() {
     assert_eq!(p1.jobs[0].envelope.as_ref().unwrap().args, json!({"i": 0}));
 
     let jobs = fetch(&c, 5, "w").await;
-    c.ack("default", "w", &refs(&jobs[..3])).await.unwrap();
+    c.ack("default", "w", &Call::new("ack"), &refs(&jobs[..3]))
+        .await
+        .unwrap();
     let fails: Vec<_> = jobs[3..]
         .iter()
         .map(|j| settle(j, SettleAction::Retry, now_ms() + 60_000))
         .collect();
-    c.settle("default", "w", &fails).await.unwrap();
+    c.settle("default", "w", &Call::new("settle"), &fails)
+        .await
+        .unwrap();
     let h = c.history("default", 2).await.unwrap();
     let last = h.last().unwrap();
     assert_eq!((last.processed, last.failed), (3, 2));
@@ -464,4 +518,11 @@ async fn workers_register_and_stale_ones_are_pruned() {
         .await
         .unwrap();
     assert!(c.workers(Duration::from_secs(60)).await.unwrap().is_empty());
+}
+
+/// (acked, stale) of an ack, checking that the stale positions agree with the count.
+fn acked(r: jobfleet::queue::Result<jobfleet::queue::AckReport>) -> (u64, u64) {
+    let r = r.unwrap();
+    assert_eq!(r.stale_at.len() as u64, r.stale);
+    (r.acked, r.stale)
 }

@@ -98,11 +98,16 @@ pub async fn workers(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a listing shows instead of the args of a job that cannot be decoded.
+fn undecodable(j: &JobInfo) -> String {
+    format!("<undecodable: {}>", j.undecodable.as_deref().unwrap_or("?"))
+}
+
 fn summary(j: &JobInfo) -> Vec<String> {
     let args = j
         .envelope
         .as_ref()
-        .map_or_else(|| "<undecodable>".to_owned(), |e| e.args.to_string());
+        .map_or_else(|| undecodable(j), |e| e.args.to_string());
     let args = if args.chars().count() > 60 {
         format!("{}...", args.chars().take(57).collect::<String>())
     } else {
@@ -155,7 +160,7 @@ pub async fn show(app: &App, id: &str, as_json: bool) -> anyhow::Result<ExitCode
         return Ok(ExitCode::SUCCESS);
     }
     let args = j.envelope.as_ref().map_or_else(
-        || format!("<undecodable> {}", j.raw.clone().unwrap_or_default()),
+        || format!("{} {}", undecodable(&j), j.raw.clone().unwrap_or_default()),
         |e| e.args.to_string(),
     );
     let rows = [

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::client::QueueClient;
 use super::envelope::{Envelope, JobState};
 use super::keys::QueueKeys;
-use super::payload::{Header, peek_id};
+use super::payload::{Header, MalformedHeader, escape_bytes, peek_id, undecodable_id};
 use super::{QueueError, Result, now_ms};
 
 /// Counters and depths of one queue; every figure is an O(1) read.
@@ -56,7 +56,11 @@ pub struct JobInfo {
     pub max_attempts: u32,
     /// The envelope, or None when the stored JSON cannot be decoded.
     pub envelope: Option<Envelope>,
-    /// The stored job when it could not be decoded.
+    /// Why the stored job cannot be decoded, for a job that cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undecodable: Option<String>,
+    /// The stored job when it could not be decoded, with every byte that is not UTF-8 escaped
+    /// as `\xNN` (see `payload::escape_bytes`).
     pub raw: Option<String>,
     /// The worker holding an active job.
     pub worker: Option<String>,
@@ -66,18 +70,36 @@ pub struct JobInfo {
     pub score: Option<i64>,
     /// The job exactly as stored, which repairs act on.
     #[serde(skip)]
-    pub stored: String,
+    pub stored: Vec<u8>,
 }
 
 impl JobInfo {
-    pub fn from_stored(queue: &str, state: JobState, stored: String, score: Option<i64>) -> Self {
-        let decoded = Header::decode(&stored).ok();
-        let envelope = decoded
-            .as_ref()
-            .and_then(|(_, body)| serde_json::from_str::<Envelope>(body).ok());
-        let header = decoded.map(|(h, _)| h).unwrap_or_default();
+    /// Reads a stored job for display. Never fails: whatever cannot be decoded is shown as
+    /// such, so one bad entry cannot break a listing.
+    pub fn from_stored(queue: &str, state: JobState, stored: Vec<u8>, score: Option<i64>) -> Self {
+        let decoded = Header::decode(&stored);
+        let envelope = match &decoded {
+            Ok((_, body)) => std::str::from_utf8(body)
+                .map_err(|e| {
+                    let at = stored.len() - body.len() + e.valid_up_to();
+                    MalformedHeader::NotUtf8(at).to_string()
+                })
+                .and_then(|body| serde_json::from_str::<Envelope>(body).map_err(|e| e.to_string())),
+            Err(e) => Err(e.to_string()),
+        };
+        let (header, id) = match decoded {
+            Ok((h, _)) => {
+                let id = h.id.clone();
+                (h, id)
+            }
+            Err(_) => (Header::default(), undecodable_id(&stored)),
+        };
+        let (envelope, undecodable) = match envelope {
+            Ok(env) => (Some(env), None),
+            Err(why) => (None, Some(why)),
+        };
         Self {
-            id: peek_id(&stored).unwrap_or("?").to_owned(),
+            id,
             queue: queue.to_owned(),
             kind: envelope
                 .as_ref()
@@ -85,8 +107,9 @@ impl JobInfo {
             state: state.as_str().to_owned(),
             attempts: header.attempts,
             max_attempts: header.max_attempts,
-            raw: envelope.is_none().then(|| stored.clone()),
+            raw: envelope.is_none().then(|| escape_bytes(&stored)),
             envelope,
+            undecodable,
             worker: None,
             error: (!header.error.is_empty()).then_some(header.error),
             failed_at: (header.failed_at > 0).then_some(header.failed_at),
@@ -182,7 +205,7 @@ impl QueueClient {
             u64,
             bool,
             HashMap<String, String>,
-            Option<String>,
+            Option<Vec<u8>>,
         ) = redis::pipe()
             .llen(k.pending())
             .zcard(k.scheduled())
@@ -238,13 +261,15 @@ impl QueueClient {
     async fn active_jobs(&self, queue: &str) -> Result<Vec<JobInfo>> {
         let k = self.queue(queue)?;
         let mut con = self.connection();
-        let workers: Vec<String> = con.zrange(k.leases(), 0, -1).await?;
+        // Read as bytes: a member that is not UTF-8 must not make the listing fail.
+        let workers: Vec<Vec<u8>> = con.zrange(k.leases(), 0, -1).await?;
         let mut out = Vec::new();
         for w in workers {
-            let jobs: Vec<String> = con.lrange(k.inflight(&w), 0, -1).await?;
+            let jobs: Vec<Vec<u8>> = con.lrange(k.inflight_bytes(&w), 0, -1).await?;
+            let name = String::from_utf8_lossy(&w);
             for stored in jobs {
                 let mut info = JobInfo::from_stored(queue, JobState::Active, stored, None);
-                info.worker = Some(w.clone());
+                info.worker = Some(name.clone().into_owned());
                 out.push(info);
             }
         }
@@ -266,7 +291,7 @@ impl QueueClient {
         let stop = start.saturating_add(isize::try_from(limit).unwrap_or(10_000) - 1);
         let jobs: Vec<JobInfo> = match state {
             JobState::Pending => {
-                let stored: Vec<String> = con.lrange(k.pending(), start, stop).await?;
+                let stored: Vec<Vec<u8>> = con.lrange(k.pending(), start, stop).await?;
                 stored
                     .into_iter()
                     .map(|s| JobInfo::from_stored(queue, state, s, None))
@@ -285,7 +310,7 @@ impl QueueClient {
                     JobState::Retry => k.retry(),
                     _ => k.dead(),
                 };
-                let pairs: Vec<(String, f64)> = con.zrange_withscores(set, start, stop).await?;
+                let pairs: Vec<(Vec<u8>, f64)> = con.zrange_withscores(set, start, stop).await?;
                 #[allow(clippy::cast_possible_truncation)]
                 pairs
                     .into_iter()
@@ -305,7 +330,14 @@ impl QueueClient {
     async fn find_in(&self, queue: &str, id: &str) -> Result<Option<JobInfo>> {
         let k = self.queue(queue)?;
         let mut con = self.connection();
-        let pattern = format!("jf|*|*|{id}|*");
+        // An undecodable entry has no header to match, only the name derived from its bytes.
+        let derived = id.starts_with("undecodable-");
+        let pattern = if derived {
+            "*".to_owned()
+        } else {
+            format!("jf|*|*|{id}|*")
+        };
+        let is = |s: &[u8]| peek_id(s) == Some(id) || (derived && undecodable_id(s) == id);
         for (state, set) in [
             (JobState::Retry, k.retry()),
             (JobState::Scheduled, k.scheduled()),
@@ -313,7 +345,7 @@ impl QueueClient {
         ] {
             let mut cursor: u64 = 0;
             loop {
-                let (next, items): (u64, Vec<(String, f64)>) = redis::cmd("ZSCAN")
+                let (next, items): (u64, Vec<(Vec<u8>, f64)>) = redis::cmd("ZSCAN")
                     .arg(&set)
                     .arg(cursor)
                     .arg("MATCH")
@@ -322,9 +354,7 @@ impl QueueClient {
                     .arg(1000)
                     .query_async(&mut con)
                     .await?;
-                if let Some((stored, score)) =
-                    items.into_iter().find(|(s, _)| peek_id(s) == Some(id))
-                {
+                if let Some((stored, score)) = items.into_iter().find(|(s, _)| is(s)) {
                     #[allow(clippy::cast_possible_truncation)]
                     return Ok(Some(JobInfo::from_stored(
                         queue,
@@ -349,8 +379,8 @@ impl QueueClient {
         }
         let mut start = 0isize;
         loop {
-            let chunk: Vec<String> = con.lrange(k.pending(), start, start + 999).await?;
-            if let Some(stored) = chunk.iter().find(|s| peek_id(s) == Some(id)) {
+            let chunk: Vec<Vec<u8>> = con.lrange(k.pending(), start, start + 999).await?;
+            if let Some(stored) = chunk.iter().find(|s| is(s)) {
                 return Ok(Some(JobInfo::from_stored(
                     queue,
                     JobState::Pending,
@@ -382,7 +412,7 @@ impl QueueClient {
         queue: &str,
         from: (&str, bool),
         to_pending: bool,
-        jobs: &[(&JobInfo, Option<String>)],
+        jobs: &[(&JobInfo, Option<Vec<u8>>)],
     ) -> Result<u64> {
         let k = self.queue(queue)?;
         let mut inv = self.scripts.replace.prepare_invoke();
@@ -397,7 +427,7 @@ impl QueueClient {
                 .map(|(h, _)| h.unique)
                 .unwrap_or_default();
             inv.arg(&job.stored)
-                .arg(new.as_deref().unwrap_or(""))
+                .arg(new.as_deref().unwrap_or(b""))
                 .arg(&job.id)
                 .arg(unique);
         }
@@ -405,9 +435,9 @@ impl QueueClient {
     }
 
     /// A dead job made new: no attempts used, its last error kept for the record.
-    fn revived(job: &JobInfo) -> Option<String> {
+    fn revived(job: &JobInfo) -> Option<Vec<u8>> {
         let (h, body) = Header::decode(&job.stored).ok()?;
-        Some(Header { attempts: 0, ..h }.encode(body))
+        Some(Header { attempts: 0, ..h }.encode_bytes(body))
     }
 
     /// Runs one job again now: a dead job gets a fresh set of attempts, a retrying or
@@ -458,7 +488,7 @@ impl QueueClient {
         };
         let mut offset = 0usize;
         loop {
-            let stored: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            let stored: Vec<Vec<u8>> = redis::cmd("ZRANGEBYSCORE")
                 .arg(k.dead())
                 .arg("-inf")
                 .arg(cutoff)
@@ -477,7 +507,7 @@ impl QueueClient {
             report.matched += matching.len() as u64;
             let mut moved = 0;
             if !dry_run && !matching.is_empty() {
-                let pairs: Vec<(&JobInfo, Option<String>)> =
+                let pairs: Vec<(&JobInfo, Option<Vec<u8>>)> =
                     matching.iter().map(|j| (j, Self::revived(j))).collect();
                 moved = self
                     .replace(queue, (&k.dead(), false), true, &pairs)

@@ -10,7 +10,7 @@ use super::envelope::Leased;
 use super::keys::{Keys, QueueKeys, validate_queue_name};
 use super::payload::Header;
 use super::scripts::Scripts;
-use super::{QueueError, Result, StoreSettings, int, now_ms, string};
+use super::{QueueError, Result, StoreSettings, bytes, int, now_ms};
 
 /// A handle on the queue store; cheap to clone, safe to share between tasks.
 #[derive(Clone)]
@@ -29,6 +29,30 @@ impl std::fmt::Debug for QueueClient {
             .field("namespace", &self.keys.namespace())
             .field("settings", &self.settings)
             .finish_non_exhaustive()
+    }
+}
+
+/// How long Redis remembers a worker's last reply on a lane: longer than any retry of one call
+/// (at most a lease), short enough that the replies of workers gone for good disappear.
+const REPLY_TTL_SECS: u64 = 3600;
+
+/// One ack or settle call, named so that Redis recognises its retries: a call whose reply was
+/// lost (a dropped connection, a restarted Redis) is sent again with the same `Call`, and
+/// answers what the first one did instead of reporting its jobs stale. Calls on one lane of one
+/// worker must not overlap in time; the worker's acker has the lanes `ack` and `settle`, its
+/// hand-back at shutdown `requeue` and its fetcher's hand-back of orphaned jobs `reconcile`.
+#[derive(Clone, Debug)]
+pub struct Call {
+    lane: &'static str,
+    id: String,
+}
+
+impl Call {
+    pub fn new(lane: &'static str) -> Self {
+        Self {
+            lane,
+            id: ulid::Ulid::generate().to_string(),
+        }
     }
 }
 
@@ -69,19 +93,19 @@ pub struct Settle<'a> {
 
 impl Settle<'_> {
     /// The job to store instead of the leased one: a failed attempt is counted in the header
-    /// with its error; snoozed and handed-back jobs are stored unchanged (empty string).
-    fn replacement(&self, now: i64) -> String {
+    /// with its error; snoozed and handed-back jobs are stored unchanged (empty).
+    fn replacement(&self, now: i64) -> Vec<u8> {
         if matches!(self.action, SettleAction::Snooze | SettleAction::Requeue) {
-            return String::new();
+            return Vec::new();
         }
         match &self.job.header {
             Ok(h) => Header {
-                attempts: h.attempts + 1,
+                attempts: h.next_attempt(),
                 failed_at: now,
                 error: self.error.clone(),
                 ..h.clone()
             }
-            .encode(self.job.body()),
+            .encode_bytes(self.job.body_bytes()),
             // An undecodable job is kept whole as the body of a valid dead entry, so an
             // operator still sees exactly what was received.
             Err(_) => Header {
@@ -92,13 +116,13 @@ impl Settle<'_> {
                 unique: String::new(),
                 error: self.error.clone(),
             }
-            .encode(&self.job.stored),
+            .encode_bytes(&self.job.stored),
         }
     }
 }
 
 /// Counts returned by `settle`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SettleReport {
     pub retried: u64,
     pub snoozed: u64,
@@ -107,6 +131,18 @@ pub struct SettleReport {
     pub stale: u64,
     pub evicted_by_age: u64,
     pub evicted_by_count: u64,
+    /// Positions (in the call's slice) of the jobs whose result was stale.
+    pub stale_at: Vec<usize>,
+}
+
+/// Counts returned by `ack`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AckReport {
+    pub acked: u64,
+    pub stale: u64,
+    /// Positions (in the call's slice) of the jobs whose result was stale: the store no longer
+    /// had them in this worker's in-flight list, so nothing of them changed.
+    pub stale_at: Vec<usize>,
 }
 
 /// Counts returned by `reap`.
@@ -215,9 +251,10 @@ impl QueueClient {
             });
         }
         let next_due = int(&reply[1], "fetch")?;
+        // Jobs are read as bytes: one entry that is not UTF-8 must not fail the whole batch.
         let jobs = reply[3..]
             .iter()
-            .map(|v| Ok(Leased::new(queue, worker, string(v, "fetch")?)))
+            .map(|v| Ok(Leased::new(queue, worker, bytes(v, "fetch")?)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Fetched {
             paused: int(&reply[0], "fetch")? == 1,
@@ -227,10 +264,17 @@ impl QueueClient {
         })
     }
 
-    /// Completes jobs a worker holds in one queue. Returns (acked, stale).
-    pub async fn ack(&self, queue: &str, worker: &str, jobs: &[&Leased]) -> Result<(u64, u64)> {
+    /// Completes jobs a worker holds in one queue. Send a retry of a failed call with the same
+    /// `call`.
+    pub async fn ack(
+        &self,
+        queue: &str,
+        worker: &str,
+        call: &Call,
+        jobs: &[&Leased],
+    ) -> Result<AckReport> {
         if jobs.is_empty() {
-            return Ok((0, 0));
+            return Ok(AckReport::default());
         }
         let keys = self.queue(queue)?;
         let mut inv = self.scripts.ack.prepare_invoke();
@@ -242,19 +286,33 @@ impl QueueClient {
             .arg(now_ms())
             .arg(self.settings.completed_history)
             .arg(self.minute_ttl())
-            .arg(worker);
+            .arg(worker)
+            .arg(&call.id)
+            .arg(REPLY_TTL_SECS);
         for job in jobs {
             inv.arg(&job.stored).arg(job.id()).arg(job.unique());
         }
-        let (acked, stale): (u64, u64) = inv.invoke_async(&mut self.con.clone()).await?;
-        Ok((acked, stale))
+        let r: Vec<u64> = inv.invoke_async(&mut self.con.clone()).await?;
+        if r.len() < 2 {
+            return Err(QueueError::Reply {
+                script: "ack",
+                detail: format!("{} values", r.len()),
+            });
+        }
+        Ok(AckReport {
+            acked: r[0],
+            stale: r[1],
+            stale_at: positions(&r[2..], jobs.len(), "ack")?,
+        })
     }
 
-    /// Applies non-success outcomes to jobs a worker holds in one queue.
+    /// Applies non-success outcomes to jobs a worker holds in one queue. Send a retry of a
+    /// failed call with the same `call`.
     pub async fn settle(
         &self,
         queue: &str,
         worker: &str,
+        call: &Call,
         jobs: &[Settle<'_>],
     ) -> Result<SettleReport> {
         if jobs.is_empty() {
@@ -275,7 +333,10 @@ impl QueueClient {
             .arg(self.minute_ttl())
             .arg(self.settings.dead_max_jobs)
             .arg(self.dead_cutoff(now))
-            .arg(worker);
+            .arg(worker)
+            .arg(call.lane)
+            .arg(&call.id)
+            .arg(REPLY_TTL_SECS);
         for s in jobs {
             inv.arg(&s.job.stored)
                 .arg(s.action.as_str())
@@ -285,7 +346,7 @@ impl QueueClient {
                 .arg(s.job.unique());
         }
         let r: Vec<u64> = inv.invoke_async(&mut self.con.clone()).await?;
-        if r.len() != 7 {
+        if r.len() < 7 {
             return Err(QueueError::Reply {
                 script: "settle",
                 detail: format!("{} values", r.len()),
@@ -299,6 +360,7 @@ impl QueueClient {
             stale: r[4],
             evicted_by_age: r[5],
             evicted_by_count: r[6],
+            stale_at: positions(&r[7..], jobs.len(), "settle")?,
         })
     }
 
@@ -320,7 +382,7 @@ impl QueueClient {
     }
 
     /// The jobs a worker holds in one queue, exactly as stored.
-    pub async fn inflight(&self, queue: &str, worker: &str) -> Result<Vec<String>> {
+    pub async fn inflight(&self, queue: &str, worker: &str) -> Result<Vec<Vec<u8>>> {
         let keys = self.queue(queue)?;
         Ok(redis::cmd("LRANGE")
             .arg(keys.inflight(worker))
@@ -361,9 +423,11 @@ impl QueueClient {
             killed: n(1)?,
             evicted_by_age: n(2)?,
             evicted_by_count: n(3)?,
+            // Worker names are for the log: a member of the leases set that is not UTF-8 (written
+            // by someone else) is reaped like any other and named lossily.
             workers: reply[4..]
                 .iter()
-                .map(|v| string(v, "reap"))
+                .map(|v| bytes(v, "reap").map(|b| String::from_utf8_lossy(&b).into_owned()))
                 .collect::<Result<_>>()?,
         })
     }
@@ -412,6 +476,23 @@ impl QueueClient {
             }
         }
     }
+}
+
+/// Reads the 1-based positions a script returns into 0-based indices below `len`.
+fn positions(values: &[u64], len: usize, script: &'static str) -> Result<Vec<usize>> {
+    values
+        .iter()
+        .map(|&p| {
+            usize::try_from(p)
+                .ok()
+                .and_then(|p| p.checked_sub(1))
+                .filter(|&i| i < len)
+                .ok_or_else(|| QueueError::Reply {
+                    script,
+                    detail: format!("position {p} of {len} jobs"),
+                })
+        })
+        .collect()
 }
 
 fn lease_ms(lease: Duration) -> u64 {

@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::backoff::Backoff;
-use super::payload::{Header, MalformedHeader};
+use super::payload::{Header, MalformedHeader, undecodable_id};
 
-/// The immutable part of a job, stored as JSON in the job hash's `env` field.
+/// The immutable part of a job, stored as JSON after the header (see `payload`).
 ///
-/// Mutable state (attempt, state, lease, last error) lives in separate hash fields so that the
-/// scripts can change it without decoding JSON.
+/// Mutable state (attempts, last failure, last error) lives in the header so that the scripts
+/// can change it without decoding JSON.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     /// A ULID unless the producer chose a deterministic id (the scheduler does).
@@ -129,8 +129,8 @@ pub struct Leased {
     /// The worker whose in-flight list holds the job. Together with `stored` it is the lease
     /// token: every later state change applies only while the job is still in that list.
     pub worker: String,
-    /// The job exactly as stored.
-    pub stored: String,
+    /// The job exactly as stored: bytes, which anyone with access to Redis may have written.
+    pub stored: Vec<u8>,
     /// The decoded header, or the reason it could not be decoded.
     pub header: Result<Header, MalformedHeader>,
     /// Where the envelope JSON starts in `stored`.
@@ -138,7 +138,7 @@ pub struct Leased {
 }
 
 impl Leased {
-    pub(crate) fn new(queue: &str, worker: &str, stored: String) -> Self {
+    pub(crate) fn new(queue: &str, worker: &str, stored: Vec<u8>) -> Self {
         let (header, body_start) = match Header::decode(&stored) {
             Ok((h, body)) => (Ok(h), stored.len() - body.len()),
             Err(e) => (Err(e), stored.len()),
@@ -156,31 +156,30 @@ impl Leased {
     pub fn id(&self) -> String {
         match &self.header {
             Ok(h) => h.id.clone(),
-            Err(_) => format!("undecodable-{:016x}", fnv1a(self.stored.as_bytes())),
+            Err(_) => undecodable_id(&self.stored),
         }
     }
 
     /// The run this lease is for: 1 for the first.
     pub fn attempt(&self) -> u32 {
-        self.header.as_ref().map_or(1, |h| h.attempts + 1)
+        self.header.as_ref().map_or(1, Header::next_attempt)
     }
 
-    /// The envelope JSON.
-    pub fn body(&self) -> &str {
+    /// The envelope JSON as bytes; `body` checks that it is UTF-8.
+    pub fn body_bytes(&self) -> &[u8] {
         &self.stored[self.body_start..]
+    }
+
+    /// The envelope JSON, or where it stops being UTF-8 (an offset into the whole entry).
+    pub fn body(&self) -> Result<&str, MalformedHeader> {
+        std::str::from_utf8(self.body_bytes())
+            .map_err(|e| MalformedHeader::NotUtf8(self.body_start + e.valid_up_to()))
     }
 
     /// The unique key the job holds, empty for none.
     pub fn unique(&self) -> &str {
         self.header.as_ref().map_or("", |h| h.unique.as_str())
     }
-}
-
-/// A stable 64-bit hash for naming undecodable jobs (FNV-1a).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// State names as stored in the job hash and accepted by the CLI.
@@ -252,12 +251,16 @@ mod tests {
             id: "j1".into(),
             ..Header::default()
         };
-        let l = Leased::new("q", "w", h.encode("{\"x\":1}"));
+        let l = Leased::new("q", "w", h.encode("{\"x\":1}").into_bytes());
         assert_eq!(
             (l.id(), l.attempt(), l.body()),
-            ("j1".to_owned(), 2, "{\"x\":1}")
+            ("j1".to_owned(), 2, Ok("{\"x\":1}"))
         );
-        let bad = Leased::new("q", "w", "garbage".into());
+        let stored = h.encode_bytes(b"{\"x\":\"\xff\"}");
+        let not_utf8 = Leased::new("q", "w", stored.clone());
+        let at = stored.iter().position(|&b| b == 0xff).unwrap();
+        assert_eq!(not_utf8.body(), Err(MalformedHeader::NotUtf8(at)));
+        let bad = Leased::new("q", "w", b"garbage".to_vec());
         assert!(bad.header.is_err() && bad.id().starts_with("undecodable-"));
         assert_eq!(bad.attempt(), 1);
     }

@@ -13,6 +13,7 @@
 //! | `ns:{q}:inflight:<worker>`  | list       | stored jobs leased to one worker                |
 //! | `ns:{q}:leases`             | sorted set | worker id -> lease deadline (ms, Redis's clock) |
 //! | `ns:{q}:reaped:<worker>`    | string     | marks a worker whose jobs the reaper took back  |
+//! | `ns:{q}:reply:<worker>:<l>` | string     | "call id|reply" of a worker's last ack/settle   |
 //! | `ns:{q}:completed`          | sorted set | opt-in capped history: job id -> finish (ms)    |
 //! | `ns:{q}:ticks`              | hash       | schedule -> "last tick ms|job id" (scheduler)   |
 //! | `ns:{q}:unique:<key>`       | string     | id of the job holding a unique key, with a TTL  |
@@ -26,7 +27,8 @@
 //!
 //! A stored job is one string (see `payload.rs`), so a job's state is the structure that holds
 //! it. The Lua scripts receive the queue prefix as `ARGV[1]` and append the same suffixes as
-//! the functions below (`inflight:`, `reaped:`, `unique:`, `stats:`, `wake`); `tests` pins that both agree.
+//! the functions below (`inflight:`, `reaped:`, `reply:`, `unique:`, `stats:`, `wake`); `tests`
+//! pins that both agree.
 
 use std::fmt;
 
@@ -140,9 +142,20 @@ impl QueueKeys {
     pub fn inflight(&self, worker: &str) -> String {
         format!("{}{}{}", self.prefix, INFLIGHT_SUFFIX, worker)
     }
+    /// `inflight` for a worker name read back from Redis as bytes, which need not be UTF-8.
+    pub fn inflight_bytes(&self, worker: &[u8]) -> Vec<u8> {
+        let mut key = format!("{}{}", self.prefix, INFLIGHT_SUFFIX).into_bytes();
+        key.extend_from_slice(worker);
+        key
+    }
     /// Set by the reaper when it took a worker's jobs back; read once by that worker.
     pub fn reaped(&self, worker: &str) -> String {
         format!("{}reaped:{}", self.prefix, worker)
+    }
+    /// The last reply of a worker's ack or settle calls on one lane (`ack`, `settle`,
+    /// `requeue`), so that a call retried after its reply was lost answers what it did.
+    pub fn reply(&self, worker: &str, lane: &str) -> String {
+        format!("{}reply:{}:{}", self.prefix, worker, lane)
     }
     pub fn dead(&self) -> String {
         self.key("dead")
@@ -198,6 +211,7 @@ mod tests {
             q.stats(),
             q.unique("u"),
             q.minute(7),
+            q.reply("w1", "ack"),
         ] {
             assert!(key.starts_with("jobfleet:{chain}:"), "{key}");
         }
@@ -209,6 +223,7 @@ mod tests {
         let q = Keys::new("ns").queue("default");
         assert_eq!(q.inflight("w"), format!("{}inflight:w", q.prefix()));
         assert_eq!(q.reaped("w"), format!("{}reaped:w", q.prefix()));
+        assert_eq!(q.reply("w", "ack"), format!("{}reply:w:ack", q.prefix()));
         assert_eq!(q.unique("k"), format!("{}unique:k", q.prefix()));
         assert_eq!(q.minute(3), format!("{}stats:3", q.prefix()));
     }

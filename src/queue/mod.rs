@@ -17,7 +17,9 @@ pub mod workers;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use backoff::Backoff;
-pub use client::{Fetched, QueueClient, ReapReport, Settle, SettleAction, SettleReport};
+pub use client::{
+    AckReport, Call, Fetched, QueueClient, ReapReport, Settle, SettleAction, SettleReport,
+};
 pub use envelope::{Enqueued, Envelope, JobState, Leased, NewJob};
 pub use keys::{Keys, QueueKeys, validate_queue_name};
 
@@ -97,9 +99,9 @@ pub(crate) fn int(v: &redis::Value, script: &'static str) -> Result<i64> {
     })
 }
 
-/// Reads a string out of a script reply.
-pub(crate) fn string(v: &redis::Value, script: &'static str) -> Result<String> {
-    redis::from_redis_value_ref::<String>(v).map_err(|e| QueueError::Reply {
+/// Reads bytes out of a script reply: stored jobs, which need not be UTF-8.
+pub(crate) fn bytes(v: &redis::Value, script: &'static str) -> Result<Vec<u8>> {
+    redis::from_redis_value_ref::<Vec<u8>>(v).map_err(|e| QueueError::Reply {
         script,
         detail: e.to_string(),
     })

@@ -29,10 +29,17 @@ pub struct Header {
     pub error: String,
 }
 
-/// A payload that does not start with a valid header.
+/// Why a stored job's header cannot be read. Stored jobs are bytes written by anyone who can
+/// reach Redis, so every way they can be wrong is a value here, never a panic.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
-#[error("malformed job header: {0}")]
-pub struct MalformedHeader(pub &'static str);
+pub enum MalformedHeader {
+    /// A field is missing or does not parse.
+    #[error("malformed job header: {0}")]
+    Field(&'static str),
+    /// The bytes are not UTF-8 from this offset of the stored entry on.
+    #[error("not UTF-8 at byte {0}")]
+    NotUtf8(usize),
+}
 
 /// Checks that an id can stand in the header and in a SCAN pattern.
 pub fn valid_id(id: &str) -> bool {
@@ -47,9 +54,25 @@ impl Header {
     /// The stored string: this header followed by `body` (the envelope JSON).
     pub fn encode(&self, body: &str) -> String {
         let mut out = String::with_capacity(48 + self.id.len() + self.error.len() + body.len());
-        let _ = write!(
+        self.write_prefix(&mut out);
+        out.push_str(body);
+        out
+    }
+
+    /// The stored bytes: this header followed by `body`, which may be any bytes (the whole of
+    /// an undecodable entry, kept as received inside a valid dead entry).
+    pub fn encode_bytes(&self, body: &[u8]) -> Vec<u8> {
+        let mut prefix = String::with_capacity(48 + self.id.len() + self.error.len());
+        self.write_prefix(&mut prefix);
+        let mut out = prefix.into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn write_prefix(&self, out: &mut String) {
+        let _ = writeln!(
             out,
-            "jf|{}|{}|{}|{}|{}:{}{}:{}\n{}",
+            "jf|{}|{}|{}|{}|{}:{}{}:{}",
             self.attempts,
             self.max_attempts,
             self.id,
@@ -58,62 +81,127 @@ impl Header {
             self.unique,
             self.error.len(),
             self.error,
-            body
         );
-        out
     }
 
-    /// Splits a stored job into its header and its body.
-    pub fn decode(payload: &str) -> Result<(Header, &str), MalformedHeader> {
+    /// Splits a stored job into its header and its body. The header must be UTF-8; the body is
+    /// returned as bytes, for the caller to check and decode.
+    pub fn decode(payload: &[u8]) -> Result<(Header, &[u8]), MalformedHeader> {
         let rest = payload
-            .strip_prefix("jf|")
-            .ok_or(MalformedHeader("no jf| prefix"))?;
+            .strip_prefix(b"jf|")
+            .ok_or(MalformedHeader::Field("no jf| prefix"))?;
+        let at = |rest: &[u8]| payload.len() - rest.len();
         let (attempts, rest) = field(rest, "attempts")?;
         let (max, rest) = field(rest, "max attempts")?;
-        let (id, rest) = rest.split_once('|').ok_or(MalformedHeader("id"))?;
+        let (id, rest) = field(rest, "id")?;
+        let id = text(id, at(rest) - id.len() - 1)?;
         let (failed_at, rest) = field(rest, "failed at")?;
         let (unique, rest) = counted(rest, "unique key")?;
+        let unique = text(unique, at(rest) - unique.len())?;
         let (error, rest) = counted(rest, "error")?;
+        let error = text(error, at(rest) - error.len())?;
         let body = rest
-            .strip_prefix('\n')
-            .ok_or(MalformedHeader("no newline before body"))?;
+            .strip_prefix(b"\n")
+            .ok_or(MalformedHeader::Field("no newline before body"))?;
         Ok((
             Header {
-                attempts: attempts.parse().map_err(|_| MalformedHeader("attempts"))?,
-                max_attempts: max.parse().map_err(|_| MalformedHeader("max attempts"))?,
+                attempts: number(attempts, "attempts")?,
+                max_attempts: number(max, "max attempts")?,
                 id: id.to_owned(),
-                failed_at: failed_at
-                    .parse()
-                    .map_err(|_| MalformedHeader("failed at"))?,
+                failed_at: number(failed_at, "failed at")?,
                 unique: unique.to_owned(),
                 error: error.to_owned(),
             },
             body,
         ))
     }
+
+    /// The run a worker starts next: one more than the failed ones, saturating, so that a
+    /// header claiming `u32::MAX` attempts cannot wrap around to a first run.
+    pub fn next_attempt(&self) -> u32 {
+        self.attempts.saturating_add(1)
+    }
+
+    /// True when no run is left: such a job goes to dead instead of running.
+    pub fn exhausted(&self) -> bool {
+        self.attempts >= self.max_attempts
+    }
 }
 
-fn field<'a>(s: &'a str, what: &'static str) -> Result<(&'a str, &'a str), MalformedHeader> {
-    s.split_once('|').ok_or(MalformedHeader(what))
+/// Splits at the next `|`.
+fn field<'a>(s: &'a [u8], what: &'static str) -> Result<(&'a [u8], &'a [u8]), MalformedHeader> {
+    let i = s
+        .iter()
+        .position(|&b| b == b'|')
+        .ok_or(MalformedHeader::Field(what))?;
+    Ok((&s[..i], &s[i + 1..]))
+}
+
+/// A decimal number field: ASCII digits only (no sign, no spaces), and in range.
+fn number<T: std::str::FromStr>(s: &[u8], what: &'static str) -> Result<T, MalformedHeader> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return Err(MalformedHeader::Field(what));
+    }
+    std::str::from_utf8(s)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(MalformedHeader::Field(what))
+}
+
+/// A text field of the header, which starts at byte `offset` of the stored entry.
+fn text(s: &[u8], offset: usize) -> Result<&str, MalformedHeader> {
+    std::str::from_utf8(s).map_err(|e| MalformedHeader::NotUtf8(offset + e.valid_up_to()))
 }
 
 /// Reads `<len>:<bytes>`.
-fn counted<'a>(s: &'a str, what: &'static str) -> Result<(&'a str, &'a str), MalformedHeader> {
-    let (len, rest) = s.split_once(':').ok_or(MalformedHeader(what))?;
-    let len: usize = len.parse().map_err(|_| MalformedHeader(what))?;
-    if rest.len() < len || !rest.is_char_boundary(len) {
-        return Err(MalformedHeader(what));
+fn counted<'a>(s: &'a [u8], what: &'static str) -> Result<(&'a [u8], &'a [u8]), MalformedHeader> {
+    let i = s
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(MalformedHeader::Field(what))?;
+    let len: usize = number(&s[..i], what)?;
+    let rest = &s[i + 1..];
+    if rest.len() < len {
+        return Err(MalformedHeader::Field(what));
     }
     Ok(rest.split_at(len))
 }
 
 /// The id of a stored job without decoding the rest, for listings and scans.
-pub fn peek_id(payload: &str) -> Option<&str> {
-    let rest = payload.strip_prefix("jf|")?;
-    let mut parts = rest.splitn(4, '|');
+pub fn peek_id(payload: &[u8]) -> Option<&str> {
+    let rest = payload.strip_prefix(b"jf|")?;
+    let mut parts = rest.splitn(4, |&b| b == b'|');
     parts.next()?;
     parts.next()?;
-    parts.next()
+    std::str::from_utf8(parts.next()?).ok()
+}
+
+/// The name of an entry that has no readable id: `undecodable-` and the first 16 hex digits of
+/// the SHA-1 of its bytes. `reap.lua` names the entries it cannot parse the same way
+/// (`redis.sha1hex`), so one bad entry has one name wherever it was found.
+pub fn undecodable_id(stored: &[u8]) -> String {
+    use sha1::Digest;
+    let digest = sha1::Sha1::digest(stored);
+    format!("undecodable-{}", &hex::encode(digest)[..16])
+}
+
+/// Bytes for display: valid UTF-8 as it is, every other byte as `\xNN` (and a backslash as
+/// `\\`, so the display can be read back unambiguously).
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -145,9 +233,11 @@ mod tests {
     fn round_trips_any_unique_key_and_error() {
         let h = header();
         let p = h.encode("{}");
-        let (back, body) = Header::decode(&p).unwrap();
-        assert_eq!((back, body), (h, "{}"));
-        assert_eq!(peek_id(&p), Some("01JX"));
+        let (back, body) = Header::decode(p.as_bytes()).unwrap();
+        assert_eq!((back, body), (h.clone(), &b"{}"[..]));
+        assert_eq!(peek_id(p.as_bytes()), Some("01JX"));
+        let raw = h.encode_bytes(b"\xff{");
+        assert_eq!(Header::decode(&raw).unwrap().1, b"\xff{");
     }
 
     #[test]
@@ -158,9 +248,52 @@ mod tests {
             "jf|x|1|a|0|0:0:\n{}",
             "jf|1|1|a|0|9:ab0:\n{}",
             "jf|1|1|a|0|0:0:{}",
+            "jf|-1|1|a|0|0:0:\n{}",
+            "jf|+1|1|a|0|0:0:\n{}",
+            "jf|1| 1|a|0|0:0:\n{}",
+            "jf|4294967296|1|a|0|0:0:\n{}",
+            "jf|1|1|a|99999999999999999999|0:0:\n{}",
+            "jf|1|1|a|0|99999999999999999999999:0:\n{}",
         ] {
-            assert!(Header::decode(bad).is_err(), "{bad:?}");
+            assert!(Header::decode(bad.as_bytes()).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn names_the_first_byte_that_is_not_utf8() {
+        // The id starts at byte 7 of the entry; its second byte is the bad one.
+        let bad = b"jf|0|3|a\xffb|0|0:0:\n{}";
+        assert_eq!(Header::decode(bad), Err(MalformedHeader::NotUtf8(8)));
+        let in_error = b"jf|0|3|ab|0|0:3:x\xfey\n{}";
+        assert_eq!(Header::decode(in_error), Err(MalformedHeader::NotUtf8(17)));
+        assert_eq!(peek_id(bad), None);
+    }
+
+    #[test]
+    fn used_up_headers_are_exhausted_and_never_wrap() {
+        let h = |attempts, max_attempts| Header {
+            attempts,
+            max_attempts,
+            ..Header::default()
+        };
+        assert!(h(u32::MAX, 3).exhausted());
+        assert_eq!(h(u32::MAX, 3).next_attempt(), u32::MAX);
+        assert!(h(1_000_000, 3).exhausted());
+        assert!(h(0, 0).exhausted());
+        assert!(h(3, 3).exhausted());
+        assert!(!h(2, 3).exhausted());
+    }
+
+    #[test]
+    fn escapes_what_is_not_utf8_and_nothing_else() {
+        assert_eq!(escape_bytes("é\\a".as_bytes()), "é\\\\a");
+        assert_eq!(escape_bytes(b"a\xff\x00b"), "a\\xff\u{0}b");
+        assert_eq!(
+            undecodable_id(b"garbage{"),
+            undecodable_id(b"garbage{"),
+            "stable"
+        );
+        assert_eq!(undecodable_id(b"x").len(), "undecodable-".len() + 16);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::pool::{MAX_BATCH, Shared, WorkerReport};
 use super::runner::{Outcome, Ran};
-use crate::queue::{Leased, QueueError, Settle, SettleAction};
+use crate::queue::{Call, Leased, QueueError, Settle, SettleAction};
 
 /// A finished run on its way to the acker.
 pub(super) struct Finished {
@@ -77,20 +77,30 @@ async fn flush(shared: &Shared, batch: Vec<Finished>) -> Vec<Finished> {
             settles.push(f);
         }
     }
-    let mut written: Vec<Finished> = Vec::new();
+    // Each written result with whether the store found it stale (and so changed nothing).
+    let mut written: Vec<(Finished, bool)> = Vec::new();
     let mut unwritten: Vec<Finished> = Vec::new();
     for (queue, (acks, settles)) in by_queue {
         let jobs: Vec<&Leased> = acks.iter().map(|f| f.job.as_ref()).collect();
-        match persist(shared, "ack", || w.client.ack(&queue, me, &jobs)).await {
-            Some((acked, stale)) => {
-                report.completed += acked;
-                report.stale += stale;
-                written.extend(acks);
+        // One `Call` per batch, reused by its retries, so a retry whose first reply was lost
+        // gets that reply instead of finding its jobs gone.
+        let call = Call::new("ack");
+        match persist(shared, "ack", || w.client.ack(&queue, me, &call, &jobs)).await {
+            Some(r) => {
+                report.completed += r.acked;
+                report.stale += r.stale;
+                drop(jobs);
+                written.extend(flag_stale(acks, &r.stale_at));
             }
             None => unwritten.extend(acks),
         }
         let outcomes: Vec<Settle<'_>> = settles.iter().map(settle_of).collect();
-        match persist(shared, "settle", || w.client.settle(&queue, me, &outcomes)).await {
+        let call = Call::new("settle");
+        match persist(shared, "settle", || {
+            w.client.settle(&queue, me, &call, &outcomes)
+        })
+        .await
+        {
             Some(r) => {
                 report.retried += r.retried;
                 report.dead += r.killed;
@@ -100,7 +110,7 @@ async fn flush(shared: &Shared, batch: Vec<Finished>) -> Vec<Finished> {
                 w.metrics
                     .evicted(&queue, r.evicted_by_age, r.evicted_by_count);
                 drop(outcomes);
-                written.extend(settles);
+                written.extend(flag_stale(settles, &r.stale_at));
             }
             None => {
                 drop(outcomes);
@@ -110,7 +120,7 @@ async fn flush(shared: &Shared, batch: Vec<Finished>) -> Vec<Finished> {
     }
     {
         let mut held = shared.held();
-        for f in &written {
+        for (f, _) in &written {
             held.remove(&f.seq);
         }
     }
@@ -123,6 +133,17 @@ async fn flush(shared: &Shared, batch: Vec<Finished>) -> Vec<Finished> {
     }
     shared.add_report(report);
     unwritten
+}
+
+/// Pairs each result with whether the store reported it stale (by position in the call).
+fn flag_stale(batch: Vec<Finished>, stale_at: &[usize]) -> impl Iterator<Item = (Finished, bool)> {
+    let mut stale = vec![false; batch.len()];
+    for &i in stale_at {
+        if let Some(s) = stale.get_mut(i) {
+            *s = true;
+        }
+    }
+    batch.into_iter().zip(stale)
 }
 
 fn settle_of(f: &Finished) -> Settle<'_> {
@@ -142,16 +163,21 @@ fn settle_of(f: &Finished) -> Settle<'_> {
 }
 
 /// One counter update per (queue, kind, outcome) and one histogram lookup per (queue, kind)
-/// for the whole batch: label lookups hash strings, which is not free at 100,000 jobs/s.
-fn record_metrics(shared: &Shared, batch: &[Finished]) {
+/// for the whole batch: label lookups hash strings, which is not free at 100,000 jobs/s. A
+/// result the store found stale changed nothing, so it counts as `stale`, never as what the
+/// handler returned: another worker's result for the same job is the one that counts.
+fn record_metrics(shared: &Shared, batch: &[(Finished, bool)]) {
     let metrics = &shared.w.metrics;
     let mut counts: HashMap<(&str, &str, &str), u64> = HashMap::new();
     let mut timings: HashMap<(&str, &str), Vec<f64>> = HashMap::new();
-    for f in batch {
+    for (f, stale) in batch {
         let (queue, kind) = (f.job.queue.as_str(), f.ran.kind.as_str());
-        *counts
-            .entry((queue, kind, f.ran.outcome.label()))
-            .or_default() += 1;
+        let outcome = if *stale {
+            "stale"
+        } else {
+            f.ran.outcome.label()
+        };
+        *counts.entry((queue, kind, outcome)).or_default() += 1;
         timings
             .entry((queue, kind))
             .or_default()
@@ -213,8 +239,9 @@ pub(super) async fn hand_back(shared: &Shared) {
                 error: String::new(),
             })
             .collect();
+        let call = Call::new("requeue");
         match persist(shared, "requeue", || {
-            shared.w.client.settle(&queue, me, &settles)
+            shared.w.client.settle(&queue, me, &call, &settles)
         })
         .await
         {

@@ -20,7 +20,7 @@ use super::acker::{Finished, ack_loop, hand_back};
 use super::background::{heartbeat_loop, heartbeat_once, maintenance_loop, wake_loop};
 use super::runner::{self, Outcome, Ran};
 use crate::jobs::{Registry, Resources};
-use crate::queue::{Leased, QueueClient, QueueError, Settle, SettleAction, now_ms};
+use crate::queue::{Call, Leased, QueueClient, QueueError, Settle, SettleAction, now_ms};
 use crate::telemetry::Metrics;
 use crate::telemetry::http::Health;
 
@@ -343,7 +343,7 @@ async fn fetch_batch(
     if !leased.is_empty() {
         let mut held = shared.held();
         for (seq, job) in &leased {
-            let kind = peek_kind(job.body());
+            let kind = peek_kind(job.body_bytes());
             held.insert(
                 *seq,
                 Held {
@@ -375,14 +375,14 @@ async fn reconcile(shared: &Shared) {
         }
         let orphans: Vec<Leased> = {
             let held = shared.held();
-            let known: HashSet<&str> = held
+            let known: HashSet<&[u8]> = held
                 .values()
                 .filter(|h| h.job.queue == queue)
-                .map(|h| h.job.stored.as_str())
+                .map(|h| h.job.stored.as_slice())
                 .collect();
             stored
                 .into_iter()
-                .filter(|s| !known.contains(s.as_str()))
+                .filter(|s| !known.contains(s.as_slice()))
                 .map(|s| Leased::new(&queue, &w.cfg.id, s))
                 .collect()
         };
@@ -398,7 +398,8 @@ async fn reconcile(shared: &Shared) {
                 error: String::new(),
             })
             .collect();
-        match w.client.settle(&queue, &w.cfg.id, &settles).await {
+        let call = Call::new("reconcile");
+        match w.client.settle(&queue, &w.cfg.id, &call, &settles).await {
             Ok(r) => {
                 tracing::warn!(
                     queue,
@@ -417,10 +418,16 @@ async fn reconcile(shared: &Shared) {
 
 /// The kind of an envelope for the worker listing, without decoding it: the envelope is
 /// written by `serde_json` from `Envelope`, whose `kind` field holds a plain name.
-fn peek_kind(body: &str) -> String {
-    body.split_once("\"kind\":\"")
-        .and_then(|(_, rest)| rest.split_once('"'))
-        .map_or_else(|| "?".to_owned(), |(kind, _)| kind.to_owned())
+fn peek_kind(body: &[u8]) -> String {
+    const KEY: &[u8] = b"\"kind\":\"";
+    body.windows(KEY.len())
+        .position(|w| w == KEY)
+        .map(|at| &body[at + KEY.len()..])
+        .and_then(|rest| rest.iter().position(|&b| b == b'"').map(|end| &rest[..end]))
+        .map_or_else(
+            || "?".to_owned(),
+            |kind| String::from_utf8_lossy(kind).into_owned(),
+        )
 }
 
 /// Waits for a run slot, runs the job and hands the result to the acker. A job still waiting
@@ -448,7 +455,7 @@ async fn job_task(
         runner::run(&shared.w.registry, &shared.w.resources, &job).await
     } else {
         Ran {
-            kind: peek_kind(job.body()),
+            kind: peek_kind(job.body_bytes()),
             outcome: Outcome::requeue(),
             elapsed: Duration::ZERO,
         }
@@ -482,7 +489,7 @@ mod tests {
         let env =
             crate::queue::NewJob::new("sync_balances", "chain", serde_json::json!({"kind": "x"}));
         let body = serde_json::to_string(&env.into_envelope(0)).unwrap();
-        assert_eq!(peek_kind(&body), "sync_balances");
-        assert_eq!(peek_kind("{}"), "?");
+        assert_eq!(peek_kind(body.as_bytes()), "sync_balances");
+        assert_eq!(peek_kind(b"{}"), "?");
     }
 }

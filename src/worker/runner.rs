@@ -117,8 +117,9 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
         .header
         .as_ref()
         .map_err(ToString::to_string)
-        .and_then(|h| {
-            serde_json::from_str::<Envelope>(job.body())
+        .and_then(|h| job.body().map(|body| (h, body)).map_err(|e| e.to_string()))
+        .and_then(|(h, body)| {
+            serde_json::from_str::<Envelope>(body)
                 .map(|env| (h, env))
                 .map_err(|e| e.to_string())
         });
@@ -133,6 +134,19 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
             };
         }
     };
+    // A header whose attempts are used up (written by hand, by another producer, or damaged)
+    // must not run: its run would be one the job's policy does not allow.
+    if header.exhausted() {
+        tracing::error!(%id, queue = %job.queue, kind = %env.kind, attempts = header.attempts, max_attempts = header.max_attempts, "job has no attempts left, moving it to dead");
+        return Ran {
+            outcome: Outcome::kill(format!(
+                "no attempts left: {} of {} used",
+                header.attempts, header.max_attempts
+            )),
+            kind: env.kind,
+            elapsed: started.elapsed(),
+        };
+    }
     let Some(entry) = registry.get(&env.kind) else {
         tracing::error!(%id, queue = %job.queue, kind = %env.kind, "unknown job kind, moving it to dead");
         return Ran {
@@ -144,7 +158,7 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
             elapsed: started.elapsed(),
         };
     };
-    let attempt = header.attempts + 1;
+    let attempt = header.next_attempt();
     let max_attempts = header.max_attempts;
     let span = tracing::info_span!("job", kind = %env.kind, %id, queue = %job.queue, attempt);
     let ctx = JobContext {

@@ -44,6 +44,8 @@ pub struct TestRedis {
     /// is dropped (and the directory deleted) only after `Drop::drop` has
     /// killed and reaped the child.
     dir: tempfile::TempDir,
+    /// The extra arguments it was started with, for `kill_and_restart`.
+    extra: Vec<String>,
 }
 
 impl TestRedis {
@@ -68,7 +70,14 @@ impl TestRedis {
             let log_path = dir.path().join(format!("redis-{port}.log"));
             let mut child = spawn(&binary, port, dir.path(), &log_path, extra);
             match wait_until_ready(&mut child, port) {
-                Startup::Ready => return TestRedis { child, port, dir },
+                Startup::Ready => {
+                    return TestRedis {
+                        child,
+                        port,
+                        dir,
+                        extra: extra.to_vec(),
+                    };
+                }
                 Startup::Exited(status) => {
                     // Most likely the port was taken in the meantime; keep the
                     // log tail so the final panic explains repeated failures.
@@ -164,6 +173,43 @@ impl TestRedis {
         // redis-server has read the files; the directory can go.
         drop(certs);
         (redis, tls_port)
+    }
+
+    /// Kills the server with SIGKILL, as a crash would, and starts it again on the same port
+    /// and folder with the same arguments, so that with `--appendonly yes` it comes back with
+    /// what it had written. Waits until it answers again.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log_path = self
+            .dir
+            .path()
+            .join(format!("redis-{}-restarted.log", self.port));
+        let binary = redis_server_binary();
+        self.child = spawn(&binary, self.port, self.dir.path(), &log_path, &self.extra);
+        match wait_until_ready(&mut self.child, self.port) {
+            Startup::Ready => {}
+            _ => panic!(
+                "redis-server did not come back on port {}; log:\n{}",
+                self.port,
+                log_tail(&log_path)
+            ),
+        }
+    }
+
+    /// Freezes the server with SIGSTOP: connections stay open and nothing answers.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Lets a paused server go on with SIGCONT.
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, sig).expect("signal the test's redis-server");
     }
 
     /// Whether the server currently answers `PING`; useful in tests that stop

@@ -3,20 +3,26 @@
 -- KEYS[1] the worker's in-flight list, KEYS[2] leases set, KEYS[3] stats hash,
 -- KEYS[4] completed history set
 -- ARGV[1] queue prefix, ARGV[2] now (ms), ARGV[3] history cap (0: keep no history),
--- ARGV[4] TTL of per-minute stats (s), ARGV[5] worker id,
+-- ARGV[4] TTL of per-minute stats (s), ARGV[5] worker id, ARGV[6] call id (the same for every
+-- retry of one call), ARGV[7] how long the reply is remembered (s),
 -- then 3 values per job: the stored job as leased, its id, its unique key ('' for none)
--- Returns {acked, stale}. The lease token is the pair (worker, stored job): a job that is no
+-- Returns {acked, stale, then the 1-based positions of the stale jobs among the call's jobs}, so
+-- that the caller counts a stale result as stale and never as completed. The lease token is the pair (worker, stored job): a job that is no
 -- longer in this worker's in-flight list was taken back by the reaper after the lease expired
 -- (and maybe leased again) or deleted, so the ack is stale and changes nothing.
 local now, cap, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local acked, history = 0, {}
-for i = 6, #ARGV, 3 do
+local again = remembered(ARGV[5], 'ack', ARGV[6])
+if again then return again end
+local acked, history, stale_at = 0, {}, {}
+for i = 8, #ARGV, 3 do
   local job, id, uniq = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if redis.call('LREM', KEYS[1], 1, job) == 1 then
     acked = acked + 1
     release_unique(uniq, id)
     history[#history + 1] = now
     history[#history + 1] = id
+  else
+    stale_at[#stale_at + 1] = (i - 8) / 3 + 1
   end
 end
 if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[5]) end
@@ -26,4 +32,6 @@ if cap > 0 and acked > 0 then
 end
 count(KEYS[3], 'processed', acked, now, ttl)
 count(KEYS[3], 'active', -acked)
-return {acked, (#ARGV - 5) / 3 - acked}
+local out = {acked, #stale_at}
+for _, p in ipairs(stale_at) do out[#out + 1] = p end
+return remember(ARGV[5], 'ack', ARGV[6], tonumber(ARGV[7]), out)

@@ -13,6 +13,25 @@ local prefix = ARGV[1]
 
 local function inflight_key(worker) return prefix .. 'inflight:' .. worker end
 local function reaped_key(worker) return prefix .. 'reaped:' .. worker end
+local function reply_key(worker, lane) return prefix .. 'reply:' .. worker .. ':' .. lane end
+
+-- Replies of ack and settle are remembered per worker and lane as "<call id>|<n>,<n>,...", so
+-- that a call retried after its reply was lost (a dropped connection, a restarted Redis) returns
+-- what the first one did instead of finding its jobs gone and calling them stale.
+local function remembered(worker, lane, call)
+  local memo = redis.call('GET', reply_key(worker, lane))
+  if not memo then return nil end
+  local id, values = string.match(memo, '^([^|]*)|(.*)$')
+  if id ~= call then return nil end
+  local out = {}
+  for n in string.gmatch(values, '%d+') do out[#out + 1] = tonumber(n) end
+  return out
+end
+
+local function remember(worker, lane, call, ttl, out)
+  redis.call('SET', reply_key(worker, lane), call .. '|' .. table.concat(out, ','), 'EX', ttl)
+  return out
+end
 local function unique_key(k) return prefix .. 'unique:' .. k end
 local function minute_key(now_ms) return prefix .. 'stats:' .. math.floor(now_ms / 60000) end
 
@@ -29,17 +48,33 @@ local function chunked(cmd, key, items)
   end
 end
 
+-- The largest attempt count a header may hold (Rust reads it as a u32).
+local MAX_U32 = 4294967295
+
+-- A header number as Rust reads it: digits only, and at most `max`. Longer digit strings would
+-- turn into floats here and be written back as "1e+30", which no reader parses.
+local function header_number(s, max)
+  if #s > 19 then return nil end
+  local n = tonumber(s)
+  if n == nil or n > max then return nil end
+  return n
+end
+
 -- Splits a stored job into its header fields and its body (which keeps its leading newline).
+-- Returns nil for anything that is not a header that Rust would also read.
 local function parse_job(p)
   local attempts, max, id, failed, ulen, pos =
     string.match(p, '^jf|(%d+)|(%d+)|([^|]*)|(%d+)|(%d+):()')
   if not attempts then return nil end
-  ulen = tonumber(ulen)
+  attempts, max = header_number(attempts, MAX_U32), header_number(max, MAX_U32)
+  ulen = header_number(ulen, #p)
+  if not (attempts and max and ulen and #failed <= 19) then return nil end
   local uniq = string.sub(p, pos, pos + ulen - 1)
   local elen, epos = string.match(p, '^(%d+):()', pos + ulen)
   if not elen then return nil end
-  elen = tonumber(elen)
-  return {attempts = tonumber(attempts), max = tonumber(max), id = id, failed = failed,
+  elen = header_number(elen, #p)
+  if not elen or string.sub(p, epos + elen, epos + elen) ~= '\n' then return nil end
+  return {attempts = attempts, max = max, id = id, failed = failed,
     uniq = uniq, err = string.sub(p, epos, epos + elen - 1), body = string.sub(p, epos + elen)}
 end
 

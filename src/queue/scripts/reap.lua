@@ -8,16 +8,20 @@
 -- The expired run counts as a failed attempt: it is written into the job's header with the
 -- error, and a job that already used its last attempt goes to dead instead of running again,
 -- so a job that kills its worker cannot loop forever. Requeued jobs go to the head of pending.
+-- An entry without a readable header goes to dead inside a valid header that gives the reason.
 local now, ttl = server_now(), tonumber(ARGV[3])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))
 local front, dead = {}, {}
 for _, worker in ipairs(expired) do
   local key = inflight_key(worker)
-  local err = 'lease expired: worker ' .. worker .. ' stopped renewing it'
+  -- The name goes into headers, which must stay UTF-8: anything but the characters of our
+  -- own worker ids is shown as '?'.
+  local name = (string.gsub(worker, '[^%w%-%._:]', '?'))
+  local err = 'lease expired: worker ' .. name .. ' stopped renewing it'
   for _, job in ipairs(redis.call('LRANGE', key, 0, -1)) do
     local j = parse_job(job)
     if j then
-      j.attempts = j.attempts + 1
+      j.attempts = math.min(j.attempts + 1, MAX_U32)
       j.failed = now
       j.err = err
       if j.attempts >= j.max then
@@ -28,9 +32,13 @@ for _, worker in ipairs(expired) do
         front[#front + 1] = build_job(j)
       end
     else
-      -- Not a job we wrote: keep it where an operator can see it.
+      -- Not a job we wrote: kept whole as the body of a valid dead entry, with the reason and
+      -- the time, where an operator can see it (and named like the worker names such entries).
       dead[#dead + 1] = now
-      dead[#dead + 1] = job
+      dead[#dead + 1] = build_job({attempts = 1, max = 1,
+        id = 'undecodable-' .. string.sub(redis.sha1hex(job), 1, 16), failed = now, uniq = '',
+        err = 'undecodable payload: malformed job header (found by the reaper in the ' ..
+          'in-flight list of worker ' .. name .. ')', body = '\n' .. job})
     end
   end
   redis.call('DEL', key)

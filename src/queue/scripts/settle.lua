@@ -4,7 +4,8 @@
 -- KEYS[4] scheduled set, KEYS[5] retry set, KEYS[6] dead set, KEYS[7] stats hash
 -- ARGV[1] queue prefix, ARGV[2] now (ms), ARGV[3] TTL of per-minute stats (s),
 -- ARGV[4] dead cap by count, ARGV[5] dead cutoff (ms; older deaths are evicted),
--- ARGV[6] worker id, then 6 values per job:
+-- ARGV[6] worker id, ARGV[7] lane (`settle` or `requeue`) and ARGV[8] call id, ARGV[9] how
+-- long the reply is remembered (s; see `remembered` in the prelude), then 6 values per job:
 --   the stored job as leased, action, due time (ms), the job to store instead ('' to keep it),
 --   id, unique key
 -- Actions:
@@ -13,17 +14,20 @@
 --   snooze  run again at the due time, unchanged: the attempt is not consumed
 --   requeue handed back at shutdown: to the head of pending, unchanged
 --   kill    the updated job to the dead set; its unique lock is released
--- Returns {retried, snoozed, requeued, killed, stale, evicted by age, evicted by count}.
+-- Returns {retried, snoozed, requeued, killed, stale, evicted by age, evicted by count, then the
+-- 1-based positions of the stale jobs among the call's jobs}.
 -- Every job is fenced like in ack.lua: only a job still in this worker's in-flight list moves.
 local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local n = {retry = 0, snooze = 0, requeue = 0, kill = 0}
 local ready, front, retry, sched = {}, {}, {}, {}
-local stale = 0
-for i = 7, #ARGV, 6 do
+local again = remembered(ARGV[6], ARGV[7], ARGV[8])
+if again then return again end
+local stale_at = {}
+for i = 10, #ARGV, 6 do
   local job, action, due, new = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   if new == '' then new = job end
   if n[action] == nil or redis.call('LREM', KEYS[1], 1, job) == 0 then
-    stale = stale + 1
+    stale_at[#stale_at + 1] = (i - 10) / 6 + 1
   else
     n[action] = n[action] + 1
     if action == 'requeue' then
@@ -57,4 +61,6 @@ if n.kill > 0 then
 end
 -- Delayed retries and snoozes are announced too: an idle worker re-reads the next due time.
 wake(#ready + #front + #retry / 2 + #sched / 2)
-return {n.retry, n.snooze, n.requeue, n.kill, stale, ev[1], ev[2]}
+local out = {n.retry, n.snooze, n.requeue, n.kill, #stale_at, ev[1], ev[2]}
+for _, p in ipairs(stale_at) do out[#out + 1] = p end
+return remember(ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9]), out)
