@@ -106,7 +106,7 @@ async fn unknown_queues_are_refused_and_queues_can_be_removed() {
 
     // Active jobs on a worker, then jobs at all, are refused without --force.
     let r = run(&url, &["queue", "remove", q]);
-    assert_one_line_error(&r, &["1 jobs active", "w1", "--force"]);
+    assert_one_line_error(&r, &["has 1 job active on a worker (w1)", "--force"]);
     c.ack(q, "w1", &leased.iter().collect::<Vec<_>>())
         .await
         .expect("ack");

@@ -111,9 +111,10 @@ impl QueueClient {
         let mut report = self.contents(queue).await?;
         if !force && report.active > 0 {
             return Err(QueueError::Invalid(format!(
-                "queue {queue} has {} jobs active on {} ({}); stop those workers first, or use \
+                "queue {queue} has {} job{} active on {} ({}); stop those workers first, or use \
                  --force to drop every job of the queue ({})",
                 report.active,
+                if report.active == 1 { "" } else { "s" },
                 if report.workers.len() == 1 {
                     "a worker".to_owned()
                 } else {
