@@ -30,7 +30,7 @@ fn main() -> ExitCode {
                 .map(str::trim)
                 .take_while(|l| !l.is_empty())
                 .collect();
-            eprintln!("{} (see --help)", first.join(" "));
+            say(format_args!("{} (see --help)", first.join(" ")));
             return ExitCode::from(2);
         }
     };
@@ -40,16 +40,31 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            say(format_args!("error: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(jobfleet::cli::run(cli)) {
         Ok(code) => code,
+        // The reader of our output went away (`| head`): it has what it wanted, so the
+        // command ends like other Unix tools, quietly and successfully.
+        Err(e) if jobfleet::cli::is_stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line with the whole chain: what failed and why.
-            eprintln!("error: {e:#}");
+            // One line with the whole chain: what failed and why, each cause once.
+            let cause: &(dyn std::error::Error + 'static) = e.as_ref();
+            say(format_args!(
+                "error: {}",
+                jobfleet::jobs::error_chain(cause)
+            ));
             ExitCode::FAILURE
         }
     }
+}
+
+/// One line on stderr; a closed stderr is ignored, as there is nowhere left to say so (and
+/// `eprintln!` would panic).
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(line).and_then(|()| err.write_all(b"\n"));
 }

@@ -6,183 +6,22 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use jobfleet::queue::NewJob;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::TestRedis;
 use support::app::{client, eventually};
+use support::cli::{
+    assert_counts, assert_one_line_error, jobfleet, ok, ok_json, queue_stats, run, run_env,
+};
 
-/// How long one CLI command may take before the test gives up on it.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the worker gets to do something observable.
 const WORKER_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The binary, run from the crate root (so `config/` and `jobs/` are found) against `url`, in
-/// the `test` environment, with no configuration leaking in from the test's own environment.
-fn jobfleet(url: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobfleet"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_str().is_some_and(|k| k.starts_with("JOBFLEET")) {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env("REDIS_URL", url)
-        .env("JOBFLEET_ENV", "test")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// The outcome of one finished command.
-#[derive(Debug)]
-struct Run {
-    args: Vec<String>,
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn stderr_lines(&self) -> Vec<&str> {
-        self.stderr.lines().collect()
-    }
-}
-
-/// Runs `jobfleet ARGS` with extra environment variables and waits (bounded) for it to end.
-fn run_env(url: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
-    let mut cmd = jobfleet(url);
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("starts jobfleet");
-    // Read both pipes on threads so a chatty command cannot block on a full pipe.
-    let mut out = child.stdout.take().expect("stdout piped");
-    let mut err = child.stderr.take().expect("stderr piped");
-    let out = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waits for jobfleet") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("jobfleet {args:?} did not finish within {COMMAND_TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        args: args.iter().map(|a| (*a).to_owned()).collect(),
-        status,
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    }
-}
-
-fn run(url: &str, args: &[&str]) -> Run {
-    run_env(url, &[], args)
-}
-
-/// Runs a command that must succeed and returns its stdout.
-fn ok(url: &str, args: &[&str]) -> String {
-    let r = run(url, args);
-    assert!(
-        r.status.success(),
-        "jobfleet {:?} failed with {}\nstdout: {}\nstderr: {}",
-        r.args,
-        r.status,
-        r.stdout,
-        r.stderr
-    );
-    r.stdout
-}
-
-/// Runs a command that must succeed and print JSON, and returns the JSON.
-fn ok_json(url: &str, args: &[&str]) -> Value {
-    let out = ok(url, args);
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("jobfleet {args:?} printed no JSON ({e}):\n{out}"))
-}
-
-/// Asserts a command failed with a non-zero exit, printed nothing on stdout, and exactly one
-/// line on stderr that contains every one of `needles`. Returns that line.
-fn assert_one_line_error(r: &Run, needles: &[&str]) -> String {
-    assert!(
-        !r.status.success() && r.status.code().is_some_and(|c| c != 0),
-        "jobfleet {:?} should fail, but exited with {}\nstdout: {}\nstderr: {}",
-        r.args,
-        r.status,
-        r.stdout,
-        r.stderr
-    );
-    let lines = r.stderr_lines();
-    assert_eq!(
-        lines.len(),
-        1,
-        "jobfleet {:?} should print exactly one line on stderr, got:\n{}",
-        r.args,
-        r.stderr
-    );
-    let line = lines[0].trim();
-    assert!(
-        !line.is_empty(),
-        "jobfleet {:?} printed an empty error line",
-        r.args
-    );
-    for needle in needles {
-        assert!(
-            line.contains(needle),
-            "the error of jobfleet {:?} should mention {needle:?}: {line}",
-            r.args
-        );
-    }
-    assert!(
-        r.stdout.trim().is_empty(),
-        "jobfleet {:?} failed but printed on stdout: {}",
-        r.args,
-        r.stdout
-    );
-    line.to_owned()
-}
-
-/// The counters of one queue from `queues --json`, or Null if the queue is not listed.
-fn queue_stats(url: &str, queue: &str) -> Value {
-    let all = ok_json(url, &["queues", "--json"]);
-    all.as_array()
-        .unwrap_or_else(|| panic!("queues --json is not an array: {all}"))
-        .iter()
-        .find(|q| q["queue"] == queue)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
-/// Asserts the given counters of a queue, e.g. `[("pending", 4), ("dead", 0)]`.
-fn assert_counts(url: &str, queue: &str, expected: &[(&str, u64)]) {
-    let stats = queue_stats(url, queue);
-    for (field, want) in expected {
-        assert_eq!(
-            stats[*field].as_u64(),
-            Some(*want),
-            "{queue}.{field} in queues --json: {stats:#}"
-        );
-    }
-}
 
 fn is_job_id(s: &str) -> bool {
     s.len() == 26 && s.chars().all(|c| c.is_ascii_alphanumeric())

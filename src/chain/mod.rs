@@ -31,8 +31,10 @@ use crate::jobs::JobError;
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
     /// The node could not be reached, timed out, rate-limited us or failed: try again.
-    #[error("rpc: {0}")]
-    Rpc(#[source] RpcError<TransportErrorKind>),
+    /// alloy's error and its sources (where "connection refused" is) are all in the message,
+    /// and nothing is chained, so each cause is said once.
+    #[error("rpc: {}", crate::jobs::error_chain(.0))]
+    Rpc(RpcError<TransportErrorKind>),
     /// The node is not ready for the request (it lacks a block it should have): try again.
     #[error("not ready: {0}")]
     NotReady(String),
@@ -46,8 +48,15 @@ pub enum ChainError {
     /// retrying cannot help.
     #[error("{0}")]
     Fatal(String),
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    /// sqlx's error is in the message, not chained, for the same reason.
+    #[error("database: {}", crate::jobs::error_chain(.0))]
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for ChainError {
+    fn from(e: sqlx::Error) -> Self {
+        ChainError::Db(e)
+    }
 }
 
 impl ChainError {

@@ -1,5 +1,5 @@
 //! `[chain]` of the configuration: the node, the signer, the contracts and the policies of the
-//! chain jobs. Loaded with the rest of the settings by `config.rs`, validated here.
+//! chain jobs. Loaded with the rest of the settings by `config/`, validated here.
 
 use std::collections::BTreeMap;
 use std::fmt;

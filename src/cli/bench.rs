@@ -16,6 +16,7 @@ use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 
 use super::App;
+use super::output::{errln, outln};
 use crate::jobs::Resources;
 use crate::queue::{Backoff, NewJob, QueueClient};
 use crate::telemetry::Metrics;
@@ -137,10 +138,12 @@ pub async fn run(app: &App, args: BenchArgs) -> anyhow::Result<ExitCode> {
     )
     .await
     .with_context(|| format!("cannot connect to Redis at {}", app.settings.redis.url))?;
-    println!(
+    outln!(
         "jobfleet bench: {} jobs, {} processes x concurrency {}, namespace {namespace}",
-        args.jobs, args.processes, args.concurrency
-    );
+        args.jobs,
+        args.processes,
+        args.concurrency
+    )?;
     let result = phases(app, &client, &namespace, &args).await;
     cleanup(&client).await;
     result?;
@@ -156,20 +159,20 @@ async fn phases(app: &App, client: &QueueClient, ns: &str, args: &BenchArgs) -> 
     let started = Instant::now();
     client.enqueue_bulk(jobs).await?;
     let took = started.elapsed();
-    println!(
+    outln!(
         "enqueue (bulk):        {:>10.0} jobs/s   ({n} jobs in {:.3}s)",
         rate(n, took),
         took.as_secs_f64()
-    );
+    )?;
 
     let mut fleet = Fleet::start(app, ns, args.processes, args.concurrency)?;
     wait_for_workers(client, args.processes).await?;
     let took = timed_drain(client, n as u64).await?;
-    println!(
+    outln!(
         "drain (no-op):         {:>10.0} jobs/s   ({n} jobs in {:.3}s)",
         rate(n, took),
         took.as_secs_f64()
-    );
+    )?;
 
     client.pause(QUEUE).await?;
     let jobs: Vec<NewJob> = (0..n)
@@ -182,11 +185,11 @@ async fn phases(app: &App, client: &QueueClient, ns: &str, args: &BenchArgs) -> 
     client.enqueue_bulk(jobs).await?;
     let took = timed_drain(client, 2 * n as u64).await?;
     let failed = client.stats(QUEUE).await?.failed;
-    println!(
+    outln!(
         "drain (fail once):     {:>10.0} jobs/s   ({n} jobs, {failed} failed attempts, in {:.3}s)",
         rate(n, took),
         took.as_secs_f64()
-    );
+    )?;
     fleet.stop();
 
     trickle(app, client, args).await
@@ -255,13 +258,13 @@ async fn trickle(app: &App, client: &QueueClient, args: &BenchArgs) -> anyhow::R
         bail!("no trickle job started");
     }
     let pct = |p: f64| d[((d.len() as f64 * p) as usize).min(d.len() - 1)];
-    println!(
+    outln!(
         "trickle start delay:   p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} jobs, 1 per ms)",
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
         d[d.len() - 1].as_secs_f64() * 1e3,
         d.len()
-    );
+    )?;
     Ok(())
 }
 
@@ -286,6 +289,6 @@ async fn cleanup(client: &QueueClient) {
     let mut con = client.connection();
     let res: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut con).await;
     if let Err(e) = res {
-        eprintln!("warning: could not delete the bench keys: {e}");
+        errln!("warning: could not delete the bench keys: {e}");
     }
 }

@@ -16,6 +16,7 @@ use sqlx::PgPool;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::PgPoolOptions;
 
+use super::output::{errln, outln};
 use super::{App, output};
 use crate::chain::contracts::Token;
 use crate::chain::deploy::{ANVIL_KEY_0, ANVIL_KEY_1, deploy_local};
@@ -87,9 +88,9 @@ pub async fn run(app: &App, cmd: ChainCommand) -> anyhow::Result<ExitCode> {
         ChainCommand::Retry { id } => {
             let pool = pool(app).await?;
             if outbox::retry_failed(&pool, id).await? {
-                println!(
+                outln!(
                     "outbox row {id} is PENDING again; the next send_transactions run signs it"
-                );
+                )?;
                 Ok(ExitCode::SUCCESS)
             } else {
                 anyhow::bail!("outbox row {id} does not exist or is not FAILED")
@@ -150,25 +151,25 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let show = |v: Option<u64>| v.map_or("-".to_owned(), |n| n.to_string());
-    println!("head                {head}");
-    println!("last indexed block  {}", show(indexed));
-    println!("lag                 {}", show(lag));
-    println!(
+    outln!("head                {head}")?;
+    outln!("last indexed block  {}", show(indexed))?;
+    outln!("lag                 {}", show(lag))?;
+    outln!(
         "signer              {}",
         signer.map_or("- (chain.signer_key is not set)".into(), |a| format!(
             "{a:#x}"
         ))
-    );
-    println!(
+    )?;
+    outln!(
         "next nonce          {}",
         next_nonce.map_or("-".into(), |n| n.to_string())
-    );
+    )?;
     let rows: Vec<Vec<String>> = counts
         .into_iter()
         .map(|(s, n)| vec![s, n.to_string()])
         .collect();
-    println!();
-    output::table(&["OUTBOX", "ROWS"], &rows);
+    outln!()?;
+    output::table(&["OUTBOX", "ROWS"], &rows)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -213,7 +214,7 @@ async fn list(
     output::table(
         &["ID", "KEY", "STATUS", "NONCE", "TX", "BLOCK", "ERROR"],
         &table,
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -229,10 +230,13 @@ async fn reset(app: &App, yes: bool) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot reach chain.rpc_url")?;
     let f = outbox::forget_chain(&pool(app).await?, chain_id as i64).await?;
-    println!(
+    outln!(
         "chain {chain_id}: forgot {} signer nonce(s), {} cursor(s) and {} event(s); {} transaction(s) will be sent again",
-        f.signers, f.cursors, f.events, f.requeued
-    );
+        f.signers,
+        f.cursors,
+        f.events,
+        f.requeued
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -249,7 +253,7 @@ async fn deploy(settings: &ChainSettings, reporter_key: &str) -> anyhow::Result<
         .map_err(|_| anyhow::anyhow!("--reporter-key is not a private key"))?;
     let d = deploy_local(&settings.rpc_url, &owner, &reporter).await?;
     for (k, v) in d.env() {
-        println!("export {k}={v}");
+        outln!("export {k}={v}")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -266,7 +270,7 @@ async fn bench(app: &App, wallets: i64, concurrency: usize) -> anyhow::Result<Ex
         .context("cannot create the scratch database")?;
     let result = bench_in(app, &url, wallets, concurrency).await;
     if let Err(e) = sqlx::Postgres::force_drop_database(&url).await {
-        eprintln!("warning: could not drop the scratch database: {e}");
+        errln!("warning: could not drop the scratch database: {e}");
     }
     result
 }
@@ -316,10 +320,10 @@ async fn bench_in(
         &addresses,
     )
     .await?;
-    println!(
+    outln!(
         "set up {wallets} wallets funded with ETH, USDC, USDT and PTS in {:.1}s",
         t.elapsed().as_secs_f64()
-    );
+    )?;
     for round in [
         "first sync (every balance new)",
         "second sync (nothing changed)",
@@ -343,12 +347,12 @@ async fn bench_in(
         let secs = t.elapsed().as_secs_f64();
         let read: u32 = reports.iter().map(|r| r.read).sum();
         let changed: u32 = reports.iter().map(|r| r.changed).sum();
-        println!(
+        outln!(
             "sync_balances {round}: {secs:>6.2}s  ({} batches of {}, {read} balances read, {changed} written, {:.0} wallets/s)",
             reports.len(),
             settings.balance_batch,
             wallets as f64 / secs
-        );
+        )?;
     }
     pool.close().await;
     Ok(ExitCode::SUCCESS)

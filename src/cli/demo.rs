@@ -11,6 +11,7 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::PgPoolOptions;
 
 use super::App;
+use super::output::{errln, outln};
 use crate::db::governance::{self, Rule};
 use crate::db::points::{self, Period};
 use crate::db::seed::{SeedSize, seed};
@@ -84,13 +85,13 @@ pub async fn run(app: &App, cmd: DemoCommand) -> anyhow::Result<ExitCode> {
                     .fetch_one(&pool)
                     .await?;
                 if users > 0 {
-                    println!("the database has {users} users already; not seeding");
+                    outln!("the database has {users} users already; not seeding")?;
                     return Ok(ExitCode::SUCCESS);
                 }
             }
             let started = Instant::now();
             let done = seed(&pool, size.or(2_000, 500, 40, 20_000, 50_000)).await?;
-            println!(
+            outln!(
                 "seeded {} users, {} markets, {} votes, {} dispute votes, {} points transactions, {} discussions in {:.1}s",
                 done.users,
                 done.markets,
@@ -99,17 +100,17 @@ pub async fn run(app: &App, cmd: DemoCommand) -> anyhow::Result<ExitCode> {
                 done.points,
                 done.discussions,
                 started.elapsed().as_secs_f64()
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         DemoCommand::Kubo { addr } => {
             let running = crate::ipfs::standin::KuboStandIn::start(&addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
-            println!(
+            outln!(
                 "Kubo RPC stand-in on {} (in memory: blocks and pins are lost at exit)",
                 running.url()
-            );
+            )?;
             super::worker::shutdown_signal().await;
             running.stop().await?;
             Ok(ExitCode::SUCCESS)
@@ -136,7 +137,7 @@ async fn bench(app: &App, size: SeedSize, explain: bool) -> anyhow::Result<ExitC
         .context("cannot create the scratch database")?;
     let result = bench_in(&url, size, explain).await;
     if let Err(e) = sqlx::Postgres::force_drop_database(&url).await {
-        eprintln!("warning: could not drop the scratch database: {e}");
+        errln!("warning: could not drop the scratch database: {e}");
     }
     result
 }
@@ -150,14 +151,14 @@ async fn bench_in(url: &str, size: SeedSize, explain: bool) -> anyhow::Result<Ex
     let started = Instant::now();
     let seeded = seed(&pool, size).await?;
     sqlx::query("ANALYZE").execute(&pool).await?;
-    println!(
+    outln!(
         "seeded {} users, {} proposed markets, {} votes, {} points transactions in {:.1}s",
         seeded.users,
         seeded.markets,
         seeded.votes,
         seeded.points,
         started.elapsed().as_secs_f64()
-    );
+    )?;
     let g = crate::config::GovernanceSettings {
         proposal_threshold_bp: 7000,
         proposal_min_votes: 10,
@@ -172,9 +173,9 @@ async fn bench_in(url: &str, size: SeedSize, explain: bool) -> anyhow::Result<Ex
         window: g.proposal_window,
     };
     if explain {
-        println!(
+        outln!(
             "\n-- plan of aggregate_votes (proposals), run in a transaction that is rolled back:"
-        );
+        )?;
         let mut tx = pool.begin().await?;
         let plan: Vec<String> = sqlx::query_scalar(&format!(
             "EXPLAIN (ANALYZE, COSTS OFF) {}",
@@ -187,24 +188,24 @@ async fn bench_in(url: &str, size: SeedSize, explain: bool) -> anyhow::Result<Ex
         .fetch_all(&mut *tx)
         .await?;
         tx.rollback().await?;
-        println!("{}\n", plan.join("\n"));
+        outln!("{}\n", plan.join("\n"))?;
     }
     let now = chrono::Utc::now();
     let t = Instant::now();
     let d = governance::decide_proposals(&pool, rule, now).await?;
-    println!(
+    outln!(
         "aggregate_votes:     {:>8.3}s  ({} proposed markets, {} votes: {} approved, {} rejected)",
         t.elapsed().as_secs_f64(),
         seeded.markets,
         seeded.votes,
         d.approved,
         d.rejected
-    );
+    )?;
     let t = Instant::now();
     points::rebuild_ledgers(&pool, now).await?;
     let ledgers = t.elapsed();
     let entries = points::rebuild_board(&pool, &Period::AllTime, now).await?;
-    println!(
+    outln!(
         "rebuild_leaderboard: {:>8.3}s  ({} users, {} transactions: ledgers {:.3}s, board of {} {:.3}s)",
         t.elapsed().as_secs_f64(),
         seeded.users,
@@ -212,15 +213,15 @@ async fn bench_in(url: &str, size: SeedSize, explain: bool) -> anyhow::Result<Ex
         ledgers.as_secs_f64(),
         entries,
         (t.elapsed() - ledgers).as_secs_f64()
-    );
+    )?;
     // The steady state: the hourly run finds most ledgers unchanged.
     let t = Instant::now();
     let changed = points::rebuild_ledgers(&pool, now).await?;
     points::rebuild_board(&pool, &Period::AllTime, now).await?;
-    println!(
+    outln!(
         "rebuild_leaderboard: {:>8.3}s  (again: {changed} ledgers changed, board rebuilt)",
         t.elapsed().as_secs_f64()
-    );
+    )?;
     pool.close().await;
     Ok(ExitCode::SUCCESS)
 }

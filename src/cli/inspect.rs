@@ -3,10 +3,13 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use serde::Serialize;
+
 use super::App;
+use super::output::outln;
 use super::output::{age, json, table, time};
 use crate::queue::JobState;
-use crate::queue::admin::JobInfo;
+use crate::queue::admin::{JobInfo, Page};
 use crate::queue::now_ms;
 
 pub async fn queues(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
@@ -50,7 +53,7 @@ pub async fn queues(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
             "OLDEST",
         ],
         &rows,
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -76,8 +79,8 @@ pub async fn workers(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
                 w.id.clone(),
                 w.queues.join(","),
                 w.concurrency.to_string(),
-                age(Some(now - w.started_at)),
-                age(Some(now - w.heartbeat_at)),
+                age(Some(now.saturating_sub(w.started_at))),
+                age(Some(now.saturating_sub(w.heartbeat_at))),
                 w.in_flight.len().to_string(),
                 running.join(" "),
             ]
@@ -94,7 +97,7 @@ pub async fn workers(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
             "RUNNING",
         ],
         &rows,
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -138,6 +141,14 @@ pub async fn list(
         json(&page)?;
         return Ok(ExitCode::SUCCESS);
     }
+    page_table(state, &page)?;
+    if let Some(next) = page.next_cursor {
+        outln!("next page: --cursor {next}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn page_table(state: JobState, page: &Page) -> anyhow::Result<()> {
     let when = match state {
         JobState::Pending => "ENQUEUED",
         JobState::Scheduled | JobState::Retry => "DUE",
@@ -145,9 +156,91 @@ pub async fn list(
         JobState::Dead => "DIED",
     };
     let rows: Vec<Vec<String>> = page.jobs.iter().map(summary).collect();
-    table(&["ID", "KIND", "FAILED", when, "ARGS", "ERROR"], &rows);
-    if let Some(next) = page.next_cursor {
-        println!("next page: --cursor {next}");
+    table(&["ID", "KIND", "FAILED", when, "ARGS", "ERROR"], &rows)
+}
+
+/// One state's first page in `jobs list` without `--state`: its page and how many jobs the
+/// state holds in all.
+#[derive(Serialize)]
+struct StatePage {
+    total: u64,
+    #[serde(flatten)]
+    page: Page,
+}
+
+/// Every state's first page, in the order a job goes through them.
+#[derive(Serialize)]
+struct AllStates {
+    queue: String,
+    pending: StatePage,
+    scheduled: StatePage,
+    active: StatePage,
+    retry: StatePage,
+    dead: StatePage,
+}
+
+/// `jobs list Q` without `--state`: the first page of each state (as asynq's `task ls`
+/// shows), so a look at a queue needs no state named first.
+pub async fn list_all(
+    app: &App,
+    queue: &str,
+    limit: u64,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = app.client().await?;
+    client.known_queue(queue).await?;
+    let stats = client.stats(queue).await?;
+    let first = |state| client.list(queue, state, 0, limit);
+    let all = AllStates {
+        queue: queue.to_owned(),
+        pending: StatePage {
+            total: stats.pending,
+            page: first(JobState::Pending).await?,
+        },
+        scheduled: StatePage {
+            total: stats.scheduled,
+            page: first(JobState::Scheduled).await?,
+        },
+        active: StatePage {
+            total: stats.active,
+            page: first(JobState::Active).await?,
+        },
+        retry: StatePage {
+            total: stats.retry,
+            page: first(JobState::Retry).await?,
+        },
+        dead: StatePage {
+            total: stats.dead,
+            page: first(JobState::Dead).await?,
+        },
+    };
+    if as_json {
+        json(&all)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let states = [
+        (JobState::Pending, &all.pending),
+        (JobState::Scheduled, &all.scheduled),
+        (JobState::Active, &all.active),
+        (JobState::Retry, &all.retry),
+        (JobState::Dead, &all.dead),
+    ];
+    for (i, (state, s)) in states.into_iter().enumerate() {
+        if i > 0 {
+            outln!()?;
+        }
+        let name = state.as_str();
+        // The counter of active jobs can trail the in-flight lists by a moment.
+        let total = s.total.max(s.page.jobs.len() as u64);
+        if s.page.jobs.is_empty() {
+            outln!("{name}: no jobs")?;
+            continue;
+        }
+        outln!("{name}: {total} job{}", if total == 1 { "" } else { "s" })?;
+        page_table(state, &s.page)?;
+        if let Some(next) = s.page.next_cursor {
+            outln!("next page: --state {name} --cursor {next}")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -180,7 +273,7 @@ pub async fn show(app: &App, id: &str, as_json: bool) -> anyhow::Result<ExitCode
         ("failed at", time(j.failed_at)),
     ];
     for (k, v) in rows {
-        println!("{k:<15} {v}");
+        outln!("{k:<15} {v}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

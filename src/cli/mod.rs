@@ -12,6 +12,8 @@ mod sink;
 mod snapshots;
 mod worker;
 
+pub use output::{StdoutClosed, is_stdout_closed};
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +24,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Settings;
 use crate::jobs::{Registry, registry};
 use crate::queue::{JobState, QueueClient};
+use output::outln;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,7 +51,7 @@ pub enum Command {
     /// Manage dead jobs.
     #[command(subcommand)]
     Dead(DeadCommand),
-    /// Pause or resume a queue.
+    /// Pause, resume or remove a queue.
     #[command(subcommand)]
     Queue(QueueCommand),
     /// Show live worker processes and what they hold.
@@ -94,15 +97,17 @@ pub struct JsonFlag {
 
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
-    /// List the jobs of a queue in one state, a page at a time.
+    /// List the jobs of a queue, a page at a time: of one state, or the first page of each.
     List {
         queue: String,
+        /// pending, scheduled, active, retry or dead (default: the first page of each).
         #[arg(long, value_parser = parse_state)]
-        state: JobState,
+        state: Option<JobState>,
+        /// Jobs per page (per state without --state).
         #[arg(long, default_value_t = 50)]
         limit: u64,
-        /// Where the page starts (the previous page prints the next cursor).
-        #[arg(long, default_value_t = 0)]
+        /// With --state: where the page starts (the previous page prints the next cursor).
+        #[arg(long, default_value_t = 0, requires = "state")]
         cursor: u64,
         #[arg(long)]
         json: bool,
@@ -154,6 +159,13 @@ pub enum QueueCommand {
     Pause { queue: String },
     /// Let workers take jobs of a queue again.
     Resume { queue: String },
+    /// Delete a queue and all its keys (it must be empty and unused unless --force).
+    Remove {
+        queue: String,
+        /// Drop the jobs it still holds, those active on workers included.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn parse_state(s: &str) -> Result<JobState, String> {
@@ -208,7 +220,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
             cursor,
             json,
-        }) => inspect::list(&app, &queue, state, limit, cursor, json).await,
+        }) => match state {
+            Some(state) => inspect::list(&app, &queue, state, limit, cursor, json).await,
+            None => inspect::list_all(&app, &queue, limit, json).await,
+        },
         Command::Jobs(JobsCommand::Show { id, json }) => inspect::show(&app, &id, json).await,
         Command::Jobs(JobsCommand::Retry {
             id,
@@ -227,6 +242,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Queue(QueueCommand::Pause { queue }) => repair::pause(&app, &queue, true).await,
         Command::Queue(QueueCommand::Resume { queue }) => repair::pause(&app, &queue, false).await,
+        Command::Queue(QueueCommand::Remove { queue, force }) => {
+            repair::remove(&app, &queue, force).await
+        }
         Command::Bench(args) => bench::run(&app, args).await,
         Command::Scheduler => schedule::scheduler(&app).await,
         Command::Schedules(f) => schedule::list(&app, f.json).await,
@@ -240,10 +258,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("cannot migrate {}", app.settings.database.url))?;
             if applied.is_empty() {
-                println!("database is up to date");
+                outln!("database is up to date")?;
             }
             for m in applied {
-                println!("applied {m}");
+                outln!("applied {m}")?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::App;
 use super::output::json;
+use super::output::outln;
 use crate::queue::admin::RetryReport;
 
 pub async fn retry_one(app: &App, id: &str, as_json: bool) -> anyhow::Result<ExitCode> {
@@ -13,7 +14,7 @@ pub async fn retry_one(app: &App, id: &str, as_json: bool) -> anyhow::Result<Exi
     if as_json {
         json(&serde_json::json!({"id": id, "was": was, "now": "pending"}))?;
     } else {
-        println!("job {id} was {was}; it runs again now");
+        outln!("job {id} was {was}; it runs again now")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -48,7 +49,7 @@ pub async fn retry_dead(
     }
     let verb = if dry_run { "would retry" } else { "retried" };
     for (q, r) in &reports {
-        println!("{q}: {verb} {} of {} dead jobs", r.matched, r.scanned);
+        outln!("{q}: {verb} {} of {} dead jobs", r.matched, r.scanned)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -56,7 +57,7 @@ pub async fn retry_dead(
 pub async fn delete(app: &App, id: &str) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
     let was = client.delete(id).await?;
-    println!("deleted job {id} (it was {was})");
+    outln!("deleted job {id} (it was {was})")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -70,24 +71,40 @@ pub async fn purge(
     let ms = older_than.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let n = client.purge_dead(queue, ms).await?;
     match older_than {
-        Some(d) => println!(
+        Some(d) => outln!(
             "{queue}: purged {n} dead jobs older than {}",
             humantime::format_duration(d)
-        ),
-        None => println!("{queue}: purged {n} dead jobs"),
+        )?,
+        None => outln!("{queue}: purged {n} dead jobs")?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn pause(app: &App, queue: &str, pause: bool) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
+    // Pausing registers the queue, so a mistyped name would make a phantom queue.
+    client.known_queue(queue).await?;
     if pause {
         client.pause(queue).await?;
-        println!("{queue}: paused; workers take no jobs from it until it is resumed");
+        outln!("{queue}: paused; workers take no jobs from it until it is resumed")?;
     } else {
-        client.known_queue(queue).await?;
         client.resume(queue).await?;
-        println!("{queue}: resumed");
+        outln!("{queue}: resumed")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn remove(app: &App, queue: &str, force: bool) -> anyhow::Result<ExitCode> {
+    let client = app.client().await?;
+    let removed = client.remove_queue(queue, force).await?;
+    match removed.jobs() {
+        0 => outln!("{queue}: removed ({} keys deleted)", removed.keys_deleted)?,
+        n => outln!(
+            "{queue}: removed, dropping {n} job{} ({}; {} keys deleted)",
+            if n == 1 { "" } else { "s" },
+            removed.describe(),
+            removed.keys_deleted
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::App;
+use super::output::{errln, outln};
 use super::output::{json, table, time};
 use super::worker::shutdown_signal;
 use crate::jobs::Resources;
@@ -118,7 +119,7 @@ pub async fn list(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
             "STATE",
         ],
         &cells,
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -136,11 +137,11 @@ pub async fn run(app: &App, kind: &str, args: Option<&str>) -> anyhow::Result<Ex
     let resources = Arc::new(Resources::new(app.client().await?, app.settings.clone())?);
     match runner::run_inline(&registry, &resources, kind, args).await {
         Ok(()) => {
-            println!("{kind}: done");
+            outln!("{kind}: done")?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("error: {kind} failed: {e}");
+            errln!("error: {kind} failed: {e}");
             Ok(ExitCode::FAILURE)
         }
     }
@@ -165,11 +166,11 @@ pub async fn enqueue_now(app: &App, name: &str) -> anyhow::Result<ExitCode> {
         crate::queue::NewJob::new(&s.kind, &s.queue, s.args.clone()).max_attempts(s.max_attempts);
     let enqueued = client.enqueue(job).await?;
     let at = Utc.timestamp_millis_opt(crate::queue::now_ms()).single();
-    println!(
+    outln!(
         "{} ({} enqueued by hand at {})",
         enqueued.id,
         s.name,
         time(at.map(|t| t.timestamp_millis()))
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use tokio::sync::mpsc;
 
+use super::output::outln;
 use crate::notify::signature;
 use crate::notify::sink::{Hook, Mail, serve_http, serve_smtp};
 
@@ -36,17 +37,18 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
     let (hook_tx, mut hooks) = mpsc::unbounded_channel();
     let smtp_task = tokio::spawn(serve_smtp(smtp, None, mail_tx));
     let http_task = tokio::spawn(serve_http(http, hook_tx));
-    println!(
+    outln!(
         "sink: SMTP on {}, HTTP on {}; Ctrl-C to stop",
-        args.smtp, args.http
-    );
+        args.smtp,
+        args.http
+    )?;
     let stop = super::worker::shutdown_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             () = &mut stop => break,
-            Some(mail) = mails.recv() => println!("{}", mail_line(&mail)),
-            Some(hook) = hooks.recv() => println!("{}", hook_line(&hook, args.secret.as_deref())),
+            Some(mail) = mails.recv() => outln!("{}", mail_line(&mail))?,
+            Some(hook) = hooks.recv() => outln!("{}", hook_line(&hook, args.secret.as_deref()))?,
             else => break,
         }
     }

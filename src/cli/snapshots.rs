@@ -10,6 +10,7 @@ use serde::Serialize;
 use sqlx::postgres::PgPoolOptions;
 
 use super::App;
+use super::output::outln;
 use super::output::{json, table};
 use crate::db::snapshots;
 use crate::ipfs::KuboClient;
@@ -62,7 +63,7 @@ async fn show(app: &App, market: i64, as_json: bool) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!("market {market} has no snapshots");
+        outln!("market {market} has no snapshots")?;
         return Ok(ExitCode::SUCCESS);
     }
     let day = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M").to_string();
@@ -93,7 +94,7 @@ async fn show(app: &App, market: i64, as_json: bool) -> anyhow::Result<ExitCode>
             "PRUNED",
         ],
         &out,
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -163,9 +164,9 @@ async fn verify(app: &App, cid: &str, as_json: bool) -> anyhow::Result<ExitCode>
         for c in std::iter::once(&report.snapshot).chain(&report.parts) {
             let what = c.kind.as_deref().unwrap_or("unknown content");
             match (&c.problem, c.bytes) {
-                (None, Some(n)) => println!("ok        {}  {n} bytes  {what}", c.cid),
-                (Some(p), _) => println!("FAILED    {}  {p}", c.cid),
-                (None, None) => println!("FAILED    {}", c.cid),
+                (None, Some(n)) => outln!("ok        {}  {n} bytes  {what}", c.cid)?,
+                (Some(p), _) => outln!("FAILED    {}  {p}", c.cid)?,
+                (None, None) => outln!("FAILED    {}", c.cid)?,
             }
         }
     }

@@ -28,12 +28,27 @@ use crate::config::DatabaseSettings;
 /// The migrations in `migrations/`, compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// sqlx's errors are shown in the message and not chained: their own messages already hold
+/// their causes (`error returned from database: ...` with the same error as its source), so a
+/// chain would say each cause twice.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("database: {0}")]
-    Sqlx(#[from] sqlx::Error),
-    #[error("migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database: {}", crate::jobs::error_chain(.0))]
+    Sqlx(sqlx::Error),
+    #[error("migrations: {}", crate::jobs::error_chain(.0))]
+    Migrate(sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        DbError::Sqlx(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for DbError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        DbError::Migrate(e)
+    }
 }
 
 /// A pool that connects on first use, so processes that never touch the database (and

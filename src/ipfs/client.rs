@@ -49,8 +49,10 @@ pub enum IpfsError {
         expected: String,
         got: String,
     },
-    #[error("cannot build the HTTP client: {0}")]
-    Client(#[source] reqwest::Error),
+    /// reqwest keeps the reason in its error's sources; the message holds them all, and
+    /// nothing is chained, so the reason is said once.
+    #[error("cannot build the HTTP client: {}", error_text(.0))]
+    Client(reqwest::Error),
     #[error(transparent)]
     Cid(#[from] CidError),
 }

@@ -85,12 +85,20 @@ impl std::fmt::Display for JobError {
 impl std::error::Error for JobError {}
 
 /// An error and all its sources, joined by ": ", so the stored last error keeps the chain.
+///
+/// A source whose text the line already holds is left out. Our own error types put a cause
+/// in their message or in `source()`, never both, but some libraries' errors do both (sqlx's
+/// `error returned from database: {0}` with the same error as its source, alloy's transport
+/// errors), and printing those whole would say every such cause twice.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out
@@ -190,6 +198,18 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("outer")]
     struct Outer(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("wrapper: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn a_chain_says_each_cause_once() {
+        let e = Repeats(std::io::Error::other("disk full"));
+        assert_eq!(error_chain(&e), "wrapper: disk full");
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(error_chain(&e), "outer: inner");
+    }
 
     #[test]
     fn errors_keep_their_chain() {

@@ -25,22 +25,28 @@ pub struct PruneSnapshots {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PruneError {
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error("snapshot {id} of market {market_id}: {source}")]
+    /// Each error is shown in the message and not chained, so that its cause is said once.
+    #[error("database: {}", crate::jobs::error_chain(.0))]
+    Db(sqlx::Error),
+    #[error("snapshot {id} of market {market_id}: {error}")]
     Ipfs {
         id: i64,
         market_id: i64,
-        #[source]
-        source: IpfsError,
+        error: IpfsError,
     },
+}
+
+impl From<sqlx::Error> for PruneError {
+    fn from(e: sqlx::Error) -> Self {
+        PruneError::Db(e)
+    }
 }
 
 impl PruneError {
     /// A database error or unreachable nodes are retried; a refused request is not.
     pub fn into_job_error(self) -> JobError {
         match self {
-            PruneError::Ipfs { ref source, .. } if !source.is_retryable() => JobError::fatal(self),
+            PruneError::Ipfs { ref error, .. } if !error.is_retryable() => JobError::fatal(self),
             _ => JobError::retry(self),
         }
     }
@@ -106,10 +112,10 @@ async fn unpin_all(
     report: &mut PruneReport,
 ) -> Result<(), PruneError> {
     for cid in row.part_cids.iter().chain(std::iter::once(&row.cid)) {
-        let done = kubo.unpin(cid).await.map_err(|source| PruneError::Ipfs {
+        let done = kubo.unpin(cid).await.map_err(|error| PruneError::Ipfs {
             id: row.id,
             market_id: row.market_id,
-            source,
+            error,
         })?;
         match done {
             Unpinned::Removed => report.unpinned += 1,

@@ -91,11 +91,12 @@ pub fn handlers() -> HandlerSet {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("cannot read the job specs folder {path}: {source}")]
+    /// The folder of specs cannot be read; the message says how to point at it. The I/O
+    /// error is in the message rather than chained, so that the hint comes last.
+    #[error("{}", folder_text(path, error))]
     Folder {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Spec(#[from] SpecError),
@@ -111,6 +112,22 @@ pub enum RegistryError {
     UnknownKind(String, String),
     #[error("{0}")]
     BadArgs(String),
+}
+
+/// "cannot read the job specs folder jobs (in /srv): No such file ...; set JOBFLEET__JOBS__DIR
+/// ...": a relative folder names the working folder it was looked for in, as running a command
+/// from elsewhere is the usual reason for not finding it.
+fn folder_text(path: &Path, error: &std::io::Error) -> String {
+    let within = match std::env::current_dir() {
+        Ok(cwd) if path.is_relative() => format!(" (in {})", cwd.display()),
+        _ => String::new(),
+    };
+    format!(
+        "cannot read the job specs folder {}{within}: {error}; set JOBFLEET__JOBS__DIR to the \
+         folder of job specs, or JOBFLEET_CONFIG_DIR to the project's config folder (a relative \
+         jobs.dir is taken from the folder above it)",
+        path.display()
+    )
 }
 
 /// A registered kind: its handler and its policy.
@@ -144,9 +161,9 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// Pairs the handlers with the specs in `dir`; every spec needs a handler and vice versa.
     pub fn load(dir: &Path, handlers: HandlerSet) -> Result<Self, RegistryError> {
-        let folder_err = |source| RegistryError::Folder {
+        let folder_err = |error| RegistryError::Folder {
             path: dir.to_owned(),
-            source,
+            error,
         };
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(folder_err)?

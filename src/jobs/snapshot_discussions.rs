@@ -32,12 +32,19 @@ pub struct SnapshotDiscussions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    /// sqlx's error is shown in the message and not chained, so that its cause is said once.
+    #[error("database: {}", crate::jobs::error_chain(.0))]
+    Db(sqlx::Error),
     #[error(transparent)]
     Ipfs(#[from] IpfsError),
     #[error(transparent)]
     Document(#[from] DocumentError),
+}
+
+impl From<sqlx::Error> for SnapshotError {
+    fn from(e: sqlx::Error) -> Self {
+        SnapshotError::Db(e)
+    }
 }
 
 impl SnapshotError {

@@ -21,7 +21,7 @@
 //! | `ns:{q}:stats`              | hash       | counters (enqueued, processed, failed, active)  |
 //! | `ns:{q}:stats:<minute>`     | hash       | processed/failed of one minute, with a TTL      |
 //! | `ns:{q}:wake`               | channel    | pub/sub: published when jobs become pending     |
-//! | `ns:queues`                 | set        | names of all queues ever enqueued to            |
+//! | `ns:queues`                 | set        | names of the queues enqueued to or served       |
 //! | `ns:workers`                | sorted set | worker id -> last heartbeat (ms)                |
 //! | `ns:worker:<id>`            | string     | JSON description of a live worker, with a TTL   |
 //!
@@ -184,6 +184,20 @@ impl QueueKeys {
     pub fn minute(&self, minute: i64) -> String {
         format!("{}{}{}", self.prefix, MINUTE_SUFFIX, minute)
     }
+    /// A SCAN `MATCH` pattern for every key of this queue, the ones named after a worker, a
+    /// unique key or a minute included: the prefix, with the glob characters a namespace may
+    /// hold (`*`, `?`, `[`, `]`, `\`) escaped, then `*`.
+    pub fn scan_pattern(&self) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + 2);
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('*');
+        out
+    }
 }
 
 impl fmt::Display for QueueKeys {
@@ -226,6 +240,18 @@ mod tests {
         assert_eq!(q.reply("w", "ack"), format!("{}reply:w:ack", q.prefix()));
         assert_eq!(q.unique("k"), format!("{}unique:k", q.prefix()));
         assert_eq!(q.minute(3), format!("{}stats:3", q.prefix()));
+    }
+
+    #[test]
+    fn the_scan_pattern_matches_the_prefix_literally() {
+        assert_eq!(
+            Keys::new("jobfleet").queue("q").scan_pattern(),
+            "jobfleet:{q}:*"
+        );
+        assert_eq!(
+            Keys::new("a*b?[c]\\").queue("q").scan_pattern(),
+            "a\\*b\\?\\[c\\]\\\\:{q}:*"
+        );
     }
 
     #[test]

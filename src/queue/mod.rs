@@ -1,8 +1,9 @@
 //! The queue engine: jobs in Redis, moved between states by Lua scripts.
 //!
 //! `client` holds the calls on a worker's path (enqueue, fetch, ack, settle, extend, reap),
-//! `admin` the operators' calls (stats, listings, retry, delete, purge, pause), `workers` the
-//! registry of live worker processes. Every key comes from `keys`, every script from `scripts`.
+//! `admin` the operators' calls (stats, listings, retry, delete, purge, pause), `remove` the
+//! removal of a whole queue, `workers` the registry of live worker processes. Every key comes
+//! from `keys`, every script from `scripts`.
 
 pub mod admin;
 pub mod backoff;
@@ -11,6 +12,7 @@ mod enqueue;
 pub mod envelope;
 pub mod keys;
 pub mod payload;
+pub mod remove;
 pub mod scripts;
 pub mod workers;
 
@@ -20,6 +22,7 @@ pub use backoff::Backoff;
 pub use client::{
     AckReport, Call, Fetched, QueueClient, ReapReport, Settle, SettleAction, SettleReport,
 };
+pub use enqueue::{LATEST_MS, PartialEnqueue};
 pub use envelope::{Enqueued, Envelope, JobState, Leased, NewJob};
 pub use keys::{Keys, QueueKeys, validate_queue_name};
 
@@ -37,17 +40,27 @@ pub enum QueueError {
         script: &'static str,
         detail: String,
     },
+    /// serde_json's error is in the message, not chained, for the same reason as Redis's.
     #[error("could not encode job: {0}")]
-    Encode(#[from] serde_json::Error),
+    Encode(serde_json::Error),
     #[error("no job with id {0}")]
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// A bulk enqueue failed part-way; it says which jobs were stored.
+    #[error(transparent)]
+    Partial(Box<PartialEnqueue>),
 }
 
 impl From<redis::RedisError> for QueueError {
     fn from(e: redis::RedisError) -> Self {
         QueueError::Redis(e)
+    }
+}
+
+impl From<serde_json::Error> for QueueError {
+    fn from(e: serde_json::Error) -> Self {
+        QueueError::Encode(e)
     }
 }
 

@@ -5,7 +5,7 @@
 //! are redacted from `Debug` and logs.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -14,16 +14,26 @@ pub use crate::ipfs::settings::IpfsSettings;
 pub use crate::notify::settings::{NotifySettings, SmtpSettings, SmtpTls};
 
 /// The built-in defaults, so the binary runs even where no config folder exists.
-const DEFAULTS: &str = include_str!("../config/default.toml");
+const DEFAULTS: &str = include_str!("../../config/default.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config crate's error names the key and says what is wrong with it; it is shown in
+    /// the message, not chained as a source, so that it is said once.
     #[error("config: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(config::ConfigError),
     #[error("config: {key}: {message}")]
     Invalid { key: &'static str, message: String },
-    #[error("config: environment {env:?} has no file {path}")]
+    #[error(
+        "config: environment {env:?} has no file {path}; set JOBFLEET_CONFIG_DIR to the config folder"
+    )]
     MissingEnv { env: String, path: PathBuf },
+}
+
+impl From<config::ConfigError> for ConfigError {
+    fn from(e: config::ConfigError) -> Self {
+        ConfigError::Load(e)
+    }
 }
 
 pub(crate) fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -271,8 +281,13 @@ impl Settings {
         if let Some((_, url)) = sources.vars.iter().find(|(k, _)| k == "DATABASE_URL") {
             builder = builder.set_override("database.url", url.as_str())?;
         }
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
+        if settings.jobs.dir.is_relative()
+            && let Some(root) = project_root(&sources.config_dir)
+        {
+            settings.jobs.dir = root.join(&settings.jobs.dir);
+        }
         Ok(settings)
     }
 
@@ -374,6 +389,26 @@ pub fn is_http_url(url: &str) -> bool {
         .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
+/// The folder a relative `jobs.dir` is taken from: the one above the config folder (the
+/// project's root when the config folder is its `config/`), so that a command run from another
+/// folder with `JOBFLEET_CONFIG_DIR=/srv/app/config` finds `/srv/app/jobs`. None when the
+/// config folder does not exist, in which case `jobs.dir` stays relative to the working folder.
+fn project_root(config_dir: &Path) -> Option<PathBuf> {
+    if !config_dir.is_dir() {
+        return None;
+    }
+    match config_dir.components().next_back() {
+        // `config` or `/srv/app/config`: the parent is the path without its last part (""
+        // for a bare `config`, which keeps `jobs` relative to the working folder, as before).
+        Some(Component::Normal(_)) => config_dir.parent().map(Path::to_path_buf),
+        // `.`, `..` or `/`: only the real path says what is above it.
+        _ => std::fs::canonicalize(config_dir)
+            .ok()?
+            .parent()
+            .map(Path::to_path_buf),
+    }
+}
+
 fn config_file(path: &Path) -> config::File<config::FileSourceFile, config::FileFormat> {
     config::File::from(path)
         .format(config::FileFormat::Toml)
@@ -397,118 +432,4 @@ pub mod duration {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sources(vars: &[(&str, &str)], env: Option<&str>) -> Sources {
-        Sources {
-            config_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
-            env: env.map(str::to_owned),
-            vars: vars
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn layers_apply_in_order() {
-        let s = Settings::load_from(&sources(
-            &[
-                ("JOBFLEET__WORKER__CONCURRENCY", "7"),
-                ("REDIS_URL", "redis://h:1/2"),
-            ],
-            Some("test"),
-        ))
-        .unwrap();
-        assert_eq!(s.worker.concurrency, 7);
-        assert_eq!(s.worker.lease, Duration::from_secs(5)); // from test.toml
-        assert_eq!(s.redis.url.expose(), "redis://h:1/2");
-        assert_eq!(s.dead.max_age, Duration::from_secs(180 * 86_400));
-    }
-
-    #[test]
-    fn bad_values_name_the_key() {
-        let err = Settings::load_from(&sources(&[("JOBFLEET__WORKER__CONCURRENCY", "0")], None))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("worker.concurrency"), "{err}");
-        let err = Settings::load_from(&sources(&[("JOBFLEET__WORKER__LEASE", "soon")], None))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("lease"), "{err}");
-        let err = Settings::load_from(&sources(&[], Some("nowhere")))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("nowhere"), "{err}");
-        let err = Settings::load_from(&sources(&[("JOBFLEET__IPFS__ENDPOINTS", "ftp://x")], None))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("ipfs.endpoints"), "{err}");
-    }
-
-    #[test]
-    fn ipfs_endpoints_come_in_order() {
-        let s = Settings::load_from(&sources(
-            &[(
-                "JOBFLEET__IPFS__ENDPOINTS",
-                "http://10.0.0.1:5001,http://10.0.0.2:5001",
-            )],
-            None,
-        ))
-        .unwrap();
-        assert_eq!(
-            s.ipfs.endpoints,
-            ["http://10.0.0.1:5001", "http://10.0.0.2:5001"]
-        );
-        assert_eq!(s.ipfs.snapshot_retention, Duration::from_secs(90 * 86_400));
-    }
-
-    #[test]
-    fn notify_settings_name_the_bad_key_and_hide_secrets() {
-        let err = Settings::load_from(&sources(
-            &[("JOBFLEET__NOTIFY__DISCORD_WEBHOOK_URL", "discord.com/x")],
-            None,
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("notify.discord_webhook_url"), "{err}");
-        let err = Settings::load_from(&sources(
-            &[
-                ("JOBFLEET__NOTIFY__SMTP__HOST", "mail"),
-                ("JOBFLEET__NOTIFY__SMTP__FROM", "nobody"),
-            ],
-            None,
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("notify.smtp.from"), "{err}");
-        let s = Settings::load_from(&sources(
-            &[
-                ("JOBFLEET__NOTIFY__SMTP__USERNAME", "bot"),
-                ("JOBFLEET__NOTIFY__SMTP__PASSWORD", "hunter2"),
-                ("JOBFLEET__NOTIFY__SMTP__TLS", "tls"),
-            ],
-            None,
-        ))
-        .unwrap();
-        assert_eq!(s.notify.smtp.tls, SmtpTls::Tls);
-        assert_eq!(s.notify.smtp.password.expose(), "hunter2");
-        assert!(!format!("{s:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn passwords_never_show() {
-        let url = SecretUrl::new("rediss://default:hunter2@cache:6380/0");
-        assert_eq!(format!("{url}"), "rediss://default:***@cache:6380/0");
-        assert!(!format!("{url:?}").contains("hunter2"));
-        assert_eq!(
-            SecretUrl::new("redis://127.0.0.1:6379").to_string(),
-            "redis://127.0.0.1:6379"
-        );
-        assert_eq!(
-            SecretUrl::new("postgres://postgres@db:5432/x").to_string(),
-            "postgres://postgres@db:5432/x"
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,146 @@
+//! The configuration's layers, validation and secrets, against the repository's `config/`.
+
+use super::*;
+
+fn sources(vars: &[(&str, &str)], env: Option<&str>) -> Sources {
+    Sources {
+        config_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
+        env: env.map(str::to_owned),
+        vars: vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    }
+}
+
+#[test]
+fn layers_apply_in_order() {
+    let s = Settings::load_from(&sources(
+        &[
+            ("JOBFLEET__WORKER__CONCURRENCY", "7"),
+            ("REDIS_URL", "redis://h:1/2"),
+        ],
+        Some("test"),
+    ))
+    .unwrap();
+    assert_eq!(s.worker.concurrency, 7);
+    assert_eq!(s.worker.lease, Duration::from_secs(5)); // from test.toml
+    assert_eq!(s.redis.url.expose(), "redis://h:1/2");
+    assert_eq!(s.dead.max_age, Duration::from_secs(180 * 86_400));
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let err = Settings::load_from(&sources(&[("JOBFLEET__WORKER__CONCURRENCY", "0")], None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("worker.concurrency"), "{err}");
+    let err = Settings::load_from(&sources(&[("JOBFLEET__WORKER__LEASE", "soon")], None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lease"), "{err}");
+    let err = Settings::load_from(&sources(&[], Some("nowhere")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nowhere"), "{err}");
+    let err = Settings::load_from(&sources(&[("JOBFLEET__IPFS__ENDPOINTS", "ftp://x")], None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ipfs.endpoints"), "{err}");
+}
+
+#[test]
+fn ipfs_endpoints_come_in_order() {
+    let s = Settings::load_from(&sources(
+        &[(
+            "JOBFLEET__IPFS__ENDPOINTS",
+            "http://10.0.0.1:5001,http://10.0.0.2:5001",
+        )],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(
+        s.ipfs.endpoints,
+        ["http://10.0.0.1:5001", "http://10.0.0.2:5001"]
+    );
+    assert_eq!(s.ipfs.snapshot_retention, Duration::from_secs(90 * 86_400));
+}
+
+#[test]
+fn notify_settings_name_the_bad_key_and_hide_secrets() {
+    let err = Settings::load_from(&sources(
+        &[("JOBFLEET__NOTIFY__DISCORD_WEBHOOK_URL", "discord.com/x")],
+        None,
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("notify.discord_webhook_url"), "{err}");
+    let err = Settings::load_from(&sources(
+        &[
+            ("JOBFLEET__NOTIFY__SMTP__HOST", "mail"),
+            ("JOBFLEET__NOTIFY__SMTP__FROM", "nobody"),
+        ],
+        None,
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("notify.smtp.from"), "{err}");
+    let s = Settings::load_from(&sources(
+        &[
+            ("JOBFLEET__NOTIFY__SMTP__USERNAME", "bot"),
+            ("JOBFLEET__NOTIFY__SMTP__PASSWORD", "hunter2"),
+            ("JOBFLEET__NOTIFY__SMTP__TLS", "tls"),
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(s.notify.smtp.tls, SmtpTls::Tls);
+    assert_eq!(s.notify.smtp.password.expose(), "hunter2");
+    assert!(!format!("{s:?}").contains("hunter2"));
+}
+
+#[test]
+fn a_bad_value_says_its_cause_once() {
+    let err = Settings::load_from(&sources(&[("JOBFLEET__WORKER__CONCURRENCY", "abc")], None))
+        .unwrap_err();
+    // The whole chain as anyhow's `{:#}` prints it, repeats included.
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    assert!(text.contains("worker.concurrency"), "{text}");
+    assert_eq!(text.matches("invalid type").count(), 1, "{text}");
+}
+
+#[test]
+fn a_relative_jobs_dir_is_taken_from_above_the_config_folder() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let s = Settings::load_from(&sources(&[], None)).unwrap();
+    assert_eq!(s.jobs.dir, root.join("jobs"));
+    let s = Settings::load_from(&sources(&[("JOBFLEET__JOBS__DIR", "/opt/specs")], None)).unwrap();
+    assert_eq!(s.jobs.dir, PathBuf::from("/opt/specs"));
+    assert_eq!(project_root(&root.join("config")), Some(root.clone()));
+    assert_eq!(project_root(&root.join("no-such-folder")), None);
+    // `config/..` is the root itself, so what is above it is the root's parent.
+    assert_eq!(
+        project_root(&root.join("config").join("..")),
+        root.parent().map(Path::to_path_buf)
+    );
+}
+
+#[test]
+fn passwords_never_show() {
+    let url = SecretUrl::new("rediss://default:hunter2@cache:6380/0");
+    assert_eq!(format!("{url}"), "rediss://default:***@cache:6380/0");
+    assert!(!format!("{url:?}").contains("hunter2"));
+    assert_eq!(
+        SecretUrl::new("redis://127.0.0.1:6379").to_string(),
+        "redis://127.0.0.1:6379"
+    );
+    assert_eq!(
+        SecretUrl::new("postgres://postgres@db:5432/x").to_string(),
+        "postgres://postgres@db:5432/x"
+    );
+}
