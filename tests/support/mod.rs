@@ -30,6 +30,7 @@ pub mod chain;
 pub mod discussions;
 pub mod kubo;
 pub mod notify;
+pub mod process;
 pub mod redis;
 
 // `self::` is required: without it `redis` would be ambiguous between this
