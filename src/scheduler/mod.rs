@@ -369,7 +369,7 @@ impl Scheduler {
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 /// The pause before a failed tick call is tried again.
-pub const RETRY_PAUSE: Duration = Duration::from_millis(200);
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// How often a scheduler refreshes its registry entry, how long the entry lives without
 /// one, and the limit of one registry call.
