@@ -107,9 +107,14 @@ async fn unknown_queues_are_refused_and_queues_can_be_removed() {
     // Active jobs on a worker, then jobs at all, are refused without --force.
     let r = run(&url, &["queue", "remove", q]);
     assert_one_line_error(&r, &["has 1 job active on a worker (w1)", "--force"]);
-    c.ack(q, "w1", &jobfleet::queue::Call::new("ack"), &leased.iter().collect::<Vec<_>>())
-        .await
-        .expect("ack");
+    c.ack(
+        q,
+        "w1",
+        &jobfleet::queue::Call::new("ack"),
+        &leased.iter().collect::<Vec<_>>(),
+    )
+    .await
+    .expect("ack");
     let r = run(&url, &["queue", "remove", q]);
     assert_one_line_error(&r, &["holds 3 jobs", "2 pending, 1 scheduled", "--force"]);
     assert!(queue_names(&url).contains(&q.to_owned()));

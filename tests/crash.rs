@@ -7,11 +7,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use jobfleet::queue::NewJob;
-use nix::sys::signal::Signal;
 use serde_json::json;
 use support::TestRedis;
 use support::app::eventually;
-use support::fleet::{Proc, completed, history_client, signal, spawn_worker};
+use support::fleet::{completed, history_client, spawn_worker};
+use support::process::Process;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_loses_no_job() {
@@ -31,14 +31,13 @@ async fn a_killed_worker_loses_no_job() {
         .collect();
     assert_eq!(ids.len(), N);
 
-    let mut workers: Vec<Proc> = (0..3).map(|_| spawn_worker(&url, 8, &[])).collect();
+    let mut workers: Vec<Process> = (0..3).map(|_| spawn_worker(&url, 8, &[])).collect();
     let started = eventually(Duration::from_secs(30), || async {
         c.stats("default").await.unwrap().processed >= (N / 4) as u64
     })
     .await;
     assert!(started, "workers did not get going");
-    signal(&workers[0], Signal::SIGKILL);
-    let _ = workers[0].wait();
+    workers[0].kill();
     let held_by_the_dead: u64 = c.stats("default").await.unwrap().active;
 
     let drained = eventually(Duration::from_secs(60), || async {
@@ -46,14 +45,8 @@ async fn a_killed_worker_loses_no_job() {
         s.pending + s.scheduled + s.active + s.retry == 0
     })
     .await;
-    for w in &workers[1..] {
-        signal(w, Signal::SIGTERM);
-    }
     for w in &mut workers[1..] {
-        assert!(
-            w.wait().unwrap().success(),
-            "a worker exits cleanly on SIGTERM"
-        );
+        w.terminate_cleanly();
     }
     assert!(drained, "{:?}", c.stats("default").await.unwrap());
 
@@ -88,8 +81,7 @@ async fn sigterm_hands_running_jobs_back_without_counting_them() {
     })
     .await;
     assert!(busy);
-    signal(&w, Signal::SIGTERM);
-    assert!(w.wait().unwrap().success());
+    w.terminate_cleanly();
     let s = c.stats("default").await.unwrap();
     assert_eq!(
         (s.active, s.processed, s.failed, s.dead),
@@ -112,7 +104,6 @@ async fn sigterm_hands_running_jobs_back_without_counting_them() {
         c.stats("default").await.unwrap().processed == N as u64
     })
     .await;
-    signal(&w2, Signal::SIGTERM);
-    let _ = w2.wait();
+    w2.terminate_cleanly();
     assert!(done, "{:?}", c.stats("default").await.unwrap());
 }

@@ -13,13 +13,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use jobfleet::queue::{NewJob, QueueClient};
-use nix::sys::signal::Signal;
 use serde_json::json;
 use support::TestRedis;
 use support::app::eventually;
-use support::fleet::{
-    Proc, completed, history_client, jobs_total, metrics, signal, spawn_metered_worker, stats, stop,
-};
+use support::fleet::{completed, history_client, jobs_total, metrics, spawn_metered_worker, stats};
+use support::process::{Process, Stopped};
 
 async fn enqueue_sleeps(c: &QueueClient, n: usize, ms: u64) -> HashSet<String> {
     let jobs = (0..n).map(|_| NewJob::new("sleep", "default", json!({ "ms": ms })).max_attempts(5));
@@ -46,7 +44,12 @@ async fn metrics_when(port: u16, check: impl Fn(&str) -> bool) -> String {
 
 /// Every job completed, exactly once in Redis's counter, and the workers' Prometheus counters
 /// add up to the same number; then each worker still runs a new job.
-async fn check_exact(c: &QueueClient, ids: &HashSet<String>, ports: &[u16], workers: &mut [Proc]) {
+async fn check_exact(
+    c: &QueueClient,
+    ids: &HashSet<String>,
+    ports: &[u16],
+    workers: &mut [Process],
+) {
     let n = ids.len() as u64;
     let drained = eventually(Duration::from_secs(60), || async {
         stats(c)
@@ -77,7 +80,7 @@ async fn check_exact(c: &QueueClient, ids: &HashSet<String>, ports: &[u16], work
     }
     assert_eq!(sum, n, "the workers count what the store accepted, once");
     for w in workers.iter_mut() {
-        assert!(w.try_wait().unwrap().is_none(), "a worker died");
+        w.assert_running();
     }
     let more = enqueue_sleeps(c, 20, 0).await;
     let served = eventually(Duration::from_secs(20), || async {
@@ -103,7 +106,7 @@ async fn a_worker_frozen_past_its_lease_counts_its_late_results_as_stale() {
     })
     .await;
     assert!(leased, "the first worker takes every job");
-    signal(&frozen, Signal::SIGSTOP);
+    let frozen_now = Stopped::new(frozen.pid());
     // The second worker's reaper takes the jobs back once the frozen worker's 1 s lease has
     // run out, and runs them to completion.
     let (other, other_port) = spawn_metered_worker(&url, N as u32, &[]);
@@ -112,7 +115,7 @@ async fn a_worker_frozen_past_its_lease_counts_its_late_results_as_stale() {
     })
     .await;
     assert!(rerun, "{:?}", c.stats("default").await.unwrap());
-    signal(&frozen, Signal::SIGCONT);
+    drop(frozen_now);
     // Woken up, the frozen worker finishes its sleeps and reports every result; the store
     // finds them all stale.
     let late = metrics_when(frozen_port, |p| jobs_total(p, "stale") == N as u64).await;
@@ -122,8 +125,8 @@ async fn a_worker_frozen_past_its_lease_counts_its_late_results_as_stale() {
     assert_eq!(jobs_total(&on_time, "completed"), N as u64, "{on_time}");
     let mut workers = [frozen, other];
     check_exact(&c, &ids, &[frozen_port, other_port], &mut workers).await;
-    for w in workers {
-        stop(w);
+    for mut w in workers {
+        w.terminate_cleanly();
     }
 }
 
@@ -147,8 +150,8 @@ async fn drain_through(
     fault().await;
     let mut workers = [a, b];
     check_exact(c, ids, &[a_port, b_port], &mut workers).await;
-    for w in workers {
-        stop(w);
+    for mut w in workers {
+        w.terminate_cleanly();
     }
 }
 

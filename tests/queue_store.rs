@@ -507,6 +507,7 @@ async fn workers_register_and_stale_ones_are_pruned() {
             kind: "noop".into(),
             started_at: Some(now_ms()),
         }],
+        metrics_addr: Some("127.0.0.1:9464".into()),
     };
     c.heartbeat_worker(&info, Duration::from_secs(60))
         .await

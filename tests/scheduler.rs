@@ -1,10 +1,11 @@
 //! The scheduler as real processes against a real redis-server: several replicas enqueue each
-//! tick exactly once, a killed replica loses no tick, missed ticks follow their policy, and bad
-//! specs stop the process at start.
+//! tick exactly once, a killed replica loses no tick, ticks lost in a Redis outage are each
+//! logged and counted, missed ticks follow their policy, and bad specs stop the process at
+//! start.
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::TestRedis;
 use support::app::{client, eventually, manifest_dir};
+use support::process::{Process, Stopped, free_port, http_get};
 
 const SLEEP_SPEC: &str = "queue = \"default\"\ntimeout = \"5m\"\n[retry]\nmax_attempts = 3\nbase = \"1s\"\ncap = \"30s\"\n";
 
@@ -271,5 +273,111 @@ async fn operators_list_schedules_run_jobs_inline_and_trigger_by_hand() {
     assert!(
         row["next_run"].as_i64().unwrap() % 3_600_000 == 0,
         "on the hour"
+    );
+}
+
+/// The `jobfleet_scheduler_ticks_total` counters of one schedule by outcome.
+fn tick_counts(target: &str, schedule: &str) -> BTreeMap<String, u64> {
+    let (_, body) = http_get(target, "/metrics").unwrap_or_default();
+    body.lines()
+        .filter(|l| {
+            l.starts_with("jobfleet_scheduler_ticks_total{")
+                && l.contains(&format!("schedule=\"{schedule}\""))
+        })
+        .filter_map(|l| {
+            let outcome = l.split("outcome=\"").nth(1)?.split('"').next()?;
+            let n = l.rsplit(' ').next()?.parse().ok()?;
+            Some((outcome.to_owned(), n))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tick_lost_in_an_outage_is_logged_once_and_counted() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let jobs = jobs_dir("[[schedule]]\nname = \"every-second\"\ncron = \"* * * * * *\"\n");
+    let c = client(&url).await;
+    let target = format!("127.0.0.1:{}", free_port());
+    let mut scheduler = Process::start_in(
+        &url,
+        Some(jobs.path()),
+        &[
+            ("JOBFLEET__SCHEDULER__HTTP_ADDR", &target),
+            ("JOBFLEET__TELEMETRY__LOG_FORMAT", "json"),
+        ],
+        &["scheduler"],
+    );
+    let started = eventually(Duration::from_secs(20), || async {
+        ticks(&c, "every-second").await.len() >= 3
+    })
+    .await;
+    assert!(started, "ticks are enqueued:\n{}", scheduler.output());
+
+    // Redis stops answering for six seconds, then goes on where it was.
+    let stopped = Stopped::new(redis.pid());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    drop(stopped);
+    let before = ticks(&c, "every-second").await.len();
+    let resumed = eventually(Duration::from_secs(20), || async {
+        ticks(&c, "every-second").await.len() >= before + 3
+    })
+    .await;
+    assert!(
+        resumed,
+        "ticks go on after the outage:\n{}",
+        scheduler.output()
+    );
+
+    // A consistent view: the counters did not move while the queue was read.
+    let (counts, enqueued) = loop {
+        let counts = tick_counts(&target, "every-second");
+        let enqueued: BTreeSet<i64> = ticks(&c, "every-second").await.into_iter().collect();
+        if tick_counts(&target, "every-second") == counts {
+            break (counts, enqueued);
+        }
+    };
+    let lost_logged: Vec<i64> = scheduler
+        .output()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"] == "tick lost")
+        .filter_map(|l| {
+            l["id"]
+                .as_str()?
+                .strip_prefix("every-second:")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    scheduler.terminate_cleanly();
+    let lost: BTreeSet<i64> = lost_logged.iter().copied().collect();
+    assert_eq!(
+        lost.len(),
+        lost_logged.len(),
+        "each lost tick is logged once"
+    );
+    let (first, last) = (*enqueued.first().unwrap(), *enqueued.last().unwrap());
+    let passed: BTreeSet<i64> = (first..=last).step_by(1000).collect();
+    let counted = |outcome: &str| counts.get(outcome).copied().unwrap_or(0);
+    eprintln!(
+        "outage: {} ticks passed, {} enqueued, {} lost {lost:?}",
+        passed.len(),
+        enqueued.len(),
+        lost.len()
+    );
+    assert!(lost.len() >= 3, "the outage lost ticks: {lost:?}");
+    assert!(lost.is_disjoint(&enqueued), "a lost tick is not enqueued");
+    assert_eq!(
+        lost.union(&enqueued).copied().collect::<BTreeSet<i64>>(),
+        passed,
+        "every tick that passed is enqueued or logged lost"
+    );
+    assert_eq!(counted("lost"), lost.len() as u64, "{counts:?}");
+    assert_eq!(counted("enqueued"), enqueued.len() as u64, "{counts:?}");
+    assert_eq!(
+        counted("lost") + counted("enqueued"),
+        passed.len() as u64,
+        "the lost counter plus the enqueued ticks are the ticks that passed"
     );
 }

@@ -131,13 +131,7 @@ pub async fn run(app: &App, args: BenchArgs) -> anyhow::Result<ExitCode> {
         bail!("--jobs, --processes and --concurrency must be at least 1");
     }
     let namespace = format!("jobfleet-bench-{:08x}", rand::random::<u32>());
-    let client = QueueClient::connect(
-        app.settings.redis.url.expose(),
-        &namespace,
-        app.settings.store(),
-    )
-    .await
-    .with_context(|| format!("cannot connect to Redis at {}", app.settings.redis.url))?;
+    let client = app.client_in(&namespace, app.settings.store()).await?;
     outln!(
         "jobfleet bench: {} jobs, {} processes x concurrency {}, namespace {namespace}",
         args.jobs,

@@ -1,5 +1,7 @@
-//! Read-only commands: `queues`, `workers`, `jobs list`, `jobs show`.
+//! Read-only commands: `queues`, `workers` (with its Prometheus target list), `jobs list`,
+//! `jobs show`.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,6 +13,8 @@ use super::output::{age, json, table, time};
 use crate::queue::JobState;
 use crate::queue::admin::{JobInfo, Page};
 use crate::queue::now_ms;
+use crate::queue::workers::{SchedulerInfo, WorkerInfo};
+use crate::scheduler::SCHEDULER_TTL;
 
 pub async fn queues(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
@@ -57,15 +61,65 @@ pub async fn queues(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn workers(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
+#[derive(Debug, clap::Args)]
+pub struct WorkersArgs {
+    /// Print the workers as JSON instead of a table.
+    #[arg(long, conflicts_with = "prometheus_sd")]
+    pub json: bool,
+    /// Print the metrics addresses of the live workers and schedulers as a Prometheus
+    /// file_sd target list (JSON).
+    #[arg(long)]
+    pub prometheus_sd: bool,
+}
+
+/// One group of a Prometheus file_sd target list.
+#[derive(Debug, Serialize)]
+struct TargetGroup {
+    targets: Vec<String>,
+    labels: BTreeMap<&'static str, String>,
+}
+
+/// The file_sd target list: one group per process that serves its metrics.
+fn prometheus_sd(workers: &[WorkerInfo], schedulers: &[SchedulerInfo]) -> Vec<TargetGroup> {
+    let workers = workers.iter().filter_map(|w| {
+        Some(TargetGroup {
+            targets: vec![w.metrics_addr.clone()?],
+            labels: BTreeMap::from([
+                ("role", "worker".to_owned()),
+                ("worker", w.id.clone()),
+                ("host", w.host.clone()),
+                ("queues", w.queues.join(",")),
+            ]),
+        })
+    });
+    let schedulers = schedulers.iter().filter_map(|s| {
+        Some(TargetGroup {
+            targets: vec![s.metrics_addr.clone()?],
+            labels: BTreeMap::from([
+                ("role", "scheduler".to_owned()),
+                ("scheduler", s.id.clone()),
+                ("host", s.host.clone()),
+            ]),
+        })
+    });
+    workers.chain(schedulers).collect()
+}
+
+pub async fn workers(app: &App, args: &WorkersArgs) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
     let ttl = app.settings.worker.lease * 2;
     let workers = client.workers(ttl.max(Duration::from_secs(10))).await?;
-    if as_json {
+    if args.json {
         json(&workers)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let schedulers = client.schedulers(SCHEDULER_TTL).await?;
+    if args.prometheus_sd {
+        json(&prometheus_sd(&workers, &schedulers))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let now = now_ms();
+    let metrics = |addr: &Option<String>| addr.clone().unwrap_or_else(|| "-".into());
     let rows: Vec<Vec<String>> = workers
         .iter()
         .map(|w| {
@@ -81,6 +135,7 @@ pub async fn workers(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
                 w.concurrency.to_string(),
                 age(Some(now.saturating_sub(w.started_at))),
                 age(Some(now.saturating_sub(w.heartbeat_at))),
+                metrics(&w.metrics_addr),
                 w.in_flight.len().to_string(),
                 running.join(" "),
             ]
@@ -93,11 +148,27 @@ pub async fn workers(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
             "CONCURRENCY",
             "UP",
             "HEARTBEAT",
+            "METRICS",
             "HELD",
             "RUNNING",
         ],
         &rows,
     )?;
+    if !schedulers.is_empty() {
+        outln!()?;
+        let rows: Vec<Vec<String>> = schedulers
+            .iter()
+            .map(|s| {
+                vec![
+                    s.id.clone(),
+                    age(Some(now.saturating_sub(s.started_at))),
+                    age(Some(now.saturating_sub(s.heartbeat_at))),
+                    metrics(&s.metrics_addr),
+                ]
+            })
+            .collect();
+        table(&["SCHEDULER", "UP", "HEARTBEAT", "METRICS"], &rows)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -276,4 +347,43 @@ pub async fn show(app: &App, id: &str, as_json: bool) -> anyhow::Result<ExitCode
         outln!("{k:<15} {v}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_list_has_one_group_per_process_that_serves_metrics() {
+        let worker = |id: &str, addr: Option<&str>| WorkerInfo {
+            id: id.into(),
+            host: "h".into(),
+            pid: 1,
+            queues: vec!["default".into(), "chain".into()],
+            concurrency: 4,
+            started_at: 0,
+            heartbeat_at: 0,
+            in_flight: vec![],
+            metrics_addr: addr.map(str::to_owned),
+        };
+        let scheduler = SchedulerInfo {
+            id: "h:3:c".into(),
+            host: "h".into(),
+            pid: 3,
+            started_at: 0,
+            heartbeat_at: 0,
+            metrics_addr: Some("h:9465".into()),
+        };
+        let groups = prometheus_sd(
+            &[worker("h:1:a", Some("h:9464")), worker("h:2:b", None)],
+            &[scheduler],
+        );
+        assert_eq!(
+            serde_json::to_value(&groups).unwrap(),
+            serde_json::json!([
+                {"targets": ["h:9464"], "labels": {"role": "worker", "worker": "h:1:a", "host": "h", "queues": "default,chain"}},
+                {"targets": ["h:9465"], "labels": {"role": "scheduler", "scheduler": "h:3:c", "host": "h"}},
+            ])
+        );
+    }
 }

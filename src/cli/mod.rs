@@ -23,7 +23,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Settings;
 use crate::jobs::{Registry, registry};
-use crate::queue::{JobState, QueueClient};
+use crate::queue::{JobState, QueueClient, QueueError, StoreSettings};
 use output::outln;
 
 #[derive(Debug, Parser)]
@@ -54,8 +54,8 @@ pub enum Command {
     /// Pause, resume or remove a queue.
     #[command(subcommand)]
     Queue(QueueCommand),
-    /// Show live worker processes and what they hold.
-    Workers(JsonFlag),
+    /// Show live worker processes and what they hold, and the live schedulers.
+    Workers(inspect::WorkersArgs),
     /// Measure enqueue and drain throughput and start latency.
     Bench(bench::BenchArgs),
     /// Run the scheduler: enqueue the schedules of jobs/*.toml at their ticks.
@@ -189,13 +189,27 @@ impl App {
     }
 
     pub async fn client(&self) -> anyhow::Result<QueueClient> {
-        QueueClient::connect(
-            self.settings.redis.url.expose(),
-            &self.settings.redis.namespace,
-            self.settings.store(),
-        )
-        .await
-        .with_context(|| format!("cannot connect to Redis at {}", self.settings.redis.url))
+        self.client_in(&self.settings.redis.namespace, self.settings.store())
+            .await
+    }
+
+    /// `client` in another namespace (the bench's) or with other store settings (the
+    /// scheduler waits for every reply).
+    pub async fn client_in(
+        &self,
+        namespace: &str,
+        store: StoreSettings,
+    ) -> anyhow::Result<QueueClient> {
+        let url = &self.settings.redis.url;
+        QueueClient::connect(url.expose(), namespace, store)
+            .await
+            .map_err(|e| match e {
+                // A timeout names the address already.
+                QueueError::Timeout { .. } => {
+                    anyhow::Error::new(e).context("cannot connect to Redis")
+                }
+                e => anyhow::Error::new(e).context(format!("cannot connect to Redis at {url}")),
+            })
     }
 
     pub fn registry(&self) -> anyhow::Result<Arc<Registry>> {
@@ -213,7 +227,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => worker::run(&app, args).await,
         Command::Enqueue(args) => enqueue::run(&app, args).await,
         Command::Queues(f) => inspect::queues(&app, f.json).await,
-        Command::Workers(f) => inspect::workers(&app, f.json).await,
+        Command::Workers(args) => inspect::workers(&app, &args).await,
         Command::Jobs(JobsCommand::List {
             queue,
             state,

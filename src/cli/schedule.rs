@@ -11,11 +11,12 @@ use tokio_util::sync::CancellationToken;
 use super::App;
 use super::output::{errln, outln};
 use super::output::{json, table, time};
-use super::worker::shutdown_signal;
+use super::worker::{serve_telemetry, shutdown_signal};
 use crate::jobs::Resources;
+use crate::queue::StoreSettings;
 use crate::scheduler::{Schedule, Scheduler, schedules};
 use crate::telemetry::Metrics;
-use crate::telemetry::http::{self, Health};
+use crate::telemetry::http::Health;
 use crate::worker::runner;
 
 fn load_schedules(app: &App) -> anyhow::Result<Vec<Schedule>> {
@@ -26,21 +27,30 @@ fn load_schedules(app: &App) -> anyhow::Result<Vec<Schedule>> {
 /// `jobfleet scheduler`: runs until SIGTERM or SIGINT.
 pub async fn scheduler(app: &App) -> anyhow::Result<ExitCode> {
     let schedules = load_schedules(app)?;
-    let client = app.client().await?;
+    // Tick calls wait for their reply however long Redis takes: one that timed out could
+    // still be executed later, and every tick's outcome must be known (see `Scheduler::new`).
+    let store = StoreSettings {
+        response_timeout: None,
+        ..app.settings.store()
+    };
+    let client = app.client_in(&app.settings.redis.namespace, store).await?;
     let metrics = Metrics::new();
-    let health = Arc::new(Health::new(std::time::Duration::from_secs(120)));
+    let health = Arc::new(Health::new(app.settings.telemetry.ready_timeout));
     let cancel_http = CancellationToken::new();
-    let addr = &app.settings.scheduler.http_addr;
-    if !addr.is_empty() {
-        let addr = addr.parse().context("scheduler.http_addr")?;
-        http::serve(addr, metrics.clone(), health.clone(), cancel_http.clone())
-            .await
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
-    }
+    let target = serve_telemetry(
+        ("scheduler.http_addr", &app.settings.scheduler.http_addr),
+        &app.settings.telemetry.http_addr,
+        &client,
+        &metrics,
+        &health,
+        &cancel_http,
+    )
+    .await?;
     for s in &schedules {
         tracing::info!(schedule = %s.name, kind = %s.kind, cron = %s.expr, tz = %s.tz, "schedule loaded");
     }
     Scheduler::new(client, schedules, metrics, health)
+        .with_metrics_addr(target)
         .run(shutdown_signal())
         .await;
     cancel_http.cancel();

@@ -1,5 +1,6 @@
 //! `jobfleet worker`: one worker process.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::App;
 use crate::jobs::Resources;
+use crate::queue::QueueClient;
 use crate::telemetry::Metrics;
 use crate::telemetry::http::{self, Health};
 use crate::worker::{Worker, WorkerConfig};
@@ -49,6 +51,46 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Starts what every long-running process serves: the ping of Redis behind readiness, and the
+/// telemetry server on the address of `setting` (off when it is `""`), avoiding the port of
+/// `other_addr`, the other kind of process's setting, when the configured port is taken.
+/// Returns the server's scrape target.
+pub(super) async fn serve_telemetry(
+    setting: (&'static str, &str),
+    other_addr: &str,
+    client: &QueueClient,
+    metrics: &Metrics,
+    health: &Arc<Health>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<String>> {
+    tokio::spawn(http::watch_redis(
+        client.clone(),
+        health.clone(),
+        metrics.clone(),
+        cancel.clone(),
+    ));
+    let (key, addr) = setting;
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let addr: SocketAddr = addr.parse().context(key)?;
+    let reserved: Vec<u16> = other_addr
+        .parse::<SocketAddr>()
+        .map(|a| a.port())
+        .into_iter()
+        .collect();
+    let bound = http::serve(
+        addr,
+        &reserved,
+        metrics.clone(),
+        health.clone(),
+        cancel.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot serve metrics on {addr}"))?;
+    Ok(Some(http::scrape_target(bound)))
+}
+
 pub async fn run(app: &App, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let registry = app.registry()?;
     let cfg = WorkerConfig::from_settings(
@@ -60,21 +102,21 @@ pub async fn run(app: &App, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     .map_err(|e| anyhow::anyhow!("--queues: {e}"))?;
     let client = app.client().await?;
     let metrics = Metrics::new();
-    let health = Arc::new(Health::new(cfg.lease));
+    let health = Arc::new(Health::new(app.settings.telemetry.ready_timeout));
     let cancel_http = CancellationToken::new();
-    if !app.settings.telemetry.http_addr.is_empty() {
-        let addr = app
-            .settings
-            .telemetry
-            .http_addr
-            .parse()
-            .context("telemetry.http_addr")?;
-        http::serve(addr, metrics.clone(), health.clone(), cancel_http.clone())
-            .await
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
-    }
+    let telemetry = &app.settings.telemetry;
+    let target = serve_telemetry(
+        ("telemetry.http_addr", &telemetry.http_addr),
+        &app.settings.scheduler.http_addr,
+        &client,
+        &metrics,
+        &health,
+        &cancel_http,
+    )
+    .await?;
     let resources = Arc::new(Resources::new(client.clone(), app.settings.clone())?);
-    let worker = Worker::new(client, registry, resources, cfg, metrics, health);
+    let worker =
+        Worker::new(client, registry, resources, cfg, metrics, health).with_metrics_addr(target);
     let report = worker.run(shutdown_signal()).await?;
     cancel_http.cancel();
     tracing::info!(?report, "bye");

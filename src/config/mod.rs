@@ -95,6 +95,12 @@ pub struct SchedulerSettings {
 pub struct RedisSettings {
     pub url: SecretUrl,
     pub namespace: String,
+    /// One connection attempt: TCP, TLS and the Redis handshake.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// The answer to one call.
+    #[serde(with = "duration")]
+    pub response_timeout: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -134,6 +140,9 @@ pub struct TelemetrySettings {
     pub log_format: LogFormat,
     pub log_filter: String,
     pub http_addr: String,
+    /// `/readyz` fails once the last answer from Redis is older than this.
+    #[serde(with = "duration")]
+    pub ready_timeout: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -310,6 +319,15 @@ impl Settings {
                 format!("cannot parse {}", self.redis.url),
             ));
         }
+        for (key, limit) in [
+            ("redis.connect_timeout", self.redis.connect_timeout),
+            ("redis.response_timeout", self.redis.response_timeout),
+            ("telemetry.ready_timeout", self.telemetry.ready_timeout),
+        ] {
+            if limit < Duration::from_millis(100) {
+                return Err(invalid(key, "must be at least 100ms"));
+            }
+        }
         let ns = &self.redis.namespace;
         if ns.is_empty() || ns.contains(['{', '}', ' ']) {
             return Err(invalid(
@@ -378,6 +396,8 @@ impl Settings {
             dead_max_jobs: self.dead.max_jobs,
             dead_max_age: self.dead.max_age,
             completed_history: self.worker.completed_history,
+            connect_timeout: self.redis.connect_timeout,
+            response_timeout: Some(self.redis.response_timeout),
             ..crate::queue::StoreSettings::default()
         }
     }

@@ -39,6 +39,13 @@ fn bad_values_name_the_key() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("lease"), "{err}");
+    let err = Settings::load_from(&sources(
+        &[("JOBFLEET__REDIS__CONNECT_TIMEOUT", "0s")],
+        None,
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("redis.connect_timeout"), "{err}");
     let err = Settings::load_from(&sources(&[], Some("nowhere")))
         .unwrap_err()
         .to_string();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Value;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::envelope::Leased;
 use super::keys::{Keys, QueueKeys, validate_queue_name};
@@ -167,23 +167,6 @@ pub struct Fetched {
 }
 
 impl QueueClient {
-    /// Connects to Redis (`redis://`, `rediss://` for TLS, passwords in the URL).
-    pub async fn connect(url: &str, namespace: &str, settings: StoreSettings) -> Result<Self> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(30)))
-            .set_number_of_retries(3);
-        let con = ConnectionManager::new_with_config(client.clone(), config).await?;
-        Ok(Self {
-            con,
-            client,
-            keys: Keys::new(namespace),
-            scripts: Arc::new(Scripts::new()),
-            settings,
-        })
-    }
-
     pub fn keys(&self) -> &Keys {
         &self.keys
     }

@@ -24,6 +24,8 @@
 //! | `ns:queues`                 | set        | names of the queues enqueued to or served       |
 //! | `ns:workers`                | sorted set | worker id -> last heartbeat (ms)                |
 //! | `ns:worker:<id>`            | string     | JSON description of a live worker, with a TTL   |
+//! | `ns:schedulers`             | sorted set | scheduler id -> last heartbeat (ms)             |
+//! | `ns:scheduler:<id>`         | string     | JSON description of a live scheduler, with TTL  |
 //!
 //! A stored job is one string (see `payload.rs`), so a job's state is the structure that holds
 //! it. The Lua scripts receive the queue prefix as `ARGV[1]` and append the same suffixes as
@@ -100,6 +102,16 @@ impl Keys {
     /// Description of one live worker.
     pub fn worker(&self, id: &str) -> String {
         format!("{}:worker:{}", self.ns, id)
+    }
+
+    /// Sorted set of scheduler ids by last heartbeat.
+    pub fn schedulers(&self) -> String {
+        format!("{}:schedulers", self.ns)
+    }
+
+    /// Description of one live scheduler.
+    pub fn scheduler(&self, id: &str) -> String {
+        format!("{}:scheduler:{}", self.ns, id)
     }
 }
 

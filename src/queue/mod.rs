@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod backoff;
 pub mod client;
+mod connect;
 mod enqueue;
 pub mod envelope;
 pub mod keys;
@@ -50,6 +51,14 @@ pub enum QueueError {
     /// A bulk enqueue failed part-way; it says which jobs were stored.
     #[error(transparent)]
     Partial(Box<PartialEnqueue>),
+    /// A limit of the connection settings passed: which one, its value, and what was waited
+    /// for (with the address, password masked).
+    #[error("{setting} ({}) expired {during}", connect::shown(*limit))]
+    Timeout {
+        setting: &'static str,
+        limit: Duration,
+        during: String,
+    },
 }
 
 impl From<redis::RedisError> for QueueError {
@@ -81,6 +90,11 @@ pub struct StoreSettings {
     pub promote_batch: usize,
     /// How long an id chosen by the producer protects against a second enqueue with that id.
     pub id_dedupe_ttl: Duration,
+    /// Limit of one connection attempt: TCP, TLS and the Redis handshake.
+    pub connect_timeout: Duration,
+    /// Limit of one call's answer; `None` waits as long as the connection lives (the
+    /// scheduler's tick calls, whose outcome must never be left unknown).
+    pub response_timeout: Option<Duration>,
 }
 
 impl Default for StoreSettings {
@@ -92,6 +106,8 @@ impl Default for StoreSettings {
             minute_stats_ttl: Duration::from_secs(24 * 3600),
             promote_batch: 1000,
             id_dedupe_ttl: Duration::from_secs(24 * 3600),
+            connect_timeout: Duration::from_secs(3),
+            response_timeout: Some(Duration::from_secs(5)),
         }
     }
 }

@@ -1,8 +1,10 @@
-//! The registry of live worker processes, so operators can see who is doing what.
+//! The registry of live worker and scheduler processes, so operators can see who is doing what
+//! and Prometheus where to scrape them.
 //!
-//! Each worker writes its description (with its in-flight jobs) under a key with a TTL and its
-//! id into a sorted set by heartbeat time. A worker that dies simply stops heartbeating: its key
-//! expires and the next listing prunes its id.
+//! Each process writes its description (a worker's with its in-flight jobs, both with their
+//! metrics address) under a key with a TTL and its id into a sorted set by heartbeat time. A
+//! process that dies simply stops heartbeating: its key expires and the next listing prunes
+//! its id.
 
 use std::time::Duration;
 
@@ -34,16 +36,37 @@ pub struct WorkerInfo {
     pub started_at: i64,
     pub heartbeat_at: i64,
     pub in_flight: Vec<InFlight>,
+    /// Where its `/metrics` is served, as a scrape target (`host:port`); None when the server
+    /// is off. Absent in the descriptions of workers from before it was added.
+    #[serde(default)]
+    pub metrics_addr: Option<String>,
+}
+
+/// What a scheduler process tells about itself every few seconds.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SchedulerInfo {
+    /// host + pid + random suffix, like a worker's.
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    /// As for a worker.
+    pub metrics_addr: Option<String>,
+}
+
+/// This host's name, or `unknown`.
+pub fn host_name() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// A new worker id: host, pid and a random suffix.
 pub fn new_worker_id() -> String {
-    let host = hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".to_owned());
     // Lease tokens are built from the worker id and must never contain '|' or '#'.
-    let host: String = host
+    let host: String = host_name()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
@@ -89,6 +112,47 @@ impl QueueClient {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = ids.iter().map(|id| self.keys.worker(id)).collect();
+        let raw: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query_async(&mut con).await?;
+        Ok(raw
+            .into_iter()
+            .flatten()
+            .filter_map(|j| serde_json::from_str(&j).ok())
+            .collect())
+    }
+
+    /// Records a scheduler's heartbeat; the description expires after `ttl` without another.
+    pub async fn heartbeat_scheduler(&self, info: &SchedulerInfo, ttl: Duration) -> Result<()> {
+        let json = serde_json::to_string(info)?;
+        let _: () = redis::pipe()
+            .zadd(self.keys.schedulers(), &info.id, info.heartbeat_at)
+            .set_ex(self.keys.scheduler(&info.id), json, ttl.as_secs().max(1))
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a scheduler at shutdown.
+    pub async fn deregister_scheduler(&self, id: &str) -> Result<()> {
+        let _: () = redis::pipe()
+            .zrem(self.keys.schedulers(), id)
+            .del(self.keys.scheduler(id))
+            .query_async(&mut self.connection())
+            .await?;
+        Ok(())
+    }
+
+    /// Live schedulers, and prunes the ids of those whose heartbeat is older than `ttl`.
+    pub async fn schedulers(&self, ttl: Duration) -> Result<Vec<SchedulerInfo>> {
+        let mut con = self.connection();
+        let cutoff = now_ms() - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let _: () = con
+            .zrembyscore(self.keys.schedulers(), "-inf", cutoff)
+            .await?;
+        let ids: Vec<String> = con.zrange(self.keys.schedulers(), 0, -1).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.keys.scheduler(id)).collect();
         let raw: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query_async(&mut con).await?;
         Ok(raw
             .into_iter()

@@ -5,9 +5,11 @@
 //! `enqueue_tick.lua`, which claims (schedule, tick) and enqueues the job in one atomic step;
 //! the job id is `<schedule>:<tick ms>`. The first replica wins, the others are told the tick is
 //! taken, and a replica that dies takes no tick with it. Only this module enqueues periodic
-//! jobs.
+//! jobs. `ticks` is the accounting: every tick that passes is enqueued, a duplicate, or lost,
+//! and each lost one is logged and counted.
 
 pub mod cron;
+pub mod ticks;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -20,10 +22,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::jobs::Registry;
 use crate::jobs::spec::Missed;
-use crate::queue::{NewJob, QueueClient};
+use crate::queue::workers::SchedulerInfo;
+use crate::queue::{NewJob, QueueClient, QueueError, now_ms};
 use crate::telemetry::Metrics;
 use crate::telemetry::http::Health;
 use cron::Cron;
+use ticks::{Due, Ticks};
 
 /// One schedule, ready to run.
 #[derive(Clone, Debug)]
@@ -149,6 +153,8 @@ pub struct Scheduler {
     schedules: Vec<Schedule>,
     metrics: Metrics,
     health: Arc<Health>,
+    /// The scrape target of the process's telemetry server, published in the registry.
+    metrics_addr: Option<String>,
 }
 
 fn millis(t: i64) -> Option<DateTime<Utc>> {
@@ -156,6 +162,9 @@ fn millis(t: i64) -> Option<DateTime<Utc>> {
 }
 
 impl Scheduler {
+    /// `client` should wait for every reply (no response timeout): a tick call that timed out
+    /// may still be executed by Redis later, and its tick would then be counted lost although
+    /// it was enqueued.
     pub fn new(
         client: QueueClient,
         schedules: Vec<Schedule>,
@@ -167,21 +176,25 @@ impl Scheduler {
             schedules,
             metrics,
             health,
+            metrics_addr: None,
         }
     }
 
-    /// Tries to enqueue one tick; returns whether this replica did, or the error.
-    async fn fire(
-        &self,
-        s: &Schedule,
-        tick: DateTime<Utc>,
-    ) -> Result<bool, crate::queue::QueueError> {
+    /// Publishes where this scheduler's `/metrics` is served (`host:port`) in the registry.
+    pub fn with_metrics_addr(mut self, target: Option<String>) -> Self {
+        self.metrics_addr = target;
+        self
+    }
+
+    /// Tries to enqueue one tick and counts the outcome: enqueued here, or a duplicate of
+    /// another replica's.
+    async fn fire(&self, s: &Schedule, tick: DateTime<Utc>) -> Result<(), QueueError> {
         let won = self
             .client
             .enqueue_tick(&s.name, tick.timestamp_millis(), s.job(tick))
             .await?;
         self.health.ok();
-        let outcome = if won { "enqueued" } else { "taken" };
+        let outcome = if won { "enqueued" } else { "duplicate" };
         self.metrics
             .ticks
             .with_label_values(&[s.name.as_str(), outcome])
@@ -191,7 +204,7 @@ impl Scheduler {
         } else {
             tracing::debug!(schedule = %s.name, tick = %tick, "tick already enqueued by another scheduler");
         }
-        Ok(won)
+        Ok(())
     }
 
     /// Enqueues one catch-up run for each `run_once` schedule whose last tick was missed.
@@ -213,7 +226,7 @@ impl Scheduler {
         }
     }
 
-    /// Runs until `shutdown` resolves.
+    /// Runs until `shutdown` resolves, then leaves the registry.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         let cancel = CancellationToken::new();
         let stopper = {
@@ -223,7 +236,42 @@ impl Scheduler {
                 cancel.cancel();
             }
         };
-        tokio::join!(stopper, self.ticks(cancel));
+        let info = SchedulerInfo {
+            id: crate::queue::workers::new_worker_id(),
+            host: crate::queue::workers::host_name(),
+            pid: std::process::id(),
+            started_at: now_ms(),
+            heartbeat_at: now_ms(),
+            metrics_addr: self.metrics_addr.clone(),
+        };
+        tokio::join!(
+            stopper,
+            self.ticks(cancel.clone()),
+            self.announce(info.clone(), cancel.clone())
+        );
+        let leave = self.client.deregister_scheduler(&info.id);
+        if !matches!(tokio::time::timeout(REGISTRY_CALL, leave).await, Ok(Ok(()))) {
+            tracing::warn!("could not deregister; the entry expires by itself");
+        }
+    }
+
+    /// Keeps this scheduler's description in the registry (`jobfleet workers`).
+    async fn announce(&self, mut info: SchedulerInfo, cancel: CancellationToken) {
+        loop {
+            info.heartbeat_at = now_ms();
+            // Bounded here, as the client waits for every reply.
+            let beat = self.client.heartbeat_scheduler(&info, SCHEDULER_TTL);
+            if !matches!(tokio::time::timeout(REGISTRY_CALL, beat).await, Ok(Ok(()))) {
+                self.metrics
+                    .redis_errors
+                    .with_label_values(&["heartbeat"])
+                    .inc();
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(SCHEDULER_HEARTBEAT) => {}
+            }
+        }
     }
 
     async fn ticks(&self, cancel: CancellationToken) {
@@ -232,86 +280,102 @@ impl Scheduler {
             () = self.catch_up(Utc::now()) => {}
         }
         let now = Utc::now();
-        let mut next: Vec<Option<DateTime<Utc>>> =
-            self.schedules.iter().map(|s| s.next_after(now)).collect();
+        let mut state: Vec<Ticks> = self.schedules.iter().map(|s| Ticks::new(s, now)).collect();
+        let mut failed = vec![false; state.len()];
         tracing::info!(schedules = self.schedules.len(), "scheduler started");
-        loop {
-            let soonest = next.iter().flatten().min().copied();
-            // Sleep in short stretches: a suspended host or a stepped clock is noticed within
-            // seconds, and the health check learns that Redis still answers while no tick is due.
-            let wait = soonest.map_or(IDLE_CHECK, |t| {
-                (t - Utc::now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-                    .min(IDLE_CHECK)
-            });
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                () = tokio::time::sleep(wait) => {}
-            }
-            let now = Utc::now();
-            if soonest.is_none_or(|t| t > now) {
-                self.check_redis(&cancel).await;
-                continue;
-            }
-            let mut failed = false;
-            for (s, n) in self.schedules.iter().zip(next.iter_mut()) {
-                let Some(tick) = *n else { continue };
-                if tick > now {
-                    continue;
-                }
+        'run: loop {
+            for ((s, t), failed) in self.schedules.iter().zip(&mut state).zip(&mut failed) {
+                // The clock is read per schedule: a call before this one may have waited long.
+                let due = t.due(s, Utc::now());
+                self.report_lost(s, &due);
+                *failed = false;
+                let Some(tick) = due.attempt else { continue };
                 let fired = tokio::select! {
-                    () = cancel.cancelled() => break,
+                    () = cancel.cancelled() => {
+                        tracing::warn!(schedule = %s.name, %tick, "stopped while a tick call was waiting for Redis: that tick may or may not be enqueued");
+                        break 'run;
+                    }
                     r = self.fire(s, tick) => r,
                 };
                 match fired {
-                    // The next tick after now, not after this one: ticks that passed while the
-                    // scheduler was held up are not replayed in a burst (their policy is skip).
-                    Ok(_) => *n = s.next_after(tick.max(Utc::now())),
+                    Ok(()) => t.settled(s, tick),
                     Err(e) => {
                         self.metrics
                             .redis_errors
                             .with_label_values(&["enqueue_tick"])
                             .inc();
-                        let following = s.next_after(tick);
-                        if following.is_some_and(|f| f <= Utc::now()) {
-                            tracing::error!(schedule = %s.name, %tick, error = %e, "tick lost: Redis was unreachable until the next tick");
-                            *n = s.next_after(Utc::now());
-                        } else {
-                            tracing::warn!(schedule = %s.name, %tick, error = %e, "cannot enqueue the tick yet; retrying");
+                        if t.failed() == 1 {
+                            tracing::warn!(schedule = %s.name, %tick, error = %e,
+                                "cannot enqueue the tick yet; retrying every {RETRY_PAUSE:?} until the next tick is due");
                         }
-                        failed = true;
+                        *failed = true;
                     }
                 }
             }
-            if failed {
-                // Redis refuses at once when it is down: do not spin.
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
+            // Sleep in short stretches: a suspended host or a stepped clock is noticed within
+            // seconds. A failed tick is retried after a pause (Redis refuses at once when it is
+            // down: do not spin); one that became due meanwhile is taken at once.
+            let now = Utc::now();
+            let wait = state
+                .iter()
+                .zip(&failed)
+                .filter_map(|(t, failed)| {
+                    let due = t.next_due()?;
+                    Some(match (due - now).to_std() {
+                        Ok(until) if !until.is_zero() => until,
+                        _ if *failed => RETRY_PAUSE,
+                        _ => Duration::ZERO,
+                    })
+                })
+                .min()
+                .unwrap_or(IDLE_CHECK)
+                .min(IDLE_CHECK);
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(wait) => {}
             }
         }
         tracing::info!("scheduler stopped");
     }
 
-    /// Tells the health check whether Redis answers, when no tick has done so lately.
-    async fn check_redis(&self, cancel: &CancellationToken) {
-        let mut con = self.client.connection();
-        let ping = async { redis::cmd("PING").query_async::<String>(&mut con).await };
-        tokio::select! {
-            () = cancel.cancelled() => {}
-            r = tokio::time::timeout(IDLE_CHECK, ping) => match r {
-                Ok(Ok(_)) => self.health.ok(),
-                Ok(Err(e)) => tracing::warn!(error = %e, "Redis does not answer"),
-                Err(_) => tracing::warn!("Redis did not answer within {IDLE_CHECK:?}"),
-            },
+    /// Logs and counts the ticks a step found lost: each one once, by itself, or past the
+    /// first `LISTED` of a long stall, in one line with the count and the last.
+    fn report_lost(&self, s: &Schedule, due: &Due) {
+        if due.lost_count == 0 {
+            return;
+        }
+        self.metrics
+            .ticks
+            .with_label_values(&[s.name.as_str(), "lost"])
+            .inc_by(due.lost_count);
+        for lost in &due.lost {
+            let why = if lost.attempts > 0 {
+                "Redis did not take it before the next tick was due"
+            } else {
+                "never attempted: the scheduler was held up (a call waiting for Redis, a paused host, a clock step)"
+            };
+            tracing::error!(schedule = %s.name, tick = %lost.tick, id = %s.job_id(lost.tick),
+                attempts = lost.attempts, reason = why, "tick lost");
+        }
+        if let Some(last) = due.last_unlisted {
+            let more = due.lost_count - due.lost.len() as u64;
+            tracing::error!(schedule = %s.name, count = more, last = %last,
+                "ticks lost: the scheduler was held up for more ticks than are listed one by one");
         }
     }
 }
 
 /// The longest the scheduler sleeps at once.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
+
+/// The pause before a failed tick call is tried again.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// How often a scheduler refreshes its registry entry, how long the entry lives without
+/// one, and the limit of one registry call.
+const SCHEDULER_HEARTBEAT: Duration = Duration::from_secs(5);
+pub const SCHEDULER_TTL: Duration = Duration::from_secs(15);
+const REGISTRY_CALL: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

@@ -24,7 +24,8 @@ pub struct Metrics {
     pub leases_lost: IntCounterVec,
     /// Failed Redis calls, by operation.
     pub redis_errors: IntCounterVec,
-    /// Schedule ticks, by schedule and outcome (enqueued here, or taken by another replica).
+    /// Schedule ticks, by schedule and outcome: enqueued by this replica, duplicate (another
+    /// replica had enqueued it), or lost (not enqueued before the following tick was due).
     pub ticks: IntCounterVec,
 }
 
@@ -89,8 +90,8 @@ impl Metrics {
             ),
             ticks: counter(
                 &registry,
-                "jobfleet_schedule_ticks_total",
-                "Schedule ticks by outcome: enqueued here, or taken by another scheduler",
+                "jobfleet_scheduler_ticks_total",
+                "Schedule ticks by outcome: enqueued here, duplicate of another scheduler's, or lost",
                 &["schedule", "outcome"],
             ),
             duration,

@@ -1,5 +1,5 @@
 //! Telemetry: logs (text or JSON, with one span per job), Prometheus metrics, and the
-//! `/metrics` + `/healthz` server every long-running process serves.
+//! `/metrics`, `/livez`, `/readyz` and `/healthz` server every long-running process serves.
 
 pub mod http;
 pub mod metrics;

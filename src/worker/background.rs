@@ -77,6 +77,7 @@ pub(super) async fn heartbeat_once(shared: &Shared) {
         started_at: START.get_or_init(now_ms).to_owned(),
         heartbeat_at: now_ms(),
         in_flight,
+        metrics_addr: w.metrics_addr.clone(),
     };
     match w.client.heartbeat_worker(&info, w.cfg.lease * 2).await {
         Ok(()) => w.health.ok(),

@@ -72,6 +72,8 @@ pub struct Worker {
     pub(super) metrics: Metrics,
     pub(super) health: Arc<Health>,
     pub(super) observer: Option<JobObserver>,
+    /// The scrape target of the process's telemetry server, published in the registry.
+    pub(super) metrics_addr: Option<String>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -138,11 +140,18 @@ impl Worker {
             metrics,
             health,
             observer: None,
+            metrics_addr: None,
         }
     }
 
     pub fn with_observer(mut self, observer: JobObserver) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Publishes where this worker's `/metrics` is served (`host:port`) in its description.
+    pub fn with_metrics_addr(mut self, target: Option<String>) -> Self {
+        self.metrics_addr = target;
         self
     }
 

@@ -32,6 +32,7 @@ pub mod discussions;
 pub mod fleet;
 pub mod kubo;
 pub mod notify;
+pub mod process;
 pub mod redis;
 
 // `self::` is required: without it `redis` would be ambiguous between this

@@ -1,0 +1,172 @@
+//! Opening the store: one bounded first connection that proves Redis answers, then the shared
+//! connection manager every call of the process goes through.
+//!
+//! The first connection is made by hand rather than by the connection manager because the
+//! manager retries a failed attempt three times with backoff: against a listener that accepts
+//! and never answers (a wrong port, a firewall that drops, `rediss://` to a server without TLS)
+//! that took four connection timeouts, 21 s with the old fixed 5 s, to say nothing useful. Here
+//! each phase has its own limit, and the error names the limit that expired and the address.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncConnectionConfig;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::client::QueueClient;
+use super::keys::Keys;
+use super::scripts::Scripts;
+use super::{QueueError, Result, StoreSettings};
+use crate::config::SecretUrl;
+
+/// Reconnection attempts of the manager after a connection it had was lost. A restarted Redis
+/// is found again without the process noticing more than the calls that failed meanwhile.
+const RECONNECT_RETRIES: usize = 3;
+
+impl QueueClient {
+    /// Connects to Redis (`redis://`, `rediss://` for TLS, passwords in the URL) and checks
+    /// that it answers, within `settings.connect_timeout` for the connection (TCP, TLS and the
+    /// Redis handshake) and `settings.response_timeout` for the answer to a `PING`.
+    pub async fn connect(url: &str, namespace: &str, settings: StoreSettings) -> Result<Self> {
+        let client = redis::Client::open(url)?;
+        let address = SecretUrl::new(url).to_string();
+        probe(&client, &address, &settings).await?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(settings.response_timeout)
+            .set_number_of_retries(RECONNECT_RETRIES);
+        // Lazy: the probe has just shown that Redis answers, and waiting here again would put
+        // the manager's retries back on the start-up path.
+        let con = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(Self {
+            con,
+            client,
+            keys: Keys::new(namespace),
+            scripts: Arc::new(Scripts::new()),
+            settings,
+        })
+    }
+}
+
+/// One connection attempt and one `PING`, each under its own limit.
+async fn probe(client: &redis::Client, address: &str, settings: &StoreSettings) -> Result<()> {
+    // The limits are enforced around the calls, so that an expired one is known by name.
+    let unbounded = AsyncConnectionConfig::new()
+        .set_connection_timeout(None)
+        .set_response_timeout(None);
+    let connecting = client.get_multiplexed_async_connection_with_config(&unbounded);
+    let mut con = tokio::time::timeout(settings.connect_timeout, connecting)
+        .await
+        .map_err(|_| QueueError::Timeout {
+            setting: "redis.connect_timeout",
+            limit: settings.connect_timeout,
+            during: format!(
+                "connecting to {address} (no TCP connection, TLS handshake or Redis handshake \
+                 completed in time; a rediss:// URL for a server without TLS waits like this)"
+            ),
+        })??;
+    // Without a response timeout (the scheduler waits for every reply), the first answer is
+    // still part of connecting and gets the connect timeout.
+    let (setting, limit) = match settings.response_timeout {
+        Some(limit) => ("redis.response_timeout", limit),
+        None => ("redis.connect_timeout", settings.connect_timeout),
+    };
+    let ping = redis::cmd("PING");
+    tokio::time::timeout(limit, ping.query_async::<String>(&mut con))
+        .await
+        .map_err(|_| QueueError::Timeout {
+            setting,
+            limit,
+            during: format!("waiting for {address} to answer PING after connecting"),
+        })??;
+    Ok(())
+}
+
+/// How a limit is shown in errors: `2s`, `500ms`.
+pub(crate) fn shown(limit: Duration) -> String {
+    humantime::format_duration(limit).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listener on loopback that accepts connections and, unless `handshake`, never writes a
+    /// byte; with it, it answers the client's set-up pipeline (two `CLIENT SETINFO`) with two
+    /// `+OK` and then stays silent, a server that hangs after the handshake.
+    async fn listener(handshake: bool) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut seen, mut buf, mut answered) = (Vec::new(), [0u8; 1024], !handshake);
+                    while let Ok(n @ 1..) = socket.read(&mut buf).await {
+                        seen.extend_from_slice(&buf[..n]);
+                        if !answered && seen.windows(7).filter(|w| w == b"SETINFO").count() >= 2 {
+                            let _ = socket.write_all(b"+OK\r\n+OK\r\n").await;
+                            answered = true;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, task)
+    }
+
+    fn quick() -> StoreSettings {
+        StoreSettings {
+            connect_timeout: Duration::from_millis(300),
+            response_timeout: Some(Duration::from_millis(300)),
+            ..StoreSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_listener_fails_by_the_connect_timeout_with_the_password_masked() {
+        let (addr, task) = listener(false).await;
+        let url = format!("redis://:hunter2@{addr}/");
+        let started = std::time::Instant::now();
+        let err = QueueClient::connect(&url, "t", quick()).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, QueueError::Timeout { .. }), "{text}");
+        assert!(text.contains("redis.connect_timeout (300ms)"), "{text}");
+        assert!(text.contains(&format!("redis://:***@{addr}/")), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        // One attempt, not the manager's four.
+        assert!(started.elapsed() < Duration::from_secs(3), "{text}");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_server_silent_after_the_handshake_fails_by_the_response_timeout() {
+        let (addr, task) = listener(true).await;
+        let url = format!("redis://{addr}/");
+        let err = QueueClient::connect(&url, "t", quick()).await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("redis.response_timeout (300ms)"), "{text}");
+        assert!(text.contains("to answer PING"), "{text}");
+        // Without a response timeout (the scheduler's connection) the PING is still bounded,
+        // by the connect timeout, and says so.
+        let unbounded = StoreSettings {
+            response_timeout: None,
+            ..quick()
+        };
+        let err = QueueClient::connect(&url, "t", unbounded)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("redis.connect_timeout (300ms)") && text.contains("PING"),
+            "{text}"
+        );
+        task.abort();
+    }
+
+    #[test]
+    fn limits_are_shown_the_way_they_are_configured() {
+        assert_eq!(shown(Duration::from_secs(2)), "2s");
+        assert_eq!(shown(Duration::from_millis(500)), "500ms");
+    }
+}
