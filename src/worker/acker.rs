@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::pool::{MAX_BATCH, Shared, WorkerReport};
 use super::runner::{Outcome, Ran};
+use super::state::{MAX_BATCH, Shared, WorkerReport};
 use crate::queue::{Call, Leased, QueueError, Settle, SettleAction};
 
 /// A finished run on its way to the acker.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::pool::{Shared, Worker};
+use super::state::{Shared, Worker};
 use crate::queue::now_ms;
 use crate::queue::workers::{InFlight, WorkerInfo};
 

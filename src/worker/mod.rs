@@ -6,10 +6,11 @@ mod acker;
 mod background;
 pub mod pool;
 pub mod runner;
+mod state;
 
 use std::time::Duration;
 
-pub use pool::{JobObserver, Worker, WorkerReport};
+pub use state::{JobObserver, Worker, WorkerReport};
 
 use crate::queue::validate_queue_name;
 
