@@ -5,7 +5,7 @@
 //! every process keeps serving afterwards.
 //!
 //! Hostile bytes in the store are in `tests/poison.rs`, a full Redis during a bulk enqueue in
-//! `tests/cli.rs`, and a SIGKILLed worker in `tests/crash.rs`.
+//! `tests/enqueue_limits.rs`, and a SIGKILLed worker in `tests/crash.rs`.
 
 mod support;
 
@@ -173,12 +173,14 @@ async fn redis_frozen_past_the_lease_loses_nothing_and_counts_each_job_once() {
     let url = redis.url();
     let c = history_client(&url).await;
     let ids = enqueue_sleeps(&c, 2_000, 5).await;
-    // Frozen for three times the lease: Redis's own clock runs on, so on waking every lease
-    // has expired and the reapers may take running jobs back. Their late results must be
-    // fenced off, and counted as stale, not completed.
+    // Frozen for seven times the lease and longer than the response timeout (5 s): Redis's
+    // own clock runs on, so on waking every lease has expired and the reapers may take running
+    // jobs back; their late results must be fenced off and counted as stale. And the workers'
+    // calls time out and are sent again once Redis answers, while the first sending still sits
+    // in Redis's socket and runs first: the second must answer what the first did.
     drain_through(&url, &c, &ids, &[], async || {
         redis.pause();
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_secs(7)).await;
         redis.resume();
     })
     .await;

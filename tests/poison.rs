@@ -304,6 +304,23 @@ async fn hostile_entries_in_the_sets_and_a_dead_workers_list_are_reaped_with_a_r
         .await
         .unwrap();
     let _: () = con.zadd(k.leases(), &ghost, 1).await.unwrap();
+    // Members that are not UTF-8 in the global sets must not break the commands that read them.
+    let _: () = con
+        .sadd(s.c.keys().queues(), b"\xffbad".to_vec())
+        .await
+        .unwrap();
+    let _: () = con
+        .zadd(s.c.keys().workers(), b"\xfew".to_vec(), now_ms())
+        .await
+        .unwrap();
+    let _: () = con.sadd(s.c.keys().queues(), "default").await.unwrap();
+    assert_eq!(s.c.queue_names().await.unwrap(), ["default"]);
+    assert!(
+        s.c.workers(Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Garbage already in dead must not break listings or repairs of the dead set.
     let _: () = con.zadd(k.dead(), noise(5, 40), now_ms()).await.unwrap();
 

@@ -329,13 +329,19 @@ async fn every_tick_lost_in_an_outage_is_logged_once_and_counted() {
         scheduler.output()
     );
 
-    // A consistent view: the counters did not move while the queue was read.
+    // A consistent view: the counters did not move while the queue was read, and they have
+    // caught up with it (Redis stores a tick a moment before the scheduler counts it). Bounded:
+    // ticks come once a second, so a quiet moment comes within a few tries.
+    let mut tries = 0;
     let (counts, enqueued) = loop {
         let counts = tick_counts(&target, "every-second");
         let enqueued: BTreeSet<i64> = ticks(&c, "every-second").await.into_iter().collect();
-        if tick_counts(&target, "every-second") == counts {
+        let caught_up = counts.get("enqueued").copied() == Some(enqueued.len() as u64);
+        tries += 1;
+        if (tick_counts(&target, "every-second") == counts && caught_up) || tries > 100 {
             break (counts, enqueued);
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let lost_logged: Vec<i64> = scheduler
         .output()

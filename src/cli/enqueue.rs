@@ -224,7 +224,8 @@ fn read_jsonl(path: &str, from_line: u64) -> anyhow::Result<Vec<(usize, Value)>>
         }
         out.push((n, v));
     }
-    if from > count {
+    // Line 1 of an empty input is the empty start, not past its end: nothing to enqueue.
+    if from > 1 && from > count {
         bail!("--from-line {from_line}: {path} has {count} lines");
     }
     Ok(out)
@@ -233,6 +234,22 @@ fn read_jsonl(path: &str, from_line: u64) -> anyhow::Result<Vec<(usize, Value)>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_input_is_no_jobs_and_a_line_past_the_end_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.jsonl");
+        std::fs::write(&empty, "").unwrap();
+        let empty = empty.to_str().unwrap();
+        assert!(read_jsonl(empty, 1).unwrap().is_empty());
+        let two = dir.path().join("two.jsonl");
+        std::fs::write(&two, "{}\n{}\n").unwrap();
+        let two = two.to_str().unwrap();
+        assert_eq!(read_jsonl(two, 2).unwrap().len(), 1);
+        let err = read_jsonl(two, 4).unwrap_err().to_string();
+        assert!(err.contains("has 2 lines"), "{err}");
+        assert!(read_jsonl(empty, 2).is_err());
+    }
 
     #[test]
     fn delays_and_times_must_end_by_the_year_9999() {

@@ -150,9 +150,15 @@ fn location(k: &QueueKeys, info: &JobInfo) -> (String, bool) {
 }
 
 impl QueueClient {
-    /// Names of all known queues, sorted.
+    /// Names of all known queues, sorted. Read as bytes: a member that is not a valid queue
+    /// name (written by someone else) is left out rather than failing every command.
     pub async fn queue_names(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> = self.connection().smembers(self.keys.queues()).await?;
+        let raw: Vec<Vec<u8>> = self.connection().smembers(self.keys.queues()).await?;
+        let mut names: Vec<String> = raw
+            .into_iter()
+            .filter_map(|n| String::from_utf8(n).ok())
+            .filter(|n| super::keys::validate_queue_name(n).is_ok())
+            .collect();
         names.sort();
         Ok(names)
     }
@@ -219,7 +225,10 @@ impl QueueClient {
         let oldest_pending_ms = head
             .map(|stored| JobInfo::from_stored(queue, JobState::Pending, stored, None))
             .and_then(|j| j.envelope)
-            .map(|e| (now_ms() - e.run_at.unwrap_or(e.created_at).max(e.created_at)).max(0));
+            .map(|e| {
+                let since = e.run_at.unwrap_or(e.created_at).max(e.created_at);
+                now_ms().saturating_sub(since).max(0)
+            });
         Ok(QueueStats {
             queue: queue.to_owned(),
             paused,

@@ -137,9 +137,10 @@ fn field<'a>(s: &'a [u8], what: &'static str) -> Result<(&'a [u8], &'a [u8]), Ma
     Ok((&s[..i], &s[i + 1..]))
 }
 
-/// A decimal number field: ASCII digits only (no sign, no spaces), and in range.
+/// A decimal number field: ASCII digits only (no sign, no spaces), at most 19 of them (as
+/// `header_number` in the Lua prelude reads them), and in range.
 fn number<T: std::str::FromStr>(s: &[u8], what: &'static str) -> Result<T, MalformedHeader> {
-    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
         return Err(MalformedHeader::Field(what));
     }
     std::str::from_utf8(s)
@@ -252,6 +253,7 @@ mod tests {
             "jf|+1|1|a|0|0:0:\n{}",
             "jf|1| 1|a|0|0:0:\n{}",
             "jf|4294967296|1|a|0|0:0:\n{}",
+            "jf|00000000000000000001|1|a|0|0:0:\n{}",
             "jf|1|1|a|99999999999999999999|0:0:\n{}",
             "jf|1|1|a|0|99999999999999999999999:0:\n{}",
         ] {

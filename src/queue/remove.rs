@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::client::QueueClient;
 use super::{QueueError, Result};
 
-/// Keys deleted per DEL, and asked for per SCAN step.
+/// Keys asked for per SCAN step (and unlinked per UNLINK).
 const BATCH: usize = 1000;
 
 /// What a queue held when it was removed.
@@ -136,8 +136,42 @@ impl QueueClient {
         }
         let k = self.queue(queue)?;
         let mut con = self.connection();
-        // The name goes first, so that the queue stops being listed while its keys go.
-        let _: () = con.srem(self.keys.queues(), queue).await?;
+        // The keys that hold jobs are checked and deleted in one script: a job enqueued after
+        // the check above is either seen there (and the removal refused, or counted) or comes
+        // after the deletion and brings the queue back (below). Never dropped unsaid.
+        let r: Vec<u64> = self
+            .scripts
+            .remove
+            .key(k.pending())
+            .key(k.scheduled())
+            .key(k.retry())
+            .key(k.dead())
+            .key(k.leases())
+            .arg(k.prefix())
+            .arg(u8::from(force))
+            .invoke_async(&mut con)
+            .await?;
+        let [removed, pending, scheduled, retry, dead, active, unlinked] = r[..] else {
+            return Err(QueueError::Reply {
+                script: "remove",
+                detail: format!("{} values", r.len()),
+            });
+        };
+        report.pending = pending;
+        report.scheduled = scheduled;
+        report.retry = retry;
+        report.dead = dead;
+        report.active = active;
+        if removed == 0 {
+            return Err(QueueError::Invalid(format!(
+                "jobs were added to queue {queue} while it was being removed ({}); nothing was \
+                 removed: use --force to drop them",
+                report.describe()
+            )));
+        }
+        report.keys_deleted = unlinked;
+        // The rest holds no jobs (counters, ticks, locks, per-minute stats, replies). UNLINK
+        // frees memory in the background, so a big key does not block the server.
         let pattern = k.scan_pattern();
         let mut cursor: u64 = 0;
         loop {
@@ -150,7 +184,10 @@ impl QueueClient {
                 .query_async(&mut con)
                 .await?;
             if !keys.is_empty() {
-                let n: u64 = con.del(&keys).await?;
+                let n: u64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut con)
+                    .await?;
                 report.keys_deleted += n;
             }
             if next == 0 {
@@ -158,6 +195,9 @@ impl QueueClient {
             }
             cursor = next;
         }
+        // The name goes last: should anything above fail, the queue is still listed, and the
+        // same command can be run again.
+        let _: () = con.srem(self.keys.queues(), queue).await?;
         // A producer or worker that wrote to the queue meanwhile re-created some of its keys;
         // list the queue again rather than leave jobs that no command shows.
         let back: u64 = redis::cmd("EXISTS")

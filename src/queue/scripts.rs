@@ -23,6 +23,7 @@ pub struct Scripts {
     pub reap: Script,
     pub trim_dead: Script,
     pub replace: Script,
+    pub remove: Script,
     pub enqueue_tick: Script,
 }
 
@@ -37,6 +38,7 @@ impl Scripts {
             reap: compile(include_str!("scripts/reap.lua")),
             trim_dead: compile(include_str!("scripts/trim_dead.lua")),
             replace: compile(include_str!("scripts/replace.lua")),
+            remove: compile(include_str!("scripts/remove.lua")),
             enqueue_tick: compile(include_str!("scripts/enqueue_tick.lua")),
         }
     }

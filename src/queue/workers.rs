@@ -107,16 +107,16 @@ impl QueueClient {
         let mut con = self.connection();
         let cutoff = now_ms() - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
         let _: () = con.zrembyscore(self.keys.workers(), "-inf", cutoff).await?;
-        let ids: Vec<String> = con.zrange(self.keys.workers(), 0, -1).await?;
+        let ids = utf8_members(con.zrange(self.keys.workers(), 0, -1).await?);
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = ids.iter().map(|id| self.keys.worker(id)).collect();
-        let raw: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query_async(&mut con).await?;
+        let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(keys).query_async(&mut con).await?;
         Ok(raw
             .into_iter()
             .flatten()
-            .filter_map(|j| serde_json::from_str(&j).ok())
+            .filter_map(|j| serde_json::from_slice(&j).ok())
             .collect())
     }
 
@@ -148,16 +148,24 @@ impl QueueClient {
         let _: () = con
             .zrembyscore(self.keys.schedulers(), "-inf", cutoff)
             .await?;
-        let ids: Vec<String> = con.zrange(self.keys.schedulers(), 0, -1).await?;
+        let ids = utf8_members(con.zrange(self.keys.schedulers(), 0, -1).await?);
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = ids.iter().map(|id| self.keys.scheduler(id)).collect();
-        let raw: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query_async(&mut con).await?;
+        let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(keys).query_async(&mut con).await?;
         Ok(raw
             .into_iter()
             .flatten()
-            .filter_map(|j| serde_json::from_str(&j).ok())
+            .filter_map(|j| serde_json::from_slice(&j).ok())
             .collect())
     }
+}
+
+/// The members of a registry set that can be process ids. Read as bytes: one member that is
+/// not UTF-8 (written by someone else) is left out rather than failing the listing.
+fn utf8_members(raw: Vec<Vec<u8>>) -> Vec<String> {
+    raw.into_iter()
+        .filter_map(|m| String::from_utf8(m).ok())
+        .collect()
 }

@@ -1,6 +1,6 @@
 //! The acker: settles finished jobs in batches, and hands held jobs back at shutdown.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,18 +18,54 @@ pub(super) struct Finished {
     pub ran: Ran,
 }
 
+/// The two kinds of settling call, each a lane of its own (see `queue::Call`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Lane {
+    Ack,
+    Settle,
+}
+
+impl Lane {
+    fn of(f: &Finished) -> Self {
+        if f.ran.outcome == Outcome::Ack {
+            Lane::Ack
+        } else {
+            Lane::Settle
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Lane::Ack => "ack",
+            Lane::Settle => "settle",
+        }
+    }
+}
+
+/// A call that got no answer: kept whole (the same jobs in the same order under the same
+/// `Call`) and sent again as it is, so that if Redis ran it before the answer was lost it
+/// answers what it did. Until it has an answer, no other call goes out on its queue and lane:
+/// Redis remembers only a lane's last reply.
+struct Unanswered {
+    queue: String,
+    lane: Lane,
+    call: Call,
+    items: Vec<Finished>,
+}
+
 /// Settles finished jobs: everything that finished since the last call goes in one script
-/// call per queue and outcome family. Results that could not be written are kept (the jobs
-/// stay held, so their leases are renewed) and tried again.
+/// call per queue and lane. Results that could not be written are kept (the jobs stay held, so
+/// their leases are renewed) and tried again.
 pub(super) async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finished>) {
     let mut buf = Vec::with_capacity(MAX_BATCH);
-    let mut unwritten: Vec<Finished> = Vec::new();
+    let mut unanswered: Vec<Unanswered> = Vec::new();
+    let mut waiting: Vec<Finished> = Vec::new();
     let small = shared.w.cfg.concurrency.div_ceil(2);
     loop {
-        let received = if unwritten.is_empty() {
+        let received = if unanswered.is_empty() && waiting.is_empty() {
             rx.recv_many(&mut buf, MAX_BATCH).await
         } else {
-            // On timeout it is time to try the unwritten results again.
+            // On timeout it is time to try the unanswered calls again.
             tokio::time::timeout(Duration::from_secs(1), rx.recv_many(&mut buf, MAX_BATCH))
                 .await
                 .unwrap_or(1)
@@ -48,74 +84,62 @@ pub(super) async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
                 }
             }
         }
-        let mut batch = std::mem::take(&mut unwritten);
-        batch.append(&mut buf);
-        unwritten = flush(&shared, batch).await;
+        let mut results = std::mem::take(&mut waiting);
+        results.append(&mut buf);
+        (unanswered, waiting) = flush(&shared, std::mem::take(&mut unanswered), results).await;
     }
-    if !unwritten.is_empty() {
-        let left = flush(&shared, unwritten).await;
-        if !left.is_empty() {
+    if !unanswered.is_empty() || !waiting.is_empty() {
+        let (left, rest) = flush(&shared, unanswered, waiting).await;
+        let jobs = left.iter().map(|u| u.items.len()).sum::<usize>() + rest.len();
+        if jobs > 0 {
             tracing::error!(
-                jobs = left.len(),
+                jobs,
                 "results could not be written; those jobs are handed back or their leases expire"
             );
         }
     }
 }
 
-/// Writes one batch; returns the results that could not be written.
-async fn flush(shared: &Shared, batch: Vec<Finished>) -> Vec<Finished> {
-    let w = &shared.w;
-    let me = w.cfg.id.as_str();
+/// Sends the unanswered calls again, then one new call per queue and lane for `results`
+/// (holding back those whose lane still has an unanswered call). Returns what is still
+/// unanswered and the results held back.
+async fn flush(
+    shared: &Shared,
+    unanswered: Vec<Unanswered>,
+    results: Vec<Finished>,
+) -> (Vec<Unanswered>, Vec<Finished>) {
     let mut report = WorkerReport::default();
-    let mut by_queue: HashMap<String, (Vec<Finished>, Vec<Finished>)> = HashMap::new();
-    for f in batch {
-        let (acks, settles) = by_queue.entry(f.job.queue.clone()).or_default();
-        if f.ran.outcome == Outcome::Ack {
-            acks.push(f);
-        } else {
-            settles.push(f);
-        }
-    }
     // Each written result with whether the store found it stale (and so changed nothing).
     let mut written: Vec<(Finished, bool)> = Vec::new();
-    let mut unwritten: Vec<Finished> = Vec::new();
-    for (queue, (acks, settles)) in by_queue {
-        let jobs: Vec<&Leased> = acks.iter().map(|f| f.job.as_ref()).collect();
-        // One `Call` per batch, reused by its retries, so a retry whose first reply was lost
-        // gets that reply instead of finding its jobs gone.
-        let call = Call::new("ack");
-        match persist(shared, "ack", || w.client.ack(&queue, me, &call, &jobs)).await {
-            Some(r) => {
-                report.completed += r.acked;
-                report.stale += r.stale;
-                drop(jobs);
-                written.extend(flag_stale(acks, &r.stale_at));
-            }
-            None => unwritten.extend(acks),
+    let mut still: Vec<Unanswered> = Vec::new();
+    for u in unanswered {
+        match send(shared, &u, &mut report).await {
+            Some(stale_at) => written.extend(flag_stale(u.items, &stale_at)),
+            None => still.push(u),
         }
-        let outcomes: Vec<Settle<'_>> = settles.iter().map(settle_of).collect();
-        let call = Call::new("settle");
-        match persist(shared, "settle", || {
-            w.client.settle(&queue, me, &call, &outcomes)
-        })
-        .await
-        {
-            Some(r) => {
-                report.retried += r.retried;
-                report.dead += r.killed;
-                report.snoozed += r.snoozed;
-                report.requeued += r.requeued;
-                report.stale += r.stale;
-                w.metrics
-                    .evicted(&queue, r.evicted_by_age, r.evicted_by_count);
-                drop(outcomes);
-                written.extend(flag_stale(settles, &r.stale_at));
-            }
-            None => {
-                drop(outcomes);
-                unwritten.extend(settles);
-            }
+    }
+    let blocked: HashSet<(String, Lane)> =
+        still.iter().map(|u| (u.queue.clone(), u.lane)).collect();
+    let mut waiting = Vec::new();
+    let mut calls: HashMap<(String, Lane), Vec<Finished>> = HashMap::new();
+    for f in results {
+        let key = (f.job.queue.clone(), Lane::of(&f));
+        if blocked.contains(&key) {
+            waiting.push(f);
+        } else {
+            calls.entry(key).or_default().push(f);
+        }
+    }
+    for ((queue, lane), items) in calls {
+        let u = Unanswered {
+            queue,
+            lane,
+            call: Call::new(lane.name()),
+            items,
+        };
+        match send(shared, &u, &mut report).await {
+            Some(stale_at) => written.extend(flag_stale(u.items, &stale_at)),
+            None => still.push(u),
         }
     }
     {
@@ -132,7 +156,38 @@ async fn flush(shared: &Shared, batch: Vec<Finished>) -> Vec<Finished> {
         );
     }
     shared.add_report(report);
-    unwritten
+    (still, waiting)
+}
+
+/// Sends one call (retrying it for up to a lease) and adds what the store did to `report`.
+/// Returns the positions of the stale results, or None when the call got no answer.
+async fn send(shared: &Shared, u: &Unanswered, report: &mut WorkerReport) -> Option<Vec<usize>> {
+    let w = &shared.w;
+    let me = w.cfg.id.as_str();
+    match u.lane {
+        Lane::Ack => {
+            let jobs: Vec<&Leased> = u.items.iter().map(|f| f.job.as_ref()).collect();
+            let r = persist(shared, "ack", || w.client.ack(&u.queue, me, &u.call, &jobs)).await?;
+            report.completed += r.acked;
+            report.stale += r.stale;
+            Some(r.stale_at)
+        }
+        Lane::Settle => {
+            let outcomes: Vec<Settle<'_>> = u.items.iter().map(settle_of).collect();
+            let r = persist(shared, "settle", || {
+                w.client.settle(&u.queue, me, &u.call, &outcomes)
+            })
+            .await?;
+            report.retried += r.retried;
+            report.dead += r.killed;
+            report.snoozed += r.snoozed;
+            report.requeued += r.requeued;
+            report.stale += r.stale;
+            w.metrics
+                .evicted(&u.queue, r.evicted_by_age, r.evicted_by_count);
+            Some(r.stale_at)
+        }
+    }
 }
 
 /// Pairs each result with whether the store reported it stale (by position in the call).
