@@ -205,3 +205,14 @@ fn secret_urls_stay_out_of_debug_and_errors() {
         assert!(!err.contains(key), "{err}");
     }
 }
+
+#[test]
+fn private_webhooks_are_off_in_every_environment_unless_set() {
+    for env in [None, Some("development"), Some("test"), Some("production")] {
+        let s = Settings::load_from(&sources(&[], env)).unwrap();
+        assert!(!s.notify.allow_private_webhooks, "{env:?}");
+    }
+    let on = [("JOBFLEET__NOTIFY__ALLOW_PRIVATE_WEBHOOKS", "true")];
+    let s = Settings::load_from(&sources(&on, None)).unwrap();
+    assert!(s.notify.allow_private_webhooks);
+}

@@ -8,7 +8,10 @@
 //! `PublicOnly`, which drops every private address it resolves to, so a name that points
 //! inside (or is re-pointed there after a check) cannot be reached either. The platform's own
 //! Discord and Slack URLs come from the configuration and are not guarded.
-//! `notify.allow_private_webhooks` turns the guard off for development and demos on loopback.
+//! The client never goes through a proxy from the environment (`HTTP_PROXY`, `HTTPS_PROXY`,
+//! `ALL_PROXY`): through one, only the proxy's address would be resolved and judged.
+//! `notify.allow_private_webhooks` turns the guard off for development and demos on loopback;
+//! no environment's file sets it, it must be set explicitly.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
