@@ -432,24 +432,6 @@ async fn unknown_events_and_bad_payloads_are_fatal_with_the_reason(pool: PgPool)
 }
 
 #[sqlx::test]
-async fn users_webhooks_cannot_reach_private_addresses(pool: PgPool) {
-    let server = hook_answering(200, "", None).await;
-    let env = env(pool, |s| s.notify.allow_private_webhooks = false).await;
-    let bob = user(&env.pool, "bob", None).await;
-    endpoint(&env.pool, bob, &format!("{}/hook", server.uri())).await;
-    let id = notify(&env.pool, bob, &balance_changed(), "balance:bob:123").await;
-
-    let e = env.send(id, Channel::Webhook, 1).await.unwrap_err();
-    assert!(matches!(&e, JobError::Fatal(_)), "{e}");
-    assert!(
-        e.to_string().contains("127.0.0.1 is not a public address"),
-        "{e}"
-    );
-    assert!(server.received_requests().await.unwrap().is_empty());
-    assert_eq!(env.deliveries(id, Channel::Webhook).await[0].1, "failed");
-}
-
-#[sqlx::test]
 async fn a_receiver_that_stays_down_ends_in_dead_with_every_attempt_logged(pool: PgPool) {
     let server = hook_answering(503, "maintenance", None).await;
     let env = env(pool, |_| {}).await;

@@ -304,7 +304,7 @@ async fn the_handler_snapshots_the_day_before_its_tick_or_the_day_given(pool: Pg
     let node = kubo::start().await;
     let redis = support::TestRedis::start();
     let mut settings = support::app::settings(&redis.url());
-    settings.ipfs.endpoints = vec![node.url()];
+    settings.ipfs.endpoints = vec![jobfleet::config::SecretUrl::new(node.url())];
     let resources = Arc::new(Resources::with_pool(
         support::app::client(&redis.url()).await,
         settings,

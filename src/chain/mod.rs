@@ -33,7 +33,9 @@ pub enum ChainError {
     /// The node could not be reached, timed out, rate-limited us or failed: try again.
     /// alloy's error and its sources (where "connection refused" is) are all in the message,
     /// and nothing is chained, so each cause is said once.
-    #[error("rpc: {}", crate::jobs::error_chain(.0))]
+    /// reqwest's errors inside name the URL, which is a secret one, so every URL in the text
+    /// is redacted.
+    #[error("rpc: {}", crate::config::redact_urls(&crate::jobs::error_chain(.0)))]
     Rpc(RpcError<TransportErrorKind>),
     /// The node is not ready for the request (it lacks a block it should have): try again.
     #[error("not ready: {0}")]
@@ -131,7 +133,7 @@ impl Chain {
         if settings.rpc_url.is_empty() {
             return Err(ChainError::NotConfigured("rpc_url"));
         }
-        let url = reqwest::Url::parse(&settings.rpc_url)
+        let url = reqwest::Url::parse(settings.rpc_url.expose())
             .map_err(|e| ChainError::Fatal(format!("chain.rpc_url: {e}")))?;
         crate::install_tls_provider();
         let client = reqwest::Client::builder()

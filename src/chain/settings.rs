@@ -9,13 +9,14 @@ use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use serde::Deserialize;
 
-use crate::config::{ConfigError, duration, invalid};
+use crate::config::{ConfigError, SecretUrl, duration, invalid};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainSettings {
-    /// The node's JSON-RPC endpoint (http or https).
-    pub rpc_url: String,
+    /// The node's JSON-RPC endpoint (http or https). A secret URL: hosted providers put the
+    /// API key in it (`https://host/v3/<KEY>`).
+    pub rpc_url: SecretUrl,
     /// The chain the signer signs for; 0 takes the node's. A node answering with another
     /// chain id is refused, so a wrong endpoint can never receive our transactions.
     pub chain_id: u64,
@@ -99,7 +100,7 @@ impl fmt::Debug for SecretKey {
 impl ChainSettings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.rpc_url.is_empty() {
-            let url = reqwest::Url::parse(&self.rpc_url)
+            let url = reqwest::Url::parse(self.rpc_url.expose())
                 .map_err(|e| invalid("chain.rpc_url", format!("{}: {e}", self.rpc_url)))?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(invalid(

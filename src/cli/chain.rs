@@ -251,7 +251,7 @@ async fn deploy(settings: &ChainSettings, reporter_key: &str) -> anyhow::Result<
     let reporter: PrivateKeySigner = reporter_key
         .parse()
         .map_err(|_| anyhow::anyhow!("--reporter-key is not a private key"))?;
-    let d = deploy_local(&settings.rpc_url, &owner, &reporter).await?;
+    let d = deploy_local(settings.rpc_url.expose(), &owner, &reporter).await?;
     for (k, v) in d.env() {
         outln!("export {k}={v}")?;
     }
@@ -294,7 +294,7 @@ async fn bench_in(
     };
     let reporter: PrivateKeySigner = ANVIL_KEY_1.parse()?;
     let t = Instant::now();
-    let d = deploy_local(&settings.rpc_url, &owner, &reporter).await?;
+    let d = deploy_local(settings.rpc_url.expose(), &owner, &reporter).await?;
     settings.tokens = format!("USDC={:#x},USDT={:#x},PTS={:#x}", d.usdc, d.usdt, d.pts);
     settings.multicall_address = format!("{:#x}", d.multicall);
     let chain = Chain::new(&settings)?;
@@ -313,7 +313,7 @@ async fn bench_in(
         .await?;
     let addresses: Vec<Address> = addresses.iter().filter_map(|a| a.parse().ok()).collect();
     fund(
-        &settings.rpc_url,
+        settings.rpc_url.expose(),
         &reporter,
         &chain,
         &[d.usdc, d.usdt, d.pts],

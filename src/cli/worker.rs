@@ -114,6 +114,13 @@ pub async fn run(app: &App, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         &cancel_http,
     )
     .await?;
+    if app.settings.notify.allow_private_webhooks {
+        // Said at every start, so that a deployment that switched it on by mistake sees it.
+        tracing::warn!(
+            "notify.allow_private_webhooks is on: users' webhooks may reach loopback and private \
+             addresses (for development and demos only)"
+        );
+    }
     let resources = Arc::new(Resources::new(client.clone(), app.settings.clone())?);
     let worker =
         Worker::new(client, registry, resources, cfg, metrics, health).with_metrics_addr(target);

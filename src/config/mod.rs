@@ -1,10 +1,11 @@
 //! Configuration in layers: the built-in `config/default.toml`, then `config/<env>.toml`, then
 //! environment variables (`JOBFLEET__SECTION__KEY`, and the usual `REDIS_URL`).
 //!
-//! Everything is validated at start; an error names the bad key. Secrets (the Redis password)
-//! are redacted from `Debug` and logs.
+//! Everything is validated at start; an error names the bad key. Secrets (passwords, keys,
+//! the webhook URLs) and secret URLs (Redis, the database, the chain's RPC node, the Kubo
+//! nodes) are redacted from `Debug`, errors and logs (see `secret`). Values from the
+//! environment are taken as the text they are.
 
-use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -12,6 +13,9 @@ use serde::Deserialize;
 
 pub use crate::ipfs::settings::IpfsSettings;
 pub use crate::notify::settings::{NotifySettings, SmtpSettings, SmtpTls};
+pub use secret::{Secret, SecretUrl, redact_urls};
+
+mod secret;
 
 /// The built-in defaults, so the binary runs even where no config folder exists.
 const DEFAULTS: &str = include_str!("../../config/default.toml");
@@ -151,81 +155,6 @@ pub struct JobsSettings {
     pub dir: PathBuf,
 }
 
-/// A secret (a password, a token-bearing URL): `Debug` and `Display` never show it.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The real value, for the one place that uses it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "" } else { "***" })
-    }
-}
-
-/// A URL that may carry a password; `Debug` and `Display` show it with the password masked.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct SecretUrl(String);
-
-impl SecretUrl {
-    pub fn new(url: impl Into<String>) -> Self {
-        Self(url.into())
-    }
-
-    /// The real URL, for opening the connection only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    fn redacted(&self) -> String {
-        // scheme://user:password@host -> scheme://user:***@host
-        let Some((scheme, rest)) = self.0.split_once("://") else {
-            return self.0.clone();
-        };
-        match rest.rsplit_once('@') {
-            Some((userinfo, host)) => match userinfo.split_once(':') {
-                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-                // A user without a password has nothing to hide.
-                None => self.0.clone(),
-            },
-            None => self.0.clone(),
-        }
-    }
-}
-
-impl fmt::Debug for SecretUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.redacted())
-    }
-}
-
-impl fmt::Display for SecretUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
 /// Where the layers come from; `from_env` reads the process environment.
 #[derive(Clone, Debug)]
 pub struct Sources {
@@ -268,22 +197,29 @@ impl Settings {
         for file in [default_file.as_path(), env_file.as_path()] {
             builder = builder.add_source(config_file(file));
         }
-        let vars: config::Map<String, String> = sources
+        // Values stay text as written: the config crate's `try_parsing` would turn a namespace
+        // or a password "00123" into 123 and "1e2" into 100. Numbers and booleans are read from
+        // the text when the settings are deserialized, and the list settings are split here.
+        let (lists, vars): (Vec<_>, Vec<_>) = sources
             .vars
             .iter()
             .filter(|(k, _)| k.starts_with("JOBFLEET__"))
             .cloned()
-            .collect();
+            .partition(|(k, _)| LIST_KEYS.contains(&env_key(k).as_str()));
         builder = builder.add_source(
             config::Environment::with_prefix("JOBFLEET")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true)
-                .list_separator(",")
-                .with_list_parse_key("scheduler.disabled")
-                .with_list_parse_key("ipfs.endpoints")
-                .source(Some(vars)),
+                .source(Some(vars.into_iter().collect())),
         );
+        for (name, value) in lists {
+            let items: Vec<&str> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .collect();
+            builder = builder.set_override(env_key(&name), items)?;
+        }
         if let Some((_, url)) = sources.vars.iter().find(|(k, _)| k == "REDIS_URL") {
             builder = builder.set_override("redis.url", url.as_str())?;
         }
@@ -401,6 +337,17 @@ impl Settings {
             ..crate::queue::StoreSettings::default()
         }
     }
+}
+
+/// The settings an environment variable gives as a comma-separated list.
+const LIST_KEYS: [&str; 2] = ["scheduler.disabled", "ipfs.endpoints"];
+
+/// The key a `JOBFLEET__SECTION__KEY` variable sets ("section.key"), as the config crate
+/// derives it.
+fn env_key(var: &str) -> String {
+    var.trim_start_matches("JOBFLEET__")
+        .to_lowercase()
+        .replace("__", ".")
 }
 
 /// An absolute http(s) URL with a host.

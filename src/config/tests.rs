@@ -66,10 +66,8 @@ fn ipfs_endpoints_come_in_order() {
         None,
     ))
     .unwrap();
-    assert_eq!(
-        s.ipfs.endpoints,
-        ["http://10.0.0.1:5001", "http://10.0.0.2:5001"]
-    );
+    let endpoints: Vec<&str> = s.ipfs.endpoints.iter().map(SecretUrl::expose).collect();
+    assert_eq!(endpoints, ["http://10.0.0.1:5001", "http://10.0.0.2:5001"]);
     assert_eq!(s.ipfs.snapshot_retention, Duration::from_secs(90 * 86_400));
 }
 
@@ -138,16 +136,83 @@ fn a_relative_jobs_dir_is_taken_from_above_the_config_folder() {
 }
 
 #[test]
-fn passwords_never_show() {
-    let url = SecretUrl::new("rediss://default:hunter2@cache:6380/0");
-    assert_eq!(format!("{url}"), "rediss://default:***@cache:6380/0");
-    assert!(!format!("{url:?}").contains("hunter2"));
+fn environment_values_keep_their_text() {
+    let s = Settings::load_from(&sources(
+        &[
+            ("JOBFLEET__REDIS__NAMESPACE", "00123"),
+            ("JOBFLEET__NOTIFY__SMTP__USERNAME", "1e2"),
+            ("JOBFLEET__NOTIFY__SMTP__PASSWORD", "007"),
+            ("JOBFLEET__NOTIFY__SMTP__PORT", "2525"),
+            ("JOBFLEET__WORKER__STRICT", "true"),
+            (
+                "JOBFLEET__SCHEDULER__DISABLED",
+                "sync_balances, prune_snapshots",
+            ),
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(s.redis.namespace, "00123");
+    assert_eq!(s.notify.smtp.username, "1e2");
+    assert_eq!(s.notify.smtp.password.expose(), "007");
+    // Numbers, booleans and lists are still read from their text.
+    assert_eq!(s.notify.smtp.port, 2525);
+    assert!(s.worker.strict);
+    assert_eq!(s.scheduler.disabled, ["sync_balances", "prune_snapshots"]);
+    let s = Settings::load_from(&sources(&[("JOBFLEET__SCHEDULER__DISABLED", "")], None)).unwrap();
+    assert!(s.scheduler.disabled.is_empty());
+}
+
+#[test]
+fn secret_urls_stay_out_of_debug_and_errors() {
+    let key = "0123456789abcdefKEY";
+    let s = Settings::load_from(&sources(
+        &[
+            (
+                "JOBFLEET__CHAIN__RPC_URL",
+                &format!("https://mainnet.example/v3/{key}"),
+            ),
+            (
+                "JOBFLEET__IPFS__ENDPOINTS",
+                &format!("https://ipfs:{key}@kubo.example:5001"),
+            ),
+            (
+                "DATABASE_URL",
+                &format!("postgres://u@db/jobfleet?password={key}"),
+            ),
+        ],
+        None,
+    ))
+    .unwrap();
     assert_eq!(
-        SecretUrl::new("redis://127.0.0.1:6379").to_string(),
-        "redis://127.0.0.1:6379"
+        s.chain.rpc_url.expose(),
+        format!("https://mainnet.example/v3/{key}")
     );
-    assert_eq!(
-        SecretUrl::new("postgres://postgres@db:5432/x").to_string(),
-        "postgres://postgres@db:5432/x"
-    );
+    let shown = format!("{s:?}");
+    assert!(!shown.contains(key), "{shown}");
+    assert!(shown.contains("https://mainnet.example/***"), "{shown}");
+    for (var, value) in [
+        ("JOBFLEET__CHAIN__RPC_URL", format!("https://[v3/{key}")),
+        (
+            "JOBFLEET__IPFS__ENDPOINTS",
+            format!("ftp://kubo.example/{key}"),
+        ),
+        ("REDIS_URL", format!("redis://h:port/0?password={key}")),
+    ] {
+        let err = Settings::load_from(&sources(&[(var, &value)], None))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(key), "{err}");
+    }
+}
+
+#[test]
+fn private_webhooks_are_off_in_every_environment_unless_set() {
+    for env in [None, Some("development"), Some("test"), Some("production")] {
+        let s = Settings::load_from(&sources(&[], env)).unwrap();
+        assert!(!s.notify.allow_private_webhooks, "{env:?}");
+    }
+    let on = [("JOBFLEET__NOTIFY__ALLOW_PRIVATE_WEBHOOKS", "true")];
+    let s = Settings::load_from(&sources(&on, None)).unwrap();
+    assert!(s.notify.allow_private_webhooks);
 }

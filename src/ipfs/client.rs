@@ -14,7 +14,7 @@ use reqwest::multipart::{Form, Part};
 use serde::Deserialize;
 
 use super::cid::{self as cids, CidError};
-use crate::config::IpfsSettings;
+use crate::config::{IpfsSettings, SecretUrl};
 
 /// How `add` is called: CIDv1 (which makes Kubo use raw leaves), spelled out with the hash and
 /// the chunker so that a node's `Import.*` configuration cannot change the CID of a snapshot,
@@ -51,7 +51,7 @@ pub enum IpfsError {
     },
     /// reqwest keeps the reason in its error's sources; the message holds them all, and
     /// nothing is chained, so the reason is said once.
-    #[error("cannot build the HTTP client: {}", error_text(.0))]
+    #[error("cannot build the HTTP client: {}", crate::jobs::error_chain(.0))]
     Client(reqwest::Error),
     #[error(transparent)]
     Cid(#[from] CidError),
@@ -103,7 +103,8 @@ enum Answer {
 #[derive(Clone, Debug)]
 pub struct KuboClient {
     http: reqwest::Client,
-    endpoints: Vec<String>,
+    /// Secret URLs: errors name an endpoint by its redacted form only.
+    endpoints: Vec<SecretUrl>,
 }
 
 impl KuboClient {
@@ -111,7 +112,7 @@ impl KuboClient {
         Self::with_endpoints(settings.endpoints.clone(), settings.timeout)
     }
 
-    pub fn with_endpoints(endpoints: Vec<String>, timeout: Duration) -> Result<Self, IpfsError> {
+    pub fn with_endpoints(endpoints: Vec<SecretUrl>, timeout: Duration) -> Result<Self, IpfsError> {
         crate::install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -120,7 +121,7 @@ impl KuboClient {
             .map_err(IpfsError::Client)?;
         let endpoints = endpoints
             .into_iter()
-            .map(|e| e.trim_end_matches('/').to_owned())
+            .map(|e| SecretUrl::new(e.expose().trim_end_matches('/')))
             .collect();
         Ok(Self { http, endpoints })
     }
@@ -130,7 +131,7 @@ impl KuboClient {
         let expected = cids::raw_cid(bytes);
         let mut failures = Vec::new();
         for endpoint in &self.endpoints {
-            let url = format!("{endpoint}/api/v0/add?{ADD_QUERY}");
+            let url = format!("{}/api/v0/add?{ADD_QUERY}", endpoint.expose());
             let part = Part::bytes(bytes.to_vec())
                 .file_name(name.to_owned())
                 .mime_str("application/octet-stream")
@@ -142,13 +143,13 @@ impl KuboClient {
             match self.send(endpoint, "add", request).await {
                 Answer::Ok(body) => {
                     let got = added_hash(&body).map_err(|reason| IpfsError::BadAnswer {
-                        endpoint: endpoint.clone(),
+                        endpoint: endpoint.to_string(),
                         call: "add",
                         reason,
                     })?;
                     if got != expected.to_string() {
                         return Err(IpfsError::CidMismatch {
-                            endpoint: endpoint.clone(),
+                            endpoint: endpoint.to_string(),
                             expected: expected.to_string(),
                             got,
                         });
@@ -166,7 +167,7 @@ impl KuboClient {
     pub async fn cat(&self, cid: &Cid) -> Result<Vec<u8>, IpfsError> {
         let mut failures = Vec::new();
         for endpoint in &self.endpoints {
-            let url = format!("{endpoint}/api/v0/cat?arg={cid}");
+            let url = format!("{}/api/v0/cat?arg={cid}", endpoint.expose());
             match self.send(endpoint, "cat", self.http.post(url)).await {
                 Answer::Ok(body) => return Ok(body),
                 Answer::Next(why) | Answer::Kubo(_, why) => failures.push(why),
@@ -180,7 +181,7 @@ impl KuboClient {
     pub async fn unpin(&self, cid: &str) -> Result<Unpinned, IpfsError> {
         let mut failures = Vec::new();
         for endpoint in &self.endpoints {
-            let url = format!("{endpoint}/api/v0/pin/rm?arg={cid}");
+            let url = format!("{}/api/v0/pin/rm?arg={cid}", endpoint.expose());
             match self.send(endpoint, "pin/rm", self.http.post(url)).await {
                 Answer::Ok(_) => return Ok(Unpinned::Removed),
                 Answer::Kubo(e, _) if e.message.contains(NOT_PINNED) => {
@@ -195,18 +196,18 @@ impl KuboClient {
 
     async fn send(
         &self,
-        endpoint: &str,
+        endpoint: &SecretUrl,
         call: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Answer {
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return Answer::Next(format!("{endpoint}: {call}: {}", error_text(&e))),
+            Err(e) => return Answer::Next(format!("{endpoint}: {call}: {}", error_text(e))),
         };
         let status = response.status();
         let body = match response.bytes().await {
             Ok(b) => b.to_vec(),
-            Err(e) => return Answer::Next(format!("{endpoint}: {call}: {}", error_text(&e))),
+            Err(e) => return Answer::Next(format!("{endpoint}: {call}: {}", error_text(e))),
         };
         if status.is_success() {
             return Answer::Ok(body);
@@ -218,7 +219,7 @@ impl KuboClient {
         );
         if status.is_client_error() {
             return Answer::Stop(IpfsError::Refused {
-                endpoint: endpoint.to_owned(),
+                endpoint: endpoint.to_string(),
                 call,
                 status: status.as_u16(),
                 message: text,
@@ -244,9 +245,10 @@ fn added_hash(body: &[u8]) -> Result<String, String> {
         .map_err(|e| format!("{e} in {line:?}"))
 }
 
-/// reqwest's error with its sources, which is where "connection refused" is.
-fn error_text(e: &reqwest::Error) -> String {
-    crate::jobs::error_chain(e)
+/// reqwest's error with its sources, which is where "connection refused" is, without the URL
+/// reqwest puts in it: the endpoint is a secret URL and the message names it redacted already.
+fn error_text(e: reqwest::Error) -> String {
+    crate::jobs::error_chain(&e.without_url())
 }
 
 #[cfg(test)]

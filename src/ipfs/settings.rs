@@ -4,14 +4,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, duration, invalid, is_http_url};
+use crate::config::{ConfigError, SecretUrl, duration, invalid, is_http_url};
 
 /// The Kubo nodes that store discussion snapshots, and how long snapshots stay pinned.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IpfsSettings {
-    /// Kubo RPC API base URLs, tried in order.
-    pub endpoints: Vec<String>,
+    /// Kubo RPC API base URLs, tried in order. Secret URLs: a hosted node's URL carries its
+    /// credentials (`user:pass@`, a key in the path).
+    pub endpoints: Vec<SecretUrl>,
     /// The limit of one RPC call.
     #[serde(with = "duration")]
     pub timeout: Duration,
@@ -31,10 +32,10 @@ impl IpfsSettings {
             ));
         }
         for e in &ipfs.endpoints {
-            if !is_http_url(e) {
+            if !is_http_url(e.expose()) {
                 return Err(invalid(
                     "ipfs.endpoints",
-                    format!("{e:?} is not an http:// or https:// URL"),
+                    format!("{e} is not an http:// or https:// URL"),
                 ));
             }
         }

@@ -8,22 +8,42 @@
 //! `PublicOnly`, which drops every private address it resolves to, so a name that points
 //! inside (or is re-pointed there after a check) cannot be reached either. The platform's own
 //! Discord and Slack URLs come from the configuration and are not guarded.
-//! `notify.allow_private_webhooks` turns the guard off for development and demos on loopback.
+//! The client never goes through a proxy from the environment (`HTTP_PROXY`, `HTTPS_PROXY`,
+//! `ALL_PROXY`): through one, only the proxy's address would be resolved and judged.
+//! `notify.allow_private_webhooks` turns the guard off for development and demos on loopback;
+//! no environment's file sets it, it must be set explicitly.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Whether an address is on the public internet: not loopback, private, link-local, shared
-/// (carrier-grade NAT), documentation, benchmarking, multicast, broadcast or unspecified.
+/// (carrier-grade NAT), documentation, benchmarking, multicast, broadcast or unspecified. An
+/// IPv6 address that stands for an IPv4 one is judged by that IPv4 address.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V6(v6) => match embedded_v4(v6) {
             Some(v4) => is_public_v4(v4),
             None => is_public_v6(v6),
         },
     }
+}
+
+/// The IPv4 address an IPv6 address reaches: IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible
+/// `::a.b.c.d` (deprecated, yet some stacks still send it to the IPv4 address) and NAT64's
+/// well-known prefix `64:ff9b::/96` (on an IPv6-only cluster the translator turns
+/// `64:ff9b::a00:5` into 10.0.0.5).
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = ip.segments();
+    let [.., a, b, c, d] = ip.octets();
+    // `::` and `::1` fall in `::/96` too; as 0.0.0.0 and 0.0.0.1 they are refused all the same.
+    let compatible = s[..6] == [0; 6];
+    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    (compatible || nat64).then(|| Ipv4Addr::new(a, b, c, d))
 }
 
 fn is_public_v4(ip: Ipv4Addr) -> bool {
@@ -45,7 +65,7 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let [first, second, ..] = ip.segments();
     !(ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
@@ -53,8 +73,16 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (first & 0xfe00) == 0xfc00
         // fe80::/10, link-local.
         || (first & 0xffc0) == 0xfe80
+        // fec0::/10, site-local (deprecated, still routed inside some networks).
+        || (first & 0xffc0) == 0xfec0
         // 2001:db8::/32, documentation.
-        || (first == 0x2001 && ip.segments()[1] == 0x0db8))
+        || (first == 0x2001 && second == 0x0db8)
+        // 64:ff9b:1::/48, NAT64 for local use: what it reaches is the operator's choice.
+        || (first == 0x64 && second == 0xff9b && ip.segments()[2] == 1)
+        // 2002::/16 (6to4) and 2001::/32 (Teredo) tunnel to an IPv4 address through relays
+        // whose reach the guard cannot judge.
+        || first == 0x2002
+        || (first == 0x2001 && second == 0))
 }
 
 /// Checks a URL's host when it is an address literal (names are checked by `PublicOnly`).
@@ -130,6 +158,33 @@ mod tests {
         ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[test]
+    fn embedded_ipv4_and_deprecated_ranges_are_checked() {
+        for ip in [
+            // NAT64 and IPv4-compatible forms of private addresses.
+            "64:ff9b::a00:5",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::169.254.169.254",
+            "::10.0.0.5",
+            "::127.0.0.1",
+            "::192.168.0.1",
+            "64:ff9b:1::808:808",
+            "fec0::1",
+            "feff::1",
+            "2002:a00:5::1",
+            "2002:808:808::1",
+            "2001:0:4136:e378::1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["64:ff9b::1.1.1.1", "::8.8.8.8", "2001:4860::8888"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(check_url("http://[64:ff9b::a00:5]:6379/").is_err());
+        assert!(check_url("http://[::a00:5]/hook").is_err());
+        assert!(check_url("http://[fec0::5]/hook").is_err());
     }
 
     #[test]

@@ -323,9 +323,11 @@ impl NotifyError {
 #[derive(Debug)]
 pub struct Notifier {
     pub settings: NotifySettings,
-    /// For the platform's feeds, whose URLs come from the configuration.
+    /// For the platform's feeds, whose URLs come from the configuration; it goes through the
+    /// proxy of the environment (`HTTPS_PROXY`...) when one is set.
     pub http: reqwest::Client,
-    /// For users' endpoints: public addresses only, unless `notify.allow_private_webhooks`.
+    /// For users' endpoints: never through a proxy, and to public addresses only unless
+    /// `notify.allow_private_webhooks`.
     pub user_http: reqwest::Client,
     /// None when `notify.smtp.host` is "".
     pub mailer: Option<email::Mailer>,
@@ -347,14 +349,16 @@ impl Notifier {
                 .user_agent(concat!("jobfleet/", env!("CARGO_PKG_VERSION")))
         };
         let http = builder().build().map_err(NotifyError::Transport)?;
+        // Through a proxy the client would only resolve (and the guard only judge) the proxy's
+        // address, and the proxy would connect to the user's host wherever it is: users'
+        // webhooks never take the environment's proxy.
+        let user_http = builder().no_proxy();
         let user_http = if settings.allow_private_webhooks {
-            http.clone()
+            user_http
         } else {
-            builder()
-                .dns_resolver(Arc::new(guard::PublicOnly))
-                .build()
-                .map_err(NotifyError::Transport)?
+            user_http.dns_resolver(Arc::new(guard::PublicOnly))
         };
+        let user_http = user_http.build().map_err(NotifyError::Transport)?;
         let mailer = if settings.smtp.host.is_empty() {
             None
         } else {

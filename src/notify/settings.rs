@@ -21,7 +21,8 @@ pub struct NotifySettings {
     /// Notification rows handed to the queue per dispatch batch.
     pub dispatch_batch: u32,
     /// Lets users' webhooks reach loopback and private addresses (development and demos
-    /// only: in production that would let a user probe the platform's network).
+    /// only: in production that would let a user probe the platform's network). Off unless set
+    /// explicitly: no environment's file turns it on, and a worker with it on warns at start.
     pub allow_private_webhooks: bool,
     pub smtp: SmtpSettings,
 }

@@ -88,7 +88,9 @@ pub fn slack_body(r: &Rendered) -> Value {
         .map(|(k, v)| json!({ "type": "mrkdwn", "text": cut(&format!("*{}*\n{}", slack_escape(k), slack_escape(v)), 2000) }))
         .collect();
     json!({
-        "text": cut(&format!("{}: {}", r.title, r.summary), 3000),
+        // The fallback text is mrkdwn as much as the blocks are: a title holding `<!channel>`
+        // or `<https://evil|bank>` would ping or mislead from here too.
+        "text": cut(&slack_escape(&format!("{}: {}", r.title, r.summary)), 3000),
         "blocks": [
             { "type": "header", "text": { "type": "plain_text", "text": cut(&r.title, 150) } },
             { "type": "section", "text": { "type": "mrkdwn", "text": cut(&slack_escape(&r.summary), 3000) } },
@@ -270,7 +272,13 @@ mod tests {
             s["blocks"][0]["text"]["text"],
             "Dispute resolved: <@everyone> & co"
         );
-        assert!(s["text"].as_str().unwrap().contains("upheld"));
+        let text = s["text"].as_str().unwrap();
+        assert!(text.contains("upheld"), "{text}");
+        assert!(
+            text.starts_with("Dispute resolved: &lt;@everyone&gt; &amp; co: "),
+            "{text}"
+        );
+        assert!(!text.contains('<'), "{text}");
         assert_eq!(cut("abcdef", 4), "abc…");
     }
 }

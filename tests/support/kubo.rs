@@ -8,6 +8,7 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
+use jobfleet::config::SecretUrl;
 use jobfleet::ipfs::KuboClient;
 use jobfleet::ipfs::standin::{KuboStandIn, RunningStandIn};
 
@@ -20,8 +21,11 @@ pub async fn start() -> RunningStandIn {
 
 /// A client of these endpoints, in this order.
 pub fn client(endpoints: &[String]) -> KuboClient {
-    KuboClient::with_endpoints(endpoints.to_vec(), Duration::from_secs(10))
-        .expect("the Kubo client builds")
+    KuboClient::with_endpoints(
+        endpoints.iter().map(SecretUrl::new).collect(),
+        Duration::from_secs(10),
+    )
+    .expect("the Kubo client builds")
 }
 
 /// An endpoint URL where nothing listens: a port that was free a moment ago.

@@ -2,7 +2,7 @@
 //! with addresses and choices, recorded events, and receivers on loopback.
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jobfleet::config::{Secret, Settings, SmtpTls};
@@ -14,12 +14,14 @@ use jobfleet::notify::sink::{self, Mail};
 use jobfleet::notify::{Channel, Event, Wei};
 use jobfleet::queue::QueueClient;
 use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::TestRedis;
 use super::app::{self, WorkerOpts};
+use super::process::Process;
 
 pub const SECRET: &str = "whsec_test_0123456789";
 
@@ -90,6 +92,31 @@ impl Env {
             .run(self.ctx(1))
             .await
             .expect("dispatch runs");
+    }
+
+    /// A `jobfleet worker` process of the notifications queue on this test's Redis and
+    /// database, with the repository's job specs (the binary needs one for every kind) and
+    /// `extra` in its environment: the test environment's settings, so
+    /// `notify.allow_private_webhooks` is off unless `extra` turns it on.
+    pub fn worker_process(&self, extra: &[(&str, &str)]) -> Process {
+        let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for sqlx tests");
+        let (server, _) = base
+            .rsplit_once('/')
+            .expect("DATABASE_URL names a database");
+        let db = self
+            .pool
+            .connect_options()
+            .get_database()
+            .unwrap()
+            .to_owned();
+        let url = format!("{server}/{db}");
+        let mut env = vec![("DATABASE_URL", url.as_str())];
+        env.extend_from_slice(extra);
+        Process::start(
+            &self._redis.url(),
+            &env,
+            &["worker", "--queues", "notifications"],
+        )
     }
 
     pub fn worker(&self) -> app::RunningWorker {
@@ -255,4 +282,64 @@ pub async fn queued(env: &Env) -> Vec<String> {
     let mut ids: Vec<String> = page.jobs.into_iter().map(|j| j.id).collect();
     ids.sort();
     ids
+}
+
+/// An HTTP proxy stand-in on loopback: it records the first line of every request it gets
+/// (`POST http://host/path HTTP/1.1`, or `CONNECT host:443 HTTP/1.1`) and answers each with
+/// 200 and a body, as a proxy that reached an internal service would.
+pub struct ProxyStandIn {
+    pub url: String,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl ProxyStandIn {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let mut head = vec![0u8; 4096];
+                    let n = stream.read(&mut head).await.unwrap_or(0);
+                    let text = String::from_utf8_lossy(&head[..n]);
+                    let line = text.lines().next().unwrap_or_default().to_owned();
+                    record.lock().unwrap().push(line);
+                    let body = "{\"internal\": \"admin answer\"}";
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        Self { url, seen }
+    }
+
+    /// The request lines it received so far.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The environment that points every client at it, lower and upper case, with nothing
+    /// exempted (so a `NO_PROXY` of the test's own environment cannot hide a bypass).
+    pub fn env(&self) -> Vec<(&'static str, &str)> {
+        let mut env = Vec::new();
+        for var in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            env.push((var, self.url.as_str()));
+        }
+        env.push(("NO_PROXY", ""));
+        env.push(("no_proxy", ""));
+        env
+    }
 }
