@@ -242,9 +242,14 @@ async fn a_signed_transaction_the_node_refuses_is_signed_again_with_fresh_fees(p
     let (to, data) = sender.calldata(&first).unwrap();
     let cheap = sender.sign(nonce, 200_000, 1, 1, to, data).unwrap();
     let mut tx = pool.begin().await.unwrap();
-    outbox::take_nonce(&mut tx, &cheap.signer, cheap.chain_id, nonce as i64)
-        .await
-        .unwrap();
+    outbox::take_nonce(
+        &mut tx,
+        &cheap.signer,
+        (cheap.chain_id, &cheap.genesis_hash),
+        nonce as i64,
+    )
+    .await
+    .unwrap();
     assert!(
         outbox::record_signed(&mut tx, row, "PENDING", None, &cheap)
             .await
@@ -287,9 +292,14 @@ async fn a_nonce_taken_by_another_transaction_of_the_key_is_signed_again_once_it
         .sign(nonce, 200_000, 10_000_000_000, 1_000_000_000, to, data)
         .unwrap();
     let mut tx = pool.begin().await.unwrap();
-    outbox::take_nonce(&mut tx, &signed.signer, signed.chain_id, nonce as i64)
-        .await
-        .unwrap();
+    outbox::take_nonce(
+        &mut tx,
+        &signed.signer,
+        (signed.chain_id, &signed.genesis_hash),
+        nonce as i64,
+    )
+    .await
+    .unwrap();
     assert!(
         outbox::record_signed(&mut tx, row, "PENDING", None, &signed)
             .await

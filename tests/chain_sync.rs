@@ -232,12 +232,16 @@ async fn after_a_node_reset_the_chain_bookkeeping_is_forgotten_and_sending_resum
     old.mine(5).await;
     indexer::index(&old.chain, &pool).await.unwrap();
     drop(old);
-    // ... meets a fresh node (same chain id, nothing on it): the stored nonce and cursor are
-    // far ahead of it, so nothing would move until they are forgotten.
-    let new = ChainWorld::start(&[], &[]).await;
-    let stalled = indexer::index(&new.chain, &pool).await.unwrap();
-    assert_eq!(stalled.events, 0);
-    let f = outbox::forget_chain(&pool, 31337).await.unwrap();
+    // ... meets a fresh node (same chain id, another genesis): the old chain's nonce, cursor
+    // and events are its own, so the indexer follows the new chain from its start at once,
+    // and the old chain's in-flight rows are left alone until the reset sends them again.
+    let later = support::anvil::later_genesis();
+    let new = ChainWorld::start(&[&later[0], &later[1]], &[]).await;
+    let here = new.chain.identity().await.unwrap();
+    assert_eq!(indexer::index(&new.chain, &pool).await.unwrap().events, 0);
+    let f = outbox::forget_chain(&pool, 31337, &here.genesis)
+        .await
+        .unwrap();
     assert_eq!(
         (f.signers, f.cursors, f.events, f.requeued),
         (1, 1, 3, 3),

@@ -2,13 +2,19 @@
 //! `contracts/artifacts/` (compiled offline from `contracts/src/` by `contracts/compile.mjs`).
 //!
 //! The artifacts carry the creation bytecode too, so tests and `jobfleet chain deploy` can
-//! deploy the contracts to a local node.
+//! deploy the contracts to a local node. `calldata` encodes an outbox row's call to them.
 
 #![allow(
     clippy::too_many_arguments,
     missing_docs,
     missing_debug_implementations
 )]
+
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::sol_types::SolCall;
+
+use super::ChainError;
+use crate::db::outbox::OutboxRow;
 
 alloy::sol!(
     #[sol(rpc)]
@@ -42,3 +48,63 @@ alloy::sol!(
 /// local node too, so one default works everywhere.
 pub const MULTICALL3_ADDRESS: alloy::primitives::Address =
     alloy::primitives::address!("cA11bde05977b3631167028862bE2a173976CA11");
+
+/// Encodes a row's call: `approveMarket`, `resolveMarket` and `resolveDispute` on the markets
+/// contract, with the market's on-chain id.
+pub fn calldata(row: &OutboxRow, markets: Address) -> Result<(Address, Bytes), ChainError> {
+    if row.target != "markets" {
+        return Err(ChainError::Fatal(format!(
+            "unknown outbox target {:?}",
+            row.target
+        )));
+    }
+    let market = || -> Result<U256, ChainError> {
+        row.on_chain_id
+            .map(|id| U256::from(id as u64))
+            .ok_or_else(|| {
+                ChainError::Fatal(format!(
+                    "outbox row {}: the market has no on-chain id",
+                    row.id
+                ))
+            })
+    };
+    let flag = |name: &str| -> Result<bool, ChainError> {
+        row.args.get(name).and_then(|v| v.as_bool()).ok_or_else(|| {
+            ChainError::Fatal(format!(
+                "outbox row {}: args.{name} is not a boolean",
+                row.id
+            ))
+        })
+    };
+    let data = match row.kind.as_str() {
+        "approveMarket" => Markets::approveMarketCall {
+            marketId: market()?,
+        }
+        .abi_encode(),
+        "resolveMarket" => Markets::resolveMarketCall {
+            marketId: market()?,
+            outcome: flag("outcome")?,
+        }
+        .abi_encode(),
+        "resolveDispute" => {
+            let dispute = row
+                .args
+                .get("disputeId")
+                .and_then(|v| v.as_u64())
+                .ok_or_else(|| {
+                    ChainError::Fatal(format!(
+                        "outbox row {}: args.disputeId is not a number",
+                        row.id
+                    ))
+                })?;
+            Markets::resolveDisputeCall {
+                marketId: market()?,
+                disputeId: U256::from(dispute),
+                upheld: flag("upheld")?,
+            }
+            .abi_encode()
+        }
+        other => return Err(ChainError::Fatal(format!("unknown outbox kind {other:?}"))),
+    };
+    Ok((markets, data.into()))
+}

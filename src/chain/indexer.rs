@@ -38,12 +38,15 @@ pub struct IndexReport {
 
 pub async fn index(chain: &Chain, pool: &PgPool) -> Result<IndexReport, ChainError> {
     let addresses = [chain.markets()?, chain.oracle()?];
+    let identity = chain.identity().await?;
+    let here = identity.key();
+    crate::db::outbox::adopt_legacy(pool, here.0, here.1).await?;
     let (head, safe) = chain.safe_head().await?;
     let mut report = IndexReport {
         head,
         ..IndexReport::default()
     };
-    let mut cursor = events::cursor(pool, CURSOR).await?;
+    let mut cursor = events::cursor(pool, CURSOR, here).await?;
     if let Some((n, stored)) = &cursor {
         match block_hash(chain, *n as u64).await? {
             None => {
@@ -59,7 +62,7 @@ pub async fn index(chain: &Chain, pool: &PgPool) -> Result<IndexReport, ChainErr
                 return Ok(report);
             }
             Some(actual) if actual != *stored => {
-                let (to, forgotten) = rewind(chain, pool, *n as u64).await?;
+                let (to, forgotten) = rewind(chain, pool, here, *n as u64).await?;
                 tracing::warn!(cursor = n, stored_hash = %stored, chain_hash = %actual, rewound_to = ?to,
                     forgotten, "reorg: the indexed block was replaced; re-indexing");
                 report.reorg_to = Some(
@@ -106,13 +109,13 @@ pub async fn index(chain: &Chain, pool: &PgPool) -> Result<IndexReport, ChainErr
         }
         let mut tx = pool.begin().await?;
         let previous = cursor.as_ref().map(|(n, _)| *n);
-        if !events::move_cursor(&mut tx, CURSOR, previous, to as i64, &hash).await? {
+        if !events::move_cursor(&mut tx, CURSOR, here, previous, to as i64, &hash).await? {
             // Another indexer moved the cursor: it owns this range.
             tx.rollback().await?;
             break;
         }
         for e in decoded.into_iter().flatten() {
-            if events::insert(&mut tx, &e).await? {
+            if events::insert(&mut tx, here, &e).await? {
                 report.events += 1;
             }
             apply(&mut tx, &e).await?;
@@ -138,6 +141,7 @@ async fn block_hash(chain: &Chain, n: u64) -> Result<Option<String>, ChainError>
 async fn rewind(
     chain: &Chain,
     pool: &PgPool,
+    here: (i64, &str),
     cursor: u64,
 ) -> Result<(Option<(i64, String)>, u64), ChainError> {
     let depth = chain.settings.reorg_depth;
@@ -154,7 +158,7 @@ async fn rewind(
         },
         _ => None,
     };
-    let forgotten = events::rewind(pool, CURSOR, to.clone()).await?;
+    let forgotten = events::rewind(pool, CURSOR, here, to.clone()).await?;
     Ok((to, forgotten))
 }
 

@@ -10,6 +10,7 @@ pub mod balances;
 pub mod contracts;
 pub mod deploy;
 pub mod failpoint;
+pub mod guards;
 pub mod indexer;
 pub mod payouts;
 pub mod receipts;
@@ -23,6 +24,7 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::transports::{RpcError, TransportErrorKind};
 
+pub use guards::{ChainIdentity, DEV_CHAIN_IDS, FeeCaps};
 pub use settings::{ChainSettings, SecretKey};
 
 use crate::jobs::JobError;
@@ -160,6 +162,22 @@ impl Chain {
             )));
         }
         Ok(id)
+    }
+
+    /// Which chain the node is on: its chain id (checked as `chain_id` does) and its genesis
+    /// block's hash. Asked on every run rather than cached, because a development node can be
+    /// replaced behind the same URL while a worker runs.
+    pub async fn identity(&self) -> Result<ChainIdentity, ChainError> {
+        let id = self.chain_id().await?;
+        let genesis = self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Number(0))
+            .await?
+            .ok_or_else(|| ChainError::NotReady("the node has no genesis block".into()))?;
+        Ok(ChainIdentity {
+            id,
+            genesis: hex_lower(genesis.header.hash.as_slice()),
+        })
     }
 
     pub fn markets(&self) -> Result<Address, ChainError> {

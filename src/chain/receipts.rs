@@ -14,7 +14,9 @@ use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::sender::{Sender, calldata};
+use super::contracts::calldata;
+use super::guards::other_chain;
+use super::sender::Sender;
 use super::{Chain, ChainError, hex_lower, waited};
 use crate::db::{onchain, outbox};
 
@@ -26,6 +28,9 @@ pub struct ConfirmReport {
     /// Mined but with fewer confirmations than required, or not mined yet.
     pub waiting: u32,
     pub replaced: u32,
+    /// Rows signed for another chain (another id, or the same id with another genesis),
+    /// left alone.
+    pub elsewhere: u32,
 }
 
 /// Looks at every SUBMITTED row once.
@@ -39,10 +44,20 @@ pub async fn confirm(
     if rows.is_empty() {
         return Ok(report);
     }
+    let here = chain.identity().await?;
+    outbox::adopt_legacy(pool, here.key().0, &here.genesis).await?;
     let head = chain.provider.get_block_number().await?;
     let need = chain.settings.confirmations.max(1);
     let mut stuck = Vec::new();
     for row in rows {
+        if let Some(why) = other_chain(&row, &here) {
+            if row.last_error.as_deref() != Some(why.as_str()) {
+                tracing::warn!(outbox_id = row.id, reason = %why, "submitted row left alone");
+                outbox::note_error(pool, row.id, &why).await?;
+            }
+            report.elsewhere += 1;
+            continue;
+        }
         match find_receipt(chain, &row).await? {
             Some((hash, receipt)) => {
                 let block = receipt.block_number.unwrap_or(head);
@@ -185,6 +200,12 @@ async fn replace_locked(
             continue;
         };
         if row.status != "SUBMITTED" || Some(hash) != stale.tx_hash.as_deref() {
+            continue;
+        }
+        if let Some(why) = sender.elsewhere(&row) {
+            // Signed by a key that is not ours any more: its nonce is that key's, and only
+            // that key could replace it.
+            sender.leave_alone(&row, &why).await?;
             continue;
         }
         if nonce == next {

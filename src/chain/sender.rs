@@ -12,6 +12,11 @@
 //!
 //! One sender runs per signer at a time: each run holds a transaction-scoped advisory lock,
 //! and a run that cannot take it leaves the work to the one that has it.
+//!
+//! A row is sent only where it was signed: the chain (id and genesis hash) and the signer are
+//! stored with its signature, and a SIGNED or SUBMITTED row of another chain or another key
+//! (the RPC pointed elsewhere, the key rotated) is never broadcast or replaced here; it waits,
+//! the reason in `last_error`. Fees respect `chain::guards`'s caps before a nonce is taken.
 
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::eip2718::Encodable2718;
@@ -20,11 +25,10 @@ use alloy::primitives::{Address, B256, Bytes, TxKind, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolCall;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::contracts::Markets;
-use super::{Chain, ChainError, addr_lower, failpoint, hex_lower, parse_wei};
+use super::guards::other_chain;
+use super::{Chain, ChainError, ChainIdentity, addr_lower, failpoint, hex_lower, parse_wei};
 use crate::db::outbox::{self, OutboxRow, Signed};
 
 /// What one run did.
@@ -38,6 +42,10 @@ pub struct SendReport {
     pub failed: u32,
     /// Rows whose nonce was used elsewhere, back to PENDING.
     pub requeued: u32,
+    /// PENDING rows left unsigned because the fee estimate is above the caps.
+    pub waiting: u32,
+    /// SIGNED rows of another chain or signer, left alone.
+    pub elsewhere: u32,
     /// True when another run held the signer's lock, so this one did nothing.
     pub busy: bool,
 }
@@ -49,7 +57,7 @@ pub struct Sender<'a> {
     pool: &'a PgPool,
     signer: PrivateKeySigner,
     address: String,
-    chain_id: u64,
+    identity: ChainIdentity,
 }
 
 impl<'a> Sender<'a> {
@@ -61,14 +69,44 @@ impl<'a> Sender<'a> {
         let signer = key
             .signer()
             .map_err(|e| ChainError::Fatal(format!("chain.signer_key {e}")))?;
-        let chain_id = chain.chain_id().await?;
+        let identity = chain.identity().await?;
+        outbox::adopt_legacy(pool, identity.key().0, &identity.genesis).await?;
         Ok(Self {
             chain,
             pool,
             address: addr_lower(signer.address()),
             signer,
-            chain_id,
+            identity,
         })
+    }
+
+    /// The chain this sender signs for.
+    pub fn identity(&self) -> &ChainIdentity {
+        &self.identity
+    }
+
+    /// Why a signed row must not be broadcast or replaced by this sender (None: it may): it
+    /// was signed for another chain, or by another key.
+    pub fn elsewhere(&self, row: &OutboxRow) -> Option<String> {
+        if let Some(why) = other_chain(row, &self.identity) {
+            return Some(why);
+        }
+        let signer = row.signer.as_deref().unwrap_or("");
+        (signer != self.address).then(|| {
+            format!(
+                "signed by {signer}, chain.signer_key is now {}: sent only by the key that signed it",
+                self.address
+            )
+        })
+    }
+
+    /// Stores why `row` is left alone, once, and logs it.
+    pub async fn leave_alone(&self, row: &OutboxRow, why: &str) -> Result<(), ChainError> {
+        if row.last_error.as_deref() != Some(why) {
+            tracing::warn!(outbox_id = row.id, reason = %why, "signed row left alone");
+            outbox::note_error(self.pool, row.id, why).await?;
+        }
+        Ok(())
     }
 
     pub fn address(&self) -> Address {
@@ -79,7 +117,10 @@ impl<'a> Sender<'a> {
     /// another run holds it.
     pub async fn lock(&self) -> Result<Option<Transaction<'static, Postgres>>, ChainError> {
         let mut tx = self.pool.begin().await?;
-        let key = format!("jobfleet:sender:{}:{}", self.chain_id, self.address);
+        let key = format!(
+            "jobfleet:sender:{}:{}:{}",
+            self.identity.id, self.identity.genesis, self.address
+        );
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
             .bind(key)
             .fetch_one(&mut *tx)
@@ -108,6 +149,13 @@ impl<'a> Sender<'a> {
             let (Some(hash), Some(raw)) = (&row.tx_hash, &row.raw_tx) else {
                 continue;
             };
+            if let Some(why) = self.elsewhere(&row) {
+                // Another chain's rows take no part in this chain's nonce sequence, so
+                // nothing here waits behind them.
+                self.leave_alone(&row, &why).await?;
+                report.elsewhere += 1;
+                continue;
+            }
             match self.broadcast(&row, hash, raw).await {
                 Ok(true) => report.rebroadcast += 1,
                 Ok(false) => report.requeued += 1,
@@ -131,12 +179,26 @@ impl<'a> Sender<'a> {
         if pending.is_empty() {
             return Ok(());
         }
-        let fees = self.chain.provider.estimate_eip1559_fees().await?;
+        let estimate = self.chain.provider.estimate_eip1559_fees().await?;
+        let (max_fee, tip) = match self
+            .chain
+            .settings
+            .fee_caps()
+            .first((estimate.max_fee_per_gas, estimate.max_priority_fee_per_gas))
+        {
+            Ok(fees) => fees,
+            Err(why) => {
+                // Checked before any nonce is taken, so nothing is held while the rows wait;
+                // the next run looks at the estimate again.
+                tracing::warn!(rows = pending.len(), reason = %why, "outbox rows wait for fees under the caps");
+                let ids: Vec<i64> = pending.iter().map(|r| r.id).collect();
+                outbox::note_waiting(self.pool, &ids, &why).await?;
+                report.waiting += pending.len() as u32;
+                return Ok(());
+            }
+        };
         for row in pending {
-            match self
-                .sign_and_send(&row, fees.max_fee_per_gas, fees.max_priority_fee_per_gas)
-                .await
-            {
+            match self.sign_and_send(&row, max_fee, tip).await {
                 Ok(()) => report.sent += 1,
                 Err(ChainError::Revert(reason)) => {
                     tracing::error!(outbox_id = row.id, kind = %row.kind, %reason,
@@ -183,13 +245,9 @@ impl<'a> Sender<'a> {
             .pending()
             .await?;
         let mut tx = self.pool.begin().await?;
-        let nonce = outbox::take_nonce(
-            &mut tx,
-            &self.address,
-            self.chain_id as i64,
-            on_chain as i64,
-        )
-        .await?;
+        let nonce =
+            outbox::take_nonce(&mut tx, &self.address, self.identity.key(), on_chain as i64)
+                .await?;
         let signed = self.sign(nonce as u64, gas_limit, max_fee, tip, to, data)?;
         if !outbox::record_signed(&mut tx, row.id, "PENDING", None, &signed).await? {
             // Another writer moved the row; the nonce is not taken (rolled back).
@@ -214,7 +272,7 @@ impl<'a> Sender<'a> {
         data: Bytes,
     ) -> Result<Signed, ChainError> {
         let mut tx = TxEip1559 {
-            chain_id: self.chain_id,
+            chain_id: self.identity.id,
             nonce,
             gas_limit,
             max_fee_per_gas,
@@ -233,7 +291,8 @@ impl<'a> Sender<'a> {
         let raw = TxEnvelope::from(signed).encoded_2718();
         Ok(Signed {
             signer: self.address.clone(),
-            chain_id: self.chain_id as i64,
+            chain_id: self.identity.id as i64,
+            genesis_hash: self.identity.genesis.clone(),
             nonce: nonce as i64,
             tx_hash: hash,
             raw_tx: raw,
@@ -325,9 +384,10 @@ impl<'a> Sender<'a> {
 
     /// Replaces a row's transaction (SUBMITTED and not mined in time, or SIGNED and refused by
     /// the node): the same nonce, both fees raised by `fee_bump_percent` or to the current
-    /// estimate if higher, never above `max_fee_gwei`. Returns false when the row changed
-    /// meanwhile, or when the cap leaves no room for a replacement the node would accept (the
-    /// row then waits, with the reason in `last_error`).
+    /// estimate if higher, never above the caps. Returns false when the row changed meanwhile,
+    /// when it was signed for another chain or by another key, or when the caps leave no room
+    /// for a replacement the node would accept (the row then waits, with the reason in
+    /// `last_error`).
     pub async fn replace(&self, row: &OutboxRow, from: &str) -> Result<bool, ChainError> {
         let (Some(nonce), Some(gas_limit), Some(current)) =
             (row.nonce, row.gas_limit, row.tx_hash.as_deref())
@@ -337,21 +397,23 @@ impl<'a> Sender<'a> {
                 row.id
             )));
         };
+        if let Some(why) = self.elsewhere(row) {
+            self.leave_alone(row, &why).await?;
+            return Ok(false);
+        }
         let fees = self.chain.provider.estimate_eip1559_fees().await?;
-        let cap = self.chain.settings.max_fee_wei();
         let bump = self.chain.settings.fee_bump_percent;
         let old_tip =
             parse_wei(row.max_priority_fee_per_gas.as_deref().unwrap_or("0"))?.to::<u128>();
         let old_max = parse_wei(row.max_fee_per_gas.as_deref().unwrap_or("0"))?.to::<u128>();
-        let Some((max_fee, tip)) = replacement_fees(
+        let Some((max_fee, tip)) = self.chain.settings.fee_caps().replacement(
             (old_max, old_tip),
             (fees.max_fee_per_gas, fees.max_priority_fee_per_gas),
             bump,
-            cap,
         ) else {
             let why = format!(
-                "not mined, and a replacement would bid above chain.max_fee_gwei ({} gwei)",
-                self.chain.settings.max_fee_gwei
+                "not mined, and a replacement would bid above chain.max_fee_gwei ({} gwei) or chain.max_priority_fee_gwei ({} gwei)",
+                self.chain.settings.max_fee_gwei, self.chain.settings.max_priority_fee_gwei
             );
             tracing::error!(outbox_id = row.id, nonce, "{why}");
             outbox::note_error(self.pool, row.id, &why).await?;
@@ -376,109 +438,6 @@ impl<'a> Sender<'a> {
 
     /// The contract call of a row. Args that do not encode are fatal for the row.
     pub fn calldata(&self, row: &OutboxRow) -> Result<(Address, Bytes), ChainError> {
-        calldata(row, self.chain.markets()?)
-    }
-}
-
-/// Encodes a row's call: `approveMarket`, `resolveMarket` and `resolveDispute` on the markets
-/// contract, with the market's on-chain id.
-pub fn calldata(row: &OutboxRow, markets: Address) -> Result<(Address, Bytes), ChainError> {
-    if row.target != "markets" {
-        return Err(ChainError::Fatal(format!(
-            "unknown outbox target {:?}",
-            row.target
-        )));
-    }
-    let market = || -> Result<U256, ChainError> {
-        row.on_chain_id
-            .map(|id| U256::from(id as u64))
-            .ok_or_else(|| {
-                ChainError::Fatal(format!(
-                    "outbox row {}: the market has no on-chain id",
-                    row.id
-                ))
-            })
-    };
-    let flag = |name: &str| -> Result<bool, ChainError> {
-        row.args.get(name).and_then(|v| v.as_bool()).ok_or_else(|| {
-            ChainError::Fatal(format!(
-                "outbox row {}: args.{name} is not a boolean",
-                row.id
-            ))
-        })
-    };
-    let data = match row.kind.as_str() {
-        "approveMarket" => Markets::approveMarketCall {
-            marketId: market()?,
-        }
-        .abi_encode(),
-        "resolveMarket" => Markets::resolveMarketCall {
-            marketId: market()?,
-            outcome: flag("outcome")?,
-        }
-        .abi_encode(),
-        "resolveDispute" => {
-            let dispute = row
-                .args
-                .get("disputeId")
-                .and_then(|v| v.as_u64())
-                .ok_or_else(|| {
-                    ChainError::Fatal(format!(
-                        "outbox row {}: args.disputeId is not a number",
-                        row.id
-                    ))
-                })?;
-            Markets::resolveDisputeCall {
-                marketId: market()?,
-                disputeId: U256::from(dispute),
-                upheld: flag("upheld")?,
-            }
-            .abi_encode()
-        }
-        other => return Err(ChainError::Fatal(format!("unknown outbox kind {other:?}"))),
-    };
-    Ok((markets, data.into()))
-}
-
-/// The fees of a replacement: each of (max fee, tip) raised by `bump_percent` over the old bid,
-/// or to the current estimate when that is higher, and the max fee at least the tip. None when
-/// the max fee would exceed `cap`: a replacement must raise both bids (nodes refuse one that
-/// does not), so a capped bid would be refused anyway.
-pub fn replacement_fees(
-    old: (u128, u128),
-    now: (u128, u128),
-    bump_percent: u64,
-    cap: u128,
-) -> Option<(u128, u128)> {
-    let raise = |old: u128| {
-        old.saturating_mul(100 + u128::from(bump_percent))
-            .div_ceil(100)
-    };
-    let tip = raise(old.1).max(now.1);
-    let max_fee = raise(old.0).max(now.0).max(tip);
-    (max_fee <= cap).then_some((max_fee, tip))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::replacement_fees;
-
-    #[test]
-    fn replacements_raise_both_bids_and_respect_the_cap() {
-        // 20% over the old bids when the market has not moved.
-        assert_eq!(
-            replacement_fees((100, 10), (50, 5), 20, 1_000),
-            Some((120, 12))
-        );
-        // The current estimate when it is higher.
-        assert_eq!(
-            replacement_fees((100, 10), (300, 30), 20, 1_000),
-            Some((300, 30))
-        );
-        // Rounded up, so a small bid still rises.
-        assert_eq!(replacement_fees((1, 1), (0, 0), 20, 1_000), Some((2, 2)));
-        // Above the cap: no replacement.
-        assert_eq!(replacement_fees((900, 10), (0, 0), 20, 1_000), None);
-        assert_eq!(replacement_fees((100, 10), (2_000, 10), 20, 1_000), None);
+        super::contracts::calldata(row, self.chain.markets()?)
     }
 }

@@ -17,8 +17,9 @@ pub struct ChainSettings {
     /// The node's JSON-RPC endpoint (http or https). A secret URL: hosted providers put the
     /// API key in it (`https://host/v3/<KEY>`).
     pub rpc_url: SecretUrl,
-    /// The chain the signer signs for; 0 takes the node's. A node answering with another
-    /// chain id is refused, so a wrong endpoint can never receive our transactions.
+    /// The chain the signer signs for; 0 takes the node's (refused in production, where a
+    /// wrong endpoint must never receive our transactions). A node answering with another
+    /// chain id is refused.
     pub chain_id: u64,
     /// The platform signer's private key, hex. Only from the environment
     /// (`JOBFLEET__CHAIN__SIGNER_KEY`); "" means this deployment sends nothing.
@@ -41,9 +42,12 @@ pub struct ChainSettings {
     pub replace_after: Duration,
     /// How much a replacement raises both fees, in percent (nodes require at least 10).
     pub fee_bump_percent: u64,
-    /// The most a transaction may pay per gas, in gwei: replacements never bid above it, so a
-    /// transaction stuck for long cannot escalate its fees without bound.
+    /// The most a transaction may pay per gas, in gwei, first signature and replacements
+    /// alike: a row whose fee estimate is above it waits, so neither a fee spike nor a node
+    /// answering absurd estimates can drain the signer.
     pub max_fee_gwei: u64,
+    /// The most a transaction may tip the block producer per gas, in gwei, with the same rule.
+    pub max_priority_fee_gwei: u64,
     #[serde(with = "duration")]
     pub request_timeout: Duration,
     /// Blocks per eth_getLogs call of the indexer.
@@ -128,6 +132,12 @@ impl ChainSettings {
         if self.max_fee_gwei == 0 {
             return Err(invalid("chain.max_fee_gwei", "must be at least 1"));
         }
+        if self.max_priority_fee_gwei == 0 || self.max_priority_fee_gwei > self.max_fee_gwei {
+            return Err(invalid(
+                "chain.max_priority_fee_gwei",
+                "must be between 1 and chain.max_fee_gwei",
+            ));
+        }
         if self.index_max_range == 0 {
             return Err(invalid("chain.index_max_range", "must be at least 1"));
         }
@@ -173,9 +183,24 @@ impl ChainSettings {
         Ok(out)
     }
 
-    /// `max_fee_gwei` in wei.
-    pub fn max_fee_wei(&self) -> u128 {
-        u128::from(self.max_fee_gwei) * 1_000_000_000
+    /// What the environment `env` adds to `validate`: production names its chain, so that a
+    /// node on another chain is refused instead of signed for.
+    pub fn validate_for(&self, env: &str) -> Result<(), ConfigError> {
+        if env == "production" && self.chain_id == 0 {
+            return Err(invalid(
+                "chain.chain_id",
+                "must be set in production (JOBFLEET__CHAIN__CHAIN_ID): 0 would accept whatever chain the node is on",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `max_fee_gwei` and `max_priority_fee_gwei` in wei.
+    pub fn fee_caps(&self) -> super::FeeCaps {
+        super::FeeCaps {
+            max_fee: u128::from(self.max_fee_gwei) * super::guards::GWEI,
+            tip: u128::from(self.max_priority_fee_gwei) * super::guards::GWEI,
+        }
     }
 
     pub fn markets(&self) -> Option<Address> {
@@ -232,5 +257,43 @@ mod tests {
         assert!(s.token_list().unwrap_err().contains("SYMBOL=0xaddress"));
         s.tokens = "USDC=0x12".into();
         assert!(s.token_list().is_err());
+    }
+
+    #[test]
+    fn production_requires_an_explicit_chain_id() {
+        let load = |env: &str, vars: &[(&str, &str)]| {
+            crate::config::Settings::load_from(&crate::config::Sources {
+                config_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
+                env: Some(env.into()),
+                vars: vars
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            })
+        };
+        let redis = ("REDIS_URL", "redis://127.0.0.1:6379");
+        let err = load("production", &[redis]).unwrap_err().to_string();
+        assert!(err.contains("chain.chain_id"), "{err}");
+        assert!(err.contains("must be set in production"), "{err}");
+        let ok = load("production", &[redis, ("JOBFLEET__CHAIN__CHAIN_ID", "1")]).unwrap();
+        assert_eq!(ok.chain.chain_id, 1);
+        // Development and test keep taking the node's id.
+        assert_eq!(load("test", &[]).unwrap().chain.chain_id, 0);
+    }
+
+    #[test]
+    fn the_tip_cap_lies_between_one_gwei_and_the_fee_cap() {
+        let mut s = crate::config::Settings::load_from(&crate::config::Sources {
+            config_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
+            env: None,
+            vars: vec![],
+        })
+        .unwrap()
+        .chain;
+        assert!(s.validate().is_ok());
+        s.max_priority_fee_gwei = s.max_fee_gwei + 1;
+        assert!(s.validate().is_err());
+        s.max_priority_fee_gwei = 0;
+        assert!(s.validate().is_err());
     }
 }

@@ -20,7 +20,7 @@ use super::output::{errln, outln};
 use super::{App, output};
 use crate::chain::contracts::Token;
 use crate::chain::deploy::{ANVIL_KEY_0, ANVIL_KEY_1, deploy_local};
-use crate::chain::{Chain, ChainSettings, balances, indexer};
+use crate::chain::{Chain, ChainIdentity, ChainSettings, DEV_CHAIN_IDS, balances, indexer};
 use crate::db::outbox;
 
 #[derive(Debug, Subcommand)]
@@ -42,12 +42,15 @@ pub enum ChainCommand {
     },
     /// Send a FAILED outbox row again (with a fresh nonce).
     Retry { id: i64 },
-    /// After the node was reset (a development chain started afresh): forget the signer's
-    /// nonces, the indexer's cursor and events, and send the in-flight rows again.
+    /// After the node was reset (a development chain started afresh, a new chain with the
+    /// old one's id): forget the earlier chains' signer nonces, cursor and events, and send
+    /// their in-flight rows again on the node's chain. Only on a development chain.
     Reset {
         /// Required: this rewrites the chain bookkeeping of the configured database.
         #[arg(long)]
         yes: bool,
+        #[command(flatten)]
+        live: Live,
     },
     /// Deploy the platform's contracts to a local development node (anvil) and print the
     /// environment variables that point jobfleet at them.
@@ -55,6 +58,8 @@ pub enum ChainCommand {
         /// The oracle's reporter and the tokens' minter (default: anvil's second key).
         #[arg(long, default_value = ANVIL_KEY_1)]
         reporter_key: String,
+        #[command(flatten)]
+        live: Live,
     },
     /// Time the balance sync of many wallets against the configured node (a local anvil):
     /// a scratch database, contracts deployed and every wallet funded first.
@@ -64,7 +69,17 @@ pub enum ChainCommand {
         /// Batches synced at once (a worker's concurrency on the chain queue).
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        #[command(flatten)]
+        live: Live,
     },
+}
+
+/// The override of the development-chain guard of `reset`, `deploy` and `bench`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Live {
+    /// Act even though the node's chain id is not a development chain's (31337, 1337).
+    #[arg(long = "i-know-this-is-live")]
+    pub i_know_this_is_live: bool,
 }
 
 fn parse_status(s: &str) -> Result<String, String> {
@@ -96,13 +111,49 @@ pub async fn run(app: &App, cmd: ChainCommand) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("outbox row {id} does not exist or is not FAILED")
             }
         }
-        ChainCommand::Reset { yes } => reset(app, yes).await,
-        ChainCommand::Deploy { reporter_key } => deploy(&app.settings.chain, &reporter_key).await,
+        ChainCommand::Reset { yes, live } => reset(app, yes, live).await,
+        ChainCommand::Deploy { reporter_key, live } => {
+            dev_chain(&app.settings.chain, "deploy", live).await?;
+            deploy(&app.settings.chain, &reporter_key).await
+        }
         ChainCommand::Bench {
             wallets,
             concurrency,
-        } => bench(app, wallets, concurrency.max(1)).await,
+            live,
+        } => {
+            dev_chain(&app.settings.chain, "bench", live).await?;
+            bench(app, wallets, concurrency.max(1)).await
+        }
     }
+}
+
+/// The node's chain, when it is a development chain or the operator said `--i-know-this-is-live`:
+/// on a live chain `reset` would send mined-but-unconfirmed rows again, and `deploy` and
+/// `bench` spend the signer's funds.
+async fn dev_chain(
+    settings: &ChainSettings,
+    command: &str,
+    live: Live,
+) -> anyhow::Result<ChainIdentity> {
+    let chain = Chain::new(settings)?;
+    let identity = chain
+        .identity()
+        .await
+        .context("cannot reach chain.rpc_url")?;
+    if !DEV_CHAIN_IDS.contains(&identity.id) && !live.i_know_this_is_live {
+        let danger = match command {
+            "reset" => {
+                "would forget this database's nonces, cursor and events and send its in-flight transactions again"
+            }
+            "deploy" => "would deploy contracts paid by chain.signer_key",
+            _ => "would deploy contracts and fund wallets from chain.signer_key",
+        };
+        anyhow::bail!(
+            "refusing `jobfleet chain {command}`: the node is on chain {}, not a development chain (31337, 1337), and this {danger}; pass --i-know-this-is-live if that is what you want",
+            identity.id
+        );
+    }
+    Ok(identity)
 }
 
 async fn pool(app: &App) -> anyhow::Result<PgPool> {
@@ -117,7 +168,11 @@ async fn pool(app: &App) -> anyhow::Result<PgPool> {
 async fn status(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
     let pool = pool(app).await?;
     let chain = Chain::new(&app.settings.chain)?;
-    let cursor = crate::db::events::cursor(&pool, indexer::CURSOR).await?;
+    let here = chain
+        .identity()
+        .await
+        .context("cannot reach chain.rpc_url")?;
+    let cursor = crate::db::events::cursor(&pool, indexer::CURSOR, here.key()).await?;
     let head = chain
         .provider
         .get_block_number()
@@ -135,15 +190,21 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
         .map(|s| s.address());
     let next_nonce: Option<i64> = match signer {
         Some(a) => {
-            sqlx::query_scalar("SELECT max(next_nonce) FROM chain_signers WHERE address = $1")
-                .bind(crate::chain::addr_lower(a))
-                .fetch_one(&pool)
-                .await?
+            sqlx::query_scalar(
+                "SELECT next_nonce FROM chain_signers
+                 WHERE address = $1 AND chain_id = $2 AND genesis_hash = $3",
+            )
+            .bind(crate::chain::addr_lower(a))
+            .bind(here.key().0)
+            .bind(&here.genesis)
+            .fetch_optional(&pool)
+            .await?
         }
         None => None,
     };
     if as_json {
         output::json(&json!({
+            "chain_id": here.id, "genesis_hash": here.genesis,
             "head": head, "last_indexed_block": indexed, "lag": lag,
             "outbox": counts.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             "signer": signer.map(|a| format!("{a:#x}")), "next_nonce": next_nonce,
@@ -151,6 +212,7 @@ async fn status(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let show = |v: Option<u64>| v.map_or("-".to_owned(), |n| n.to_string());
+    outln!("chain               {}", here.describe())?;
     outln!("head                {head}")?;
     outln!("last indexed block  {}", show(indexed))?;
     outln!("lag                 {}", show(lag))?;
@@ -187,7 +249,8 @@ async fn list(
             .map(|r| {
                 json!({
                     "id": r.id, "key": r.idempotency_key, "kind": r.kind, "status": r.status,
-                    "nonce": r.nonce, "tx_hash": r.tx_hash, "previous_hashes": r.previous_hashes,
+                    "nonce": r.nonce, "tx_hash": r.tx_hash, "signer": r.signer,
+                    "chain_id": r.chain_id, "genesis_hash": r.genesis_hash, "previous_hashes": r.previous_hashes,
                     "attempts": r.attempts, "block": r.block_number, "last_error": r.last_error,
                     "created_at": r.created_at,
                 })
@@ -218,20 +281,17 @@ async fn list(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn reset(app: &App, yes: bool) -> anyhow::Result<ExitCode> {
+async fn reset(app: &App, yes: bool, live: Live) -> anyhow::Result<ExitCode> {
     if !yes {
         anyhow::bail!(
             "chain reset rewrites the database's chain bookkeeping; run it with --yes, and only after the node was reset"
         );
     }
-    let chain = Chain::new(&app.settings.chain)?;
-    let chain_id = chain
-        .chain_id()
-        .await
-        .context("cannot reach chain.rpc_url")?;
-    let f = outbox::forget_chain(&pool(app).await?, chain_id as i64).await?;
+    let here = dev_chain(&app.settings.chain, "reset", live).await?;
+    let f = outbox::forget_chain(&pool(app).await?, here.key().0, &here.genesis).await?;
     outln!(
-        "chain {chain_id}: forgot {} signer nonce(s), {} cursor(s) and {} event(s); {} transaction(s) will be sent again",
+        "chain {}: forgot {} signer nonce(s), {} cursor(s) and {} event(s) of earlier chains; {} transaction(s) will be sent again",
+        here.describe(),
         f.signers,
         f.cursors,
         f.events,

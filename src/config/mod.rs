@@ -228,6 +228,7 @@ impl Settings {
         }
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
+        settings.chain.validate_for(env_name)?;
         if settings.jobs.dir.is_relative()
             && let Some(root) = project_root(&sources.config_dir)
         {

@@ -1,6 +1,7 @@
 //! The indexer's storage: its cursor (last indexed block and that block's hash), the decoded
 //! events, and the rewind after a reorg. A range's events, their effects and the cursor move
-//! commit in one transaction.
+//! commit in one transaction. Cursors and events belong to one chain, named by its id and
+//! genesis hash (`chain: (i64, &str)` below): another chain with the same id is not seen.
 
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
@@ -17,12 +18,21 @@ pub struct Event {
     pub data: Value,
 }
 
-/// The cursor: the last indexed block and its hash.
-pub async fn cursor(pool: &PgPool, name: &str) -> Result<Option<(i64, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT block_number, block_hash FROM chain_cursors WHERE name = $1")
-        .bind(name)
-        .fetch_optional(pool)
-        .await
+/// The cursor of `chain`: the last indexed block and its hash.
+pub async fn cursor(
+    pool: &PgPool,
+    name: &str,
+    chain: (i64, &str),
+) -> Result<Option<(i64, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT block_number, block_hash FROM chain_cursors
+         WHERE name = $1 AND chain_id = $2 AND genesis_hash = $3",
+    )
+    .bind(name)
+    .bind(chain.0)
+    .bind(chain.1)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Moves the cursor from `from` (None: no cursor yet) to `to`; false when another indexer
@@ -30,43 +40,53 @@ pub async fn cursor(pool: &PgPool, name: &str) -> Result<Option<(i64, String)>, 
 pub async fn move_cursor(
     conn: &mut PgConnection,
     name: &str,
+    chain: (i64, &str),
     from: Option<i64>,
     to: i64,
     hash: &str,
 ) -> Result<bool, sqlx::Error> {
     let r =
         match from {
-            None => {
-                sqlx::query(
-                    "INSERT INTO chain_cursors (name, block_number, block_hash) VALUES ($1, $2, $3)
-                 ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(name)
-                .bind(to)
-                .bind(hash)
-                .execute(&mut *conn)
-                .await?
-            }
+            None => sqlx::query(
+                "INSERT INTO chain_cursors (name, chain_id, genesis_hash, block_number, block_hash)
+                     VALUES ($1, $4, $5, $2, $3)
+                     ON CONFLICT (name, chain_id, genesis_hash) DO NOTHING",
+            )
+            .bind(name)
+            .bind(to)
+            .bind(hash)
+            .bind(chain.0)
+            .bind(chain.1)
+            .execute(&mut *conn)
+            .await?,
             Some(from) => sqlx::query(
                 "UPDATE chain_cursors SET block_number = $3, block_hash = $4, updated_at = now()
-                 WHERE name = $1 AND block_number = $2",
+                 WHERE name = $1 AND block_number = $2 AND chain_id = $5 AND genesis_hash = $6",
             )
             .bind(name)
             .bind(from)
             .bind(to)
             .bind(hash)
+            .bind(chain.0)
+            .bind(chain.1)
             .execute(&mut *conn)
             .await?,
         };
     Ok(r.rows_affected() == 1)
 }
 
-/// Inserts an event once (unique tx hash + log index); true when it is new.
-pub async fn insert(conn: &mut PgConnection, e: &Event) -> Result<bool, sqlx::Error> {
+/// Inserts an event of `chain` once (unique per chain by tx hash + log index); true when it
+/// is new.
+pub async fn insert(
+    conn: &mut PgConnection,
+    chain: (i64, &str),
+    e: &Event,
+) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
-        "INSERT INTO chain_events (tx_hash, log_index, block_number, block_hash, contract, event, data)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (tx_hash, log_index) DO NOTHING",
+        "INSERT INTO chain_events (tx_hash, log_index, block_number, block_hash, contract, event, data,
+                                   chain_id, genesis_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (chain_id, genesis_hash, tx_hash, log_index) DO NOTHING",
     )
     .bind(&e.tx_hash)
     .bind(e.log_index as i32)
@@ -75,6 +95,8 @@ pub async fn insert(conn: &mut PgConnection, e: &Event) -> Result<bool, sqlx::Er
     .bind(&e.contract)
     .bind(&e.event)
     .bind(&e.data)
+    .bind(chain.0)
+    .bind(chain.1)
     .execute(&mut *conn)
     .await?;
     Ok(r.rows_affected() == 1)
@@ -97,15 +119,20 @@ pub async fn market_of(
 pub async fn rewind(
     pool: &PgPool,
     name: &str,
+    chain: (i64, &str),
     to: Option<(i64, String)>,
 ) -> Result<u64, sqlx::Error> {
     let above = to.as_ref().map_or(-1, |(n, _)| *n);
     let mut tx = pool.begin().await?;
-    let gone = sqlx::query("DELETE FROM chain_events WHERE block_number > $1")
-        .bind(above)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let gone = sqlx::query(
+        "DELETE FROM chain_events WHERE block_number > $1 AND chain_id = $2 AND genesis_hash = $3",
+    )
+    .bind(above)
+    .bind(chain.0)
+    .bind(chain.1)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     // The effects keep the first record of a transaction; ones from dropped blocks are
     // cleared so the re-indexed chain (or the confirmer) records the surviving ones.
     sqlx::query("UPDATE markets SET approval_tx_hash = NULL, approval_block = NULL WHERE approval_block > $1")
@@ -118,18 +145,27 @@ pub async fn rewind(
         .await?;
     match to {
         Some((n, hash)) => {
-            sqlx::query("UPDATE chain_cursors SET block_number = $2, block_hash = $3, updated_at = now() WHERE name = $1")
-                .bind(name)
-                .bind(n)
-                .bind(hash)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE chain_cursors SET block_number = $2, block_hash = $3, updated_at = now()
+                 WHERE name = $1 AND chain_id = $4 AND genesis_hash = $5",
+            )
+            .bind(name)
+            .bind(n)
+            .bind(hash)
+            .bind(chain.0)
+            .bind(chain.1)
+            .execute(&mut *tx)
+            .await?;
         }
         None => {
-            sqlx::query("DELETE FROM chain_cursors WHERE name = $1")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "DELETE FROM chain_cursors WHERE name = $1 AND chain_id = $2 AND genesis_hash = $3",
+            )
+            .bind(name)
+            .bind(chain.0)
+            .bind(chain.1)
+            .execute(&mut *tx)
+            .await?;
         }
     }
     tx.commit().await?;

@@ -25,6 +25,10 @@ pub struct OutboxRow {
     pub tx_hash: Option<String>,
     pub raw_tx: Option<Vec<u8>>,
     pub signer: Option<String>,
+    /// The chain the row was signed for: its id and genesis hash ("" for rows signed before
+    /// chains were told apart by their genesis). None while the row was never signed.
+    pub chain_id: Option<i64>,
+    pub genesis_hash: Option<String>,
     pub gas_limit: Option<i64>,
     pub max_fee_per_gas: Option<String>,
     pub max_priority_fee_per_gas: Option<String>,
@@ -42,7 +46,7 @@ SELECT o.id, o.idempotency_key, o.kind, o.target, o.args,
        coalesce((o.args->>'onChainId')::bigint,
                 (SELECT m.on_chain_id FROM markets m WHERE m.id = (o.args->>'marketId')::bigint))
            AS on_chain_id,
-       o.status::text AS status, o.nonce, o.tx_hash, o.raw_tx, o.signer, o.gas_limit,
+       o.status::text AS status, o.nonce, o.tx_hash, o.raw_tx, o.signer, o.chain_id, o.genesis_hash, o.gas_limit,
        o.max_fee_per_gas::text AS max_fee_per_gas,
        o.max_priority_fee_per_gas::text AS max_priority_fee_per_gas,
        o.previous_hashes, o.signed_at, o.submitted_at, o.attempts, o.last_error, o.block_number, o.created_at
@@ -105,37 +109,44 @@ pub async fn fail(pool: &PgPool, id: i64, from: &str, reason: &str) -> Result<bo
     Ok(r.rows_affected() == 1)
 }
 
-/// Takes the signer's next nonce, locking its row until the transaction ends: `at_least` is
-/// the node's count of the signer's transactions, which wins when the key was used elsewhere.
+/// Takes the signer's next nonce on the chain (`chain_id`, `genesis`), locking its row until
+/// the transaction ends: `at_least` is the node's count of the signer's transactions, which
+/// wins when the key was used elsewhere. Each chain has its own sequence, so a new chain
+/// with an old chain's id starts from its own count.
 pub async fn take_nonce(
     conn: &mut PgConnection,
     signer: &str,
-    chain_id: i64,
+    (chain_id, genesis): (i64, &str),
     at_least: i64,
 ) -> Result<i64, sqlx::Error> {
     sqlx::query(
-        "INSERT INTO chain_signers (address, chain_id, next_nonce) VALUES ($1, $2, $3)
-         ON CONFLICT (address, chain_id) DO NOTHING",
+        "INSERT INTO chain_signers (address, chain_id, genesis_hash, next_nonce)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (address, chain_id, genesis_hash) DO NOTHING",
     )
     .bind(signer)
     .bind(chain_id)
+    .bind(genesis)
     .bind(at_least)
     .execute(&mut *conn)
     .await?;
     let stored: i64 = sqlx::query_scalar(
-        "SELECT next_nonce FROM chain_signers WHERE address = $1 AND chain_id = $2 FOR UPDATE",
+        "SELECT next_nonce FROM chain_signers
+         WHERE address = $1 AND chain_id = $2 AND genesis_hash = $3 FOR UPDATE",
     )
     .bind(signer)
     .bind(chain_id)
+    .bind(genesis)
     .fetch_one(&mut *conn)
     .await?;
     let nonce = stored.max(at_least);
     sqlx::query(
-        "UPDATE chain_signers SET next_nonce = $3, updated_at = now()
-         WHERE address = $1 AND chain_id = $2",
+        "UPDATE chain_signers SET next_nonce = $4, updated_at = now()
+         WHERE address = $1 AND chain_id = $2 AND genesis_hash = $3",
     )
     .bind(signer)
     .bind(chain_id)
+    .bind(genesis)
     .bind(nonce + 1)
     .execute(&mut *conn)
     .await?;
@@ -147,6 +158,7 @@ pub async fn take_nonce(
 pub struct Signed {
     pub signer: String,
     pub chain_id: i64,
+    pub genesis_hash: String,
     pub nonce: i64,
     pub tx_hash: String,
     pub raw_tx: Vec<u8>,
@@ -168,7 +180,7 @@ pub async fn record_signed(
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "UPDATE chain_outbox SET
-             status = 'SIGNED', signer = $3, chain_id = $4, nonce = $5,
+             status = 'SIGNED', signer = $3, chain_id = $4, genesis_hash = $12, nonce = $5,
              previous_hashes = CASE WHEN tx_hash IS NULL OR tx_hash = $6 THEN previous_hashes
                                     ELSE previous_hashes || tx_hash END,
              tx_hash = $6, raw_tx = $7, gas_limit = $8,
@@ -187,6 +199,7 @@ pub async fn record_signed(
     .bind(&s.max_fee_per_gas)
     .bind(&s.max_priority_fee_per_gas)
     .bind(current)
+    .bind(&s.genesis_hash)
     .execute(&mut *conn)
     .await?;
     Ok(r.rows_affected() == 1)
@@ -238,6 +251,20 @@ pub async fn note_error(pool: &PgPool, id: i64, error: &str) -> Result<(), sqlx:
     Ok(())
 }
 
+/// Why PENDING rows wait without being signed (fees above the caps), for operators; signing
+/// a row clears it.
+pub async fn note_waiting(pool: &PgPool, ids: &[i64], why: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE chain_outbox SET last_error = $2, updated_at = now()
+         WHERE id = ANY($1) AND status = 'PENDING' AND last_error IS DISTINCT FROM $2",
+    )
+    .bind(ids)
+    .bind(why)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// An operator's retry of a FAILED row: back to PENDING with a fresh nonce to come.
 pub async fn retry_failed(pool: &PgPool, id: i64) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
@@ -272,23 +299,37 @@ pub struct Forgotten {
     pub requeued: u64,
 }
 
-/// After the node of `chain_id` was reset (a development chain started afresh): forgets the
-/// signers' nonces, the indexer's cursor and events, and sends every row that was in flight
-/// on the old chain back to PENDING (its hashes kept in `previous_hashes`), in one
-/// transaction. CONFIRMED and FAILED rows stay as the record of what happened. Never for a
-/// live chain: a chain that was not reset keeps its nonces and events.
-pub async fn forget_chain(pool: &PgPool, chain_id: i64) -> Result<Forgotten, sqlx::Error> {
+/// After the node of chain `chain_id` was replaced by a new chain with the same id (a
+/// development chain started afresh, whose genesis is `genesis`): forgets the signers' nonces,
+/// the indexer's cursors and events of every other chain with that id (and of any chain, for
+/// cursors and events, as the indexer follows one chain), and sends every row that was in
+/// flight there back to PENDING (its hashes kept in `previous_hashes`), in one transaction.
+/// Records made before chains were told apart by genesis count as another chain's.
+/// CONFIRMED and FAILED rows stay as the record of what happened, and whatever belongs to the
+/// node's own chain is kept: a reset run against a node that was not reset changes nothing.
+pub async fn forget_chain(
+    pool: &PgPool,
+    chain_id: i64,
+    genesis: &str,
+) -> Result<Forgotten, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let signers = sqlx::query("DELETE FROM chain_signers WHERE chain_id = $1")
+    let signers =
+        sqlx::query("DELETE FROM chain_signers WHERE chain_id = $1 AND genesis_hash <> $2")
+            .bind(chain_id)
+            .bind(genesis)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    let cursors =
+        sqlx::query("DELETE FROM chain_cursors WHERE (chain_id, genesis_hash) <> ($1, $2)")
+            .bind(chain_id)
+            .bind(genesis)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    let events = sqlx::query("DELETE FROM chain_events WHERE (chain_id, genesis_hash) <> ($1, $2)")
         .bind(chain_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    let cursors = sqlx::query("DELETE FROM chain_cursors")
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    let events = sqlx::query("DELETE FROM chain_events")
+        .bind(genesis)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -297,9 +338,10 @@ pub async fn forget_chain(pool: &PgPool, chain_id: i64) -> Result<Forgotten, sql
              previous_hashes = CASE WHEN tx_hash IS NULL THEN previous_hashes
                                     ELSE previous_hashes || tx_hash END,
              tx_hash = NULL, last_error = 'the chain was reset; sent again', updated_at = now()
-         WHERE status IN ('SIGNED', 'SUBMITTED') AND chain_id = $1",
+         WHERE status IN ('SIGNED', 'SUBMITTED') AND chain_id = $1 AND genesis_hash <> $2",
     )
     .bind(chain_id)
+    .bind(genesis)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -310,4 +352,56 @@ pub async fn forget_chain(pool: &PgPool, chain_id: i64) -> Result<Forgotten, sql
         events,
         requeued,
     })
+}
+
+/// Gives the records made before chains were told apart by genesis (genesis "") to the chain
+/// the node is on now, the only reading an upgraded deployment allows: its signer's nonce row,
+/// its in-flight rows (their history, CONFIRMED and FAILED, stays unassigned: its nonces take
+/// no part in any sequence), the indexer's cursor and events. After `chain reset` there is
+/// nothing left to adopt. Idempotent and cheap once done.
+pub async fn adopt_legacy(pool: &PgPool, chain_id: i64, genesis: &str) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "UPDATE chain_signers s SET genesis_hash = $2
+         WHERE chain_id = $1 AND genesis_hash = ''
+           AND NOT EXISTS (SELECT 1 FROM chain_signers o
+                           WHERE o.address = s.address AND o.chain_id = $1 AND o.genesis_hash = $2)",
+    )
+    .bind(chain_id)
+    .bind(genesis)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE chain_outbox r SET genesis_hash = $2
+         WHERE chain_id = $1 AND genesis_hash = '' AND status IN ('SIGNED', 'SUBMITTED')
+           AND NOT EXISTS (SELECT 1 FROM chain_outbox o
+                           WHERE o.signer = r.signer AND o.chain_id = $1
+                             AND o.genesis_hash = $2 AND o.nonce = r.nonce)",
+    )
+    .bind(chain_id)
+    .bind(genesis)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE chain_cursors c SET chain_id = $1, genesis_hash = $2
+         WHERE genesis_hash = ''
+           AND NOT EXISTS (SELECT 1 FROM chain_cursors o
+                           WHERE o.name = c.name AND o.chain_id = $1 AND o.genesis_hash = $2)",
+    )
+    .bind(chain_id)
+    .bind(genesis)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE chain_events e SET chain_id = $1, genesis_hash = $2
+         WHERE genesis_hash = ''
+           AND NOT EXISTS (SELECT 1 FROM chain_events o
+                           WHERE o.chain_id = $1 AND o.genesis_hash = $2
+                             AND o.tx_hash = e.tx_hash AND o.log_index = e.log_index)",
+    )
+    .bind(chain_id)
+    .bind(genesis)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
 }

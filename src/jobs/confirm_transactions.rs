@@ -30,6 +30,7 @@ impl Job for ConfirmTransactions {
                 reverted = report.reverted,
                 waiting = report.waiting,
                 replaced = report.replaced,
+                elsewhere = report.elsewhere,
                 "transactions checked"
             );
         }

@@ -37,6 +37,8 @@ impl Job for SendTransactions {
                     rebroadcast = report.rebroadcast,
                     failed = report.failed,
                     requeued = report.requeued,
+                    waiting = report.waiting,
+                    elsewhere = report.elsewhere,
                     "outbox sent"
                 );
             }

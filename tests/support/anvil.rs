@@ -69,6 +69,17 @@ impl TestAnvil {
     }
 }
 
+/// `--timestamp` arguments for a node that must be another chain than the nodes started
+/// before it, with the same chain id: anvil's genesis hash depends on its start second only,
+/// so two nodes started within one second would be one chain to jobfleet. A genesis two
+/// seconds ahead differs from every earlier one.
+pub fn later_genesis() -> [String; 2] {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    ["--timestamp".to_owned(), (now + 2).to_string()]
+}
+
 impl Drop for TestAnvil {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -32,6 +32,9 @@ impl ChainWorld {
     /// anvil (with `anvil_args`), the contracts, and settings with `overrides`
     /// (`JOBFLEET__CHAIN__...` variables) laid over the test environment.
     pub async fn start(anvil_args: &[&str], overrides: &[(&str, &str)]) -> Self {
+        // The helpers below build HTTP clients of their own before jobfleet builds any, and
+        // reqwest needs the process's TLS provider installed first.
+        jobfleet::install_tls_provider();
         let anvil = TestAnvil::start_with(anvil_args);
         let owner: PrivateKeySigner = ANVIL_KEY_0.parse().unwrap();
         let reporter_key: PrivateKeySigner = ANVIL_KEY_1.parse().unwrap();
