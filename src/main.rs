@@ -50,12 +50,12 @@ fn main() -> ExitCode {
         // command ends like other Unix tools, quietly and successfully.
         Err(e) if jobfleet::cli::is_stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line with the whole chain: what failed and why, each cause once.
+            // One line with the whole chain: what failed and why, each cause once. Every URL in
+            // it is redacted, as a last guard for errors from libraries that name the URL they
+            // failed on (an RPC URL carries a hosted node's key).
             let cause: &(dyn std::error::Error + 'static) = e.as_ref();
-            say(format_args!(
-                "error: {}",
-                jobfleet::jobs::error_chain(cause)
-            ));
+            let line = jobfleet::config::redact_urls(&jobfleet::jobs::error_chain(cause));
+            say(format_args!("error: {line}"));
             ExitCode::FAILURE
         }
     }

@@ -260,6 +260,8 @@ async fn chain_commands_refuse_a_node_that_is_not_a_development_chain(pool: PgPo
             .env("DATABASE_URL", database_url(&pool))
             .env("REDIS_URL", redis.url())
             .env("JOBFLEET__CHAIN__RPC_URL", live.url())
+            // Set, as a live chain requires: the commands' own guard is what is tested here.
+            .env("JOBFLEET__CHAIN__CHAIN_ID", "5")
             .env(
                 "JOBFLEET__CHAIN__SIGNER_KEY",
                 jobfleet::chain::deploy::ANVIL_KEY_0,
@@ -291,4 +293,24 @@ async fn chain_commands_refuse_a_node_that_is_not_a_development_chain(pool: PgPo
     let out = run(&["chain", "deploy", "--i-know-this-is-live"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("export JOBFLEET__CHAIN__MARKETS_ADDRESS="));
+    // Without chain.chain_id, no command and no job uses a chain that is not a development
+    // chain, whatever the environment is called.
+    let unset = Command::new(env!("CARGO_BIN_EXE_jobfleet"))
+        .args(["chain", "status"])
+        .env(
+            "JOBFLEET_CONFIG_DIR",
+            format!("{}/config", env!("CARGO_MANIFEST_DIR")),
+        )
+        .env_remove("JOBFLEET_ENV")
+        .env("DATABASE_URL", database_url(&pool))
+        .env("REDIS_URL", redis.url())
+        .env("JOBFLEET__CHAIN__RPC_URL", live.url())
+        .output()
+        .expect("jobfleet runs");
+    assert!(!unset.status.success());
+    assert!(
+        text(&unset).contains("chain.chain_id is not set: set JOBFLEET__CHAIN__CHAIN_ID=5"),
+        "{}",
+        text(&unset)
+    );
 }

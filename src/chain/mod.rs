@@ -152,15 +152,12 @@ impl Chain {
         })
     }
 
-    /// The node's chain id, checked against `chain.chain_id` when that is set.
+    /// The node's chain id, checked against `chain.chain_id` when that is set. Unset (0), only
+    /// a development chain is accepted, whatever the environment is called: a deployment that
+    /// forgot the setting must not sign for whatever chain its node happens to be on.
     pub async fn chain_id(&self) -> Result<u64, ChainError> {
         let id = self.provider.get_chain_id().await?;
-        let want = self.settings.chain_id;
-        if want != 0 && want != id {
-            return Err(ChainError::Fatal(format!(
-                "the node at chain.rpc_url is on chain {id}, chain.chain_id says {want}"
-            )));
-        }
+        accept_chain(self.settings.chain_id, id)?;
         Ok(id)
     }
 
@@ -239,8 +236,35 @@ pub fn waited(
 /// How long the jobs wait before looking again at a market whose outcome is not reported.
 pub const ORACLE_SNOOZE: Duration = Duration::from_secs(60);
 
+/// Whether a node on chain `id` may be used when `chain.chain_id` says `want` (0: unset).
+pub fn accept_chain(want: u64, id: u64) -> Result<(), ChainError> {
+    if want == 0 && !guards::DEV_CHAIN_IDS.contains(&id) {
+        return Err(ChainError::Fatal(format!(
+            "the node at chain.rpc_url is on chain {id}, not a development chain (31337, 1337), \
+             and chain.chain_id is not set: set JOBFLEET__CHAIN__CHAIN_ID={id} if that is the \
+             chain to use"
+        )));
+    }
+    if want != 0 && want != id {
+        return Err(ChainError::Fatal(format!(
+            "the node at chain.rpc_url is on chain {id}, chain.chain_id says {want}"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unset_chain_id_accepts_only_development_chains() {
+        assert!(super::accept_chain(0, 31337).is_ok());
+        assert!(super::accept_chain(0, 1337).is_ok());
+        let err = super::accept_chain(0, 1).unwrap_err().to_string();
+        assert!(err.contains("JOBFLEET__CHAIN__CHAIN_ID=1"), "{err}");
+        assert!(super::accept_chain(1, 1).is_ok());
+        assert!(super::accept_chain(5, 1).is_err());
+    }
+
     use super::*;
 
     #[test]

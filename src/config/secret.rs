@@ -110,6 +110,13 @@ fn redact(url: &str) -> String {
         scheme.to_ascii_lowercase().as_str(),
         "redis" | "rediss" | "redis+unix" | "unix" | "postgres" | "postgresql"
     );
+    // The user part ends at the last `@`, looked for before the query and fragment are split
+    // off: an unencoded password may hold `?`, `#` or `/` (`redis://:hunter?2@cache`). An `@`
+    // that was in fact in the query makes more of the URL masked, never less.
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
     let (rest, fragment) = match rest.split_once('#') {
         Some((rest, _)) => (rest, true),
         None => (rest, false),
@@ -118,35 +125,22 @@ fn redact(url: &str) -> String {
         Some((rest, query)) => (rest, Some(query)),
         None => (rest, None),
     };
-    // The host starts after the last `@`, so that a password holding a `/` is not taken for
-    // the start of the path.
-    let host_from = rest.rfind('@').map_or(0, |at| at + 1);
-    let path_from = rest[host_from..]
-        .find('/')
-        .map_or(rest.len(), |i| host_from + i);
-    let (authority, path) = rest.split_at(path_from);
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let mut out = format!("{scheme}://");
-    match authority.rsplit_once('@') {
-        Some((_, host)) if web => {
-            out.push_str(MASK);
-            out.push('@');
-            out.push_str(host);
-        }
-        Some((userinfo, host)) => {
-            match userinfo.split_once(':') {
-                Some((user, _)) => {
-                    out.push_str(user);
-                    out.push(':');
-                    out.push_str(MASK);
-                }
-                // A user without a password has nothing to hide.
-                None => out.push_str(userinfo),
+    if let Some(userinfo) = userinfo {
+        match userinfo.split_once(':') {
+            // A plain user name of a database or Redis URL is kept; anything else is masked.
+            Some((user, _)) if !web && plain_user(user) => {
+                out.push_str(user);
+                out.push(':');
+                out.push_str(MASK);
             }
-            out.push('@');
-            out.push_str(host);
+            None if !web && plain_user(userinfo) => out.push_str(userinfo),
+            _ => out.push_str(MASK),
         }
-        None => out.push_str(authority),
+        out.push('@');
     }
+    out.push_str(host);
     if web && path.len() > 1 {
         out.push('/');
         out.push_str(MASK);
@@ -166,6 +160,11 @@ fn redact(url: &str) -> String {
         out.push_str(MASK);
     }
     out
+}
+
+/// A user name that can be shown: nothing that could be part of a path, query or password.
+fn plain_user(user: &str) -> bool {
+    !user.contains(['/', '?', '#', '&', '='])
 }
 
 /// A query string with the value of every credential-carrying parameter masked.
@@ -231,6 +230,17 @@ mod tests {
             "postgres://postgres@db:5432/x"
         );
         assert_eq!(shown("postgres://u:pa/ss@db/x"), "postgres://u:***@db/x");
+        // Unencoded `?`, `#` and `/` in a password: such URLs do not parse, so they are exactly
+        // the ones printed in "cannot parse" errors.
+        assert_eq!(
+            shown("redis://:hunter?2@cache:6379"),
+            "redis://:***@cache:6379"
+        );
+        assert_eq!(shown("postgres://u:pa?ss@h/db"), "postgres://u:***@h/db");
+        assert_eq!(shown("postgres://u:p#w/x?y@h/db"), "postgres://u:***@h/db");
+        assert_eq!(shown("https://u:p#w@host/x"), "https://***@host/***");
+        // An `@` in the query masks more, never less.
+        assert_eq!(shown("postgres://h/db?password=p@ss"), "postgres://***@ss");
         assert_eq!(shown("not a url hunter2"), "***");
         assert_eq!(shown(""), "");
     }

@@ -208,8 +208,10 @@ fn secret_urls_stay_out_of_debug_and_errors() {
 
 #[test]
 fn private_webhooks_are_off_in_every_environment_unless_set() {
+    // Production wants an explicit chain id; the setting under test is independent of it.
+    let chain = [("JOBFLEET__CHAIN__CHAIN_ID", "1")];
     for env in [None, Some("development"), Some("test"), Some("production")] {
-        let s = Settings::load_from(&sources(&[], env)).unwrap();
+        let s = Settings::load_from(&sources(&chain, env)).unwrap();
         assert!(!s.notify.allow_private_webhooks, "{env:?}");
     }
     let on = [("JOBFLEET__NOTIFY__ALLOW_PRIVATE_WEBHOOKS", "true")];

@@ -43,7 +43,9 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     // `::` and `::1` fall in `::/96` too; as 0.0.0.0 and 0.0.0.1 they are refused all the same.
     let compatible = s[..6] == [0; 6];
     let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
-    (compatible || nat64).then(|| Ipv4Addr::new(a, b, c, d))
+    // IPv4-translated `::ffff:0:a.b.c.d` (SIIT) reaches the IPv4 address too.
+    let translated = s[..6] == [0, 0, 0, 0, 0xffff, 0];
+    (compatible || nat64 || translated).then(|| Ipv4Addr::new(a, b, c, d))
 }
 
 fn is_public_v4(ip: Ipv4Addr) -> bool {
@@ -58,6 +60,8 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a == 0
         // 100.64.0.0/10, shared address space (carrier-grade NAT).
         || (a == 100 && (64..128).contains(&b))
+        // 192.0.0.0/24, IETF protocol assignments (DS-Lite, NAT64 discovery).
+        || (a == 192 && b == 0 && ip.octets()[2] == 0)
         // 198.18.0.0/15, benchmarking.
         || (a == 198 && (b == 18 || b == 19))
         // 240.0.0.0/4, reserved.
@@ -176,10 +180,19 @@ mod tests {
             "2002:a00:5::1",
             "2002:808:808::1",
             "2001:0:4136:e378::1",
+            "::ffff:0:10.0.0.5",
+            "::ffff:0:127.0.0.1",
+            "192.0.0.8",
+            "::ffff:192.0.0.170",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["64:ff9b::1.1.1.1", "::8.8.8.8", "2001:4860::8888"] {
+        for ip in [
+            "64:ff9b::1.1.1.1",
+            "::8.8.8.8",
+            "2001:4860::8888",
+            "::ffff:0:8.8.8.8",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
         assert!(check_url("http://[64:ff9b::a00:5]:6379/").is_err());
