@@ -382,6 +382,14 @@ async fn shutdown_lets_short_jobs_finish_and_hands_long_ones_back() {
         })
         .await
     );
+    // Every job is leased (the waiting ones prefetched) before the stop, so that each is the
+    // worker's to hand back; on a loaded machine the last prefetch can lag the first runs.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            s.client.stats("default").await.unwrap().pending == 0
+        })
+        .await
+    );
     let report = w.stop().await;
     let st = s.client.stats("default").await.unwrap();
     assert_eq!(
