@@ -4,8 +4,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -409,27 +408,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A minimal HTTP/1.0 GET: the status code and the body.
+/// A minimal HTTP/1.0 GET to a port on loopback: the status code and the body.
 fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let bad = || std::io::Error::other(format!("not an HTTP response: {response:?}"));
-    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(bad)?;
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)?;
-    Ok((status, body.to_owned()))
+    support::process::http_get(&format!("127.0.0.1:{port}"), path)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,20 +104,8 @@ impl QueueClient {
 
     /// Live workers, and prunes the ids of those whose heartbeat is older than `ttl`.
     pub async fn workers(&self, ttl: Duration) -> Result<Vec<WorkerInfo>> {
-        let mut con = self.connection();
-        let cutoff = now_ms() - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
-        let _: () = con.zrembyscore(self.keys.workers(), "-inf", cutoff).await?;
-        let ids = utf8_members(con.zrange(self.keys.workers(), 0, -1).await?);
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<String> = ids.iter().map(|id| self.keys.worker(id)).collect();
-        let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(keys).query_async(&mut con).await?;
-        Ok(raw
-            .into_iter()
-            .flatten()
-            .filter_map(|j| serde_json::from_slice(&j).ok())
-            .collect())
+        self.live(&self.keys.workers(), |id| self.keys.worker(id), ttl)
+            .await
     }
 
     /// Records a scheduler's heartbeat; the description expires after `ttl` without another.
@@ -143,16 +131,27 @@ impl QueueClient {
 
     /// Live schedulers, and prunes the ids of those whose heartbeat is older than `ttl`.
     pub async fn schedulers(&self, ttl: Duration) -> Result<Vec<SchedulerInfo>> {
+        self.live(&self.keys.schedulers(), |id| self.keys.scheduler(id), ttl)
+            .await
+    }
+
+    /// The descriptions of a registry's live processes (`set`: id -> last heartbeat; `key`:
+    /// where a process's description is), pruning the ids whose heartbeat is older than `ttl`.
+    /// A description that does not decode is left out.
+    async fn live<T: serde::de::DeserializeOwned>(
+        &self,
+        set: &str,
+        key: impl Fn(&str) -> String,
+        ttl: Duration,
+    ) -> Result<Vec<T>> {
         let mut con = self.connection();
         let cutoff = now_ms() - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
-        let _: () = con
-            .zrembyscore(self.keys.schedulers(), "-inf", cutoff)
-            .await?;
-        let ids = utf8_members(con.zrange(self.keys.schedulers(), 0, -1).await?);
+        let _: () = con.zrembyscore(set, "-inf", cutoff).await?;
+        let ids = utf8_members(con.zrange(set, 0, -1).await?);
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = ids.iter().map(|id| self.keys.scheduler(id)).collect();
+        let keys: Vec<String> = ids.iter().map(|id| key(id)).collect();
         let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(keys).query_async(&mut con).await?;
         Ok(raw
             .into_iter()

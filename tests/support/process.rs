@@ -14,24 +14,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::app::manifest_dir;
-
-/// The binary, run from the crate root (so `config/` and `jobs/` are found) against `url`, in
-/// the `test` environment, with no configuration leaking in from the test's own environment.
-pub fn jobfleet(url: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobfleet"));
-    cmd.current_dir(manifest_dir());
-    for (key, _) in std::env::vars_os() {
-        if key.to_str().is_some_and(|k| k.starts_with("JOBFLEET")) {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env("REDIS_URL", url)
-        .env("JOBFLEET_ENV", "test")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    cmd
-}
+/// The binary, run from the crate root against `url` in the `test` environment (the same
+/// command the one-shot CLI tests use).
+pub use super::cli::jobfleet;
 
 /// Runs a command to its end, killing it after `limit`; returns its output and how long it ran.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> (Output, Duration) {
