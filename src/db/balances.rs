@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, U256, U512};
 use sqlx::PgPool;
 
 use super::notifications::record;
@@ -112,7 +112,7 @@ pub async fn write(
         ) else {
             continue;
         };
-        if !crate::chain::balances::is_large(o, n, large_change_bp) {
+        if !is_large(o, n, large_change_bp) {
             continue;
         }
         let symbol = symbols
@@ -134,4 +134,33 @@ pub async fn write(
     }
     tx.commit().await?;
     Ok(written)
+}
+
+/// Whether a change is large: at least `bp` basis points of the old balance. A first reading
+/// (no old balance) is never large: there is nothing to compare with.
+pub fn is_large(old: U256, new: U256, bp: u32) -> bool {
+    let diff = if new > old { new - old } else { old - new };
+    if diff.is_zero() {
+        return false;
+    }
+    // diff / old >= bp / 10000, without division, in 512 bits so no product can overflow.
+    U512::from(diff) * U512::from(10_000u32) >= U512::from(old) * U512::from(bp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_changes_are_relative_to_the_old_balance() {
+        let u = U256::from;
+        assert!(is_large(u(100u32), u(150u32), 5000));
+        assert!(is_large(u(100u32), u(50u32), 5000));
+        assert!(!is_large(u(100u32), u(149u32), 5000));
+        assert!(!is_large(u(100u32), u(100u32), 0));
+        assert!(is_large(U256::ZERO, u(1u32), 5000));
+        assert!(is_large(U256::MAX, U256::ZERO, 10_000));
+        // Products above 2^256 are compared exactly: a tiny change of a huge balance is small.
+        assert!(!is_large(U256::MAX - U256::from(1u8), U256::MAX, 1));
+    }
 }
