@@ -1,10 +1,8 @@
-//! Operators' calls: statistics, listings, and repairs of queue state.
+//! Operators' calls: statistics and repairs of queue state (listings and finding a job are in
+//! `listing.rs`).
 //!
-//! None of these is on a worker's path. A job is found by id the way Sidekiq finds one: by
-//! scanning the structures of its queue in bounded steps (SCAN-style cursors for the sets,
-//! ranges of the pending list), never with KEYS and never in one blocking command. Every
-//! repair moves exact stored jobs with `replace.lua`, which skips a job that a worker took in
-//! the meantime.
+//! None of these is on a worker's path. Every repair moves exact stored jobs with
+//! `replace.lua`, which skips a job that a worker took in the meantime.
 
 use std::collections::HashMap;
 
@@ -12,9 +10,10 @@ use redis::AsyncCommands;
 use serde::Serialize;
 
 use super::client::QueueClient;
-use super::envelope::{Envelope, JobState};
+use super::envelope::JobState;
 use super::keys::QueueKeys;
-use super::payload::{Header, MalformedHeader, escape_bytes, peek_id, undecodable_id};
+pub use super::listing::{JobInfo, Page};
+use super::payload::Header;
 use super::{QueueError, Result, now_ms};
 
 /// Counters and depths of one queue; every figure is an O(1) read.
@@ -42,88 +41,6 @@ pub struct MinuteStats {
     pub minute_start: i64,
     pub processed: u64,
     pub failed: u64,
-}
-
-/// Everything stored about one job.
-#[derive(Clone, Debug, Serialize)]
-pub struct JobInfo {
-    pub id: String,
-    pub queue: String,
-    pub kind: String,
-    pub state: String,
-    /// Runs that already ended in failure.
-    pub attempts: u32,
-    pub max_attempts: u32,
-    /// The envelope, or None when the stored JSON cannot be decoded.
-    pub envelope: Option<Envelope>,
-    /// Why the stored job cannot be decoded, for a job that cannot.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub undecodable: Option<String>,
-    /// The stored job when it could not be decoded, with every byte that is not UTF-8 escaped
-    /// as `\xNN` (see `payload::escape_bytes`).
-    pub raw: Option<String>,
-    /// The worker holding an active job.
-    pub worker: Option<String>,
-    pub error: Option<String>,
-    pub failed_at: Option<i64>,
-    /// Due time (scheduled, retry) or time of death (dead), in ms.
-    pub score: Option<i64>,
-    /// The job exactly as stored, which repairs act on.
-    #[serde(skip)]
-    pub stored: Vec<u8>,
-}
-
-impl JobInfo {
-    /// Reads a stored job for display. Never fails: whatever cannot be decoded is shown as
-    /// such, so one bad entry cannot break a listing.
-    pub fn from_stored(queue: &str, state: JobState, stored: Vec<u8>, score: Option<i64>) -> Self {
-        let decoded = Header::decode(&stored);
-        let envelope = match &decoded {
-            Ok((_, body)) => std::str::from_utf8(body)
-                .map_err(|e| {
-                    let at = stored.len() - body.len() + e.valid_up_to();
-                    MalformedHeader::NotUtf8(at).to_string()
-                })
-                .and_then(|body| serde_json::from_str::<Envelope>(body).map_err(|e| e.to_string())),
-            Err(e) => Err(e.to_string()),
-        };
-        let (header, id) = match decoded {
-            Ok((h, _)) => {
-                let id = h.id.clone();
-                (h, id)
-            }
-            Err(_) => (Header::default(), undecodable_id(&stored)),
-        };
-        let (envelope, undecodable) = match envelope {
-            Ok(env) => (Some(env), None),
-            Err(why) => (None, Some(why)),
-        };
-        Self {
-            id,
-            queue: queue.to_owned(),
-            kind: envelope
-                .as_ref()
-                .map_or_else(|| "?".to_owned(), |e| e.kind.clone()),
-            state: state.as_str().to_owned(),
-            attempts: header.attempts,
-            max_attempts: header.max_attempts,
-            raw: envelope.is_none().then(|| escape_bytes(&stored)),
-            envelope,
-            undecodable,
-            worker: None,
-            error: (!header.error.is_empty()).then_some(header.error),
-            failed_at: (header.failed_at > 0).then_some(header.failed_at),
-            score,
-            stored,
-        }
-    }
-}
-
-/// A page of a listing and the cursor of the next one.
-#[derive(Clone, Debug, Serialize)]
-pub struct Page {
-    pub jobs: Vec<JobInfo>,
-    pub next_cursor: Option<u64>,
 }
 
 /// The result of a bulk retry of dead jobs.
@@ -264,154 +181,6 @@ impl QueueClient {
                 failed: u(&h, "failed"),
             })
             .collect())
-    }
-
-    /// Every active job of a queue, by worker.
-    async fn active_jobs(&self, queue: &str) -> Result<Vec<JobInfo>> {
-        let k = self.queue(queue)?;
-        let mut con = self.connection();
-        // Read as bytes: a member that is not UTF-8 must not make the listing fail.
-        let workers: Vec<Vec<u8>> = con.zrange(k.leases(), 0, -1).await?;
-        let mut out = Vec::new();
-        for w in workers {
-            let jobs: Vec<Vec<u8>> = con.lrange(k.inflight_bytes(&w), 0, -1).await?;
-            let name = String::from_utf8_lossy(&w);
-            for stored in jobs {
-                let mut info = JobInfo::from_stored(queue, JobState::Active, stored, None);
-                info.worker = Some(name.clone().into_owned());
-                out.push(info);
-            }
-        }
-        Ok(out)
-    }
-
-    /// One page of the jobs of a queue in a state, by rank from `cursor`.
-    pub async fn list(
-        &self,
-        queue: &str,
-        state: JobState,
-        cursor: u64,
-        limit: u64,
-    ) -> Result<Page> {
-        let k = self.queue(queue)?;
-        let mut con = self.connection();
-        let limit = limit.clamp(1, 10_000);
-        let start = isize::try_from(cursor).unwrap_or(isize::MAX);
-        let stop = start.saturating_add(isize::try_from(limit).unwrap_or(10_000) - 1);
-        let jobs: Vec<JobInfo> = match state {
-            JobState::Pending => {
-                let stored: Vec<Vec<u8>> = con.lrange(k.pending(), start, stop).await?;
-                stored
-                    .into_iter()
-                    .map(|s| JobInfo::from_stored(queue, state, s, None))
-                    .collect()
-            }
-            JobState::Active => self
-                .active_jobs(queue)
-                .await?
-                .into_iter()
-                .skip(usize::try_from(cursor).unwrap_or(usize::MAX))
-                .take(usize::try_from(limit).unwrap_or(10_000))
-                .collect(),
-            _ => {
-                let set = match state {
-                    JobState::Scheduled => k.scheduled(),
-                    JobState::Retry => k.retry(),
-                    _ => k.dead(),
-                };
-                let pairs: Vec<(Vec<u8>, f64)> = con.zrange_withscores(set, start, stop).await?;
-                #[allow(clippy::cast_possible_truncation)]
-                pairs
-                    .into_iter()
-                    .map(|(s, score)| JobInfo::from_stored(queue, state, s, Some(score as i64)))
-                    .collect()
-            }
-        };
-        let full = jobs.len() as u64 == limit;
-        Ok(Page {
-            jobs,
-            next_cursor: full.then_some(cursor + limit),
-        })
-    }
-
-    /// Finds a job by id in one queue: the sorted sets by SCAN cursor, then the in-flight
-    /// lists, then the pending list in ranges of 1,000.
-    async fn find_in(&self, queue: &str, id: &str) -> Result<Option<JobInfo>> {
-        let k = self.queue(queue)?;
-        let mut con = self.connection();
-        // An undecodable entry has no header to match, only the name derived from its bytes.
-        let derived = id.starts_with("undecodable-");
-        let pattern = if derived {
-            "*".to_owned()
-        } else {
-            format!("jf|*|*|{id}|*")
-        };
-        let is = |s: &[u8]| peek_id(s) == Some(id) || (derived && undecodable_id(s) == id);
-        for (state, set) in [
-            (JobState::Retry, k.retry()),
-            (JobState::Scheduled, k.scheduled()),
-            (JobState::Dead, k.dead()),
-        ] {
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, items): (u64, Vec<(Vec<u8>, f64)>) = redis::cmd("ZSCAN")
-                    .arg(&set)
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut con)
-                    .await?;
-                if let Some((stored, score)) = items.into_iter().find(|(s, _)| is(s)) {
-                    #[allow(clippy::cast_possible_truncation)]
-                    return Ok(Some(JobInfo::from_stored(
-                        queue,
-                        state,
-                        stored,
-                        Some(score as i64),
-                    )));
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-        }
-        if let Some(job) = self
-            .active_jobs(queue)
-            .await?
-            .into_iter()
-            .find(|j| j.id == id)
-        {
-            return Ok(Some(job));
-        }
-        let mut start = 0isize;
-        loop {
-            let chunk: Vec<Vec<u8>> = con.lrange(k.pending(), start, start + 999).await?;
-            if let Some(stored) = chunk.iter().find(|s| is(s)) {
-                return Ok(Some(JobInfo::from_stored(
-                    queue,
-                    JobState::Pending,
-                    stored.clone(),
-                    None,
-                )));
-            }
-            if chunk.len() < 1000 {
-                return Ok(None);
-            }
-            start += 1000;
-        }
-    }
-
-    /// Finds a job by id in any queue.
-    pub async fn show(&self, id: &str) -> Result<JobInfo> {
-        for queue in self.queue_names().await? {
-            if let Some(job) = self.find_in(&queue, id).await? {
-                return Ok(job);
-            }
-        }
-        Err(QueueError::NotFound(id.to_owned()))
     }
 
     /// Moves exact stored jobs out of `from` (a list or a sorted set): to the tail of pending

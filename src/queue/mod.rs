@@ -12,6 +12,7 @@ mod connect;
 mod enqueue;
 pub mod envelope;
 pub mod keys;
+pub mod listing;
 pub mod payload;
 pub mod remove;
 pub mod scripts;
