@@ -57,9 +57,12 @@ impl Deployment {
 }
 
 fn url(rpc_url: &str) -> Result<reqwest::Url, ChainError> {
-    rpc_url
-        .parse()
-        .map_err(|e| ChainError::Fatal(format!("{}: {e}", crate::config::SecretUrl::new(rpc_url))))
+    rpc_url.parse().map_err(|e| {
+        ChainError::Fatal(format!(
+            "{}: {e}",
+            crate::config::secret::SecretUrl::new(rpc_url)
+        ))
+    })
 }
 
 /// Deploys everything; `owner` becomes the markets contract's owner (the platform's signer),

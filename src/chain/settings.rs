@@ -9,7 +9,9 @@ use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use serde::Deserialize;
 
-use crate::config::{ConfigError, SecretUrl, duration, invalid};
+use crate::config::checks::{ConfigError, invalid};
+use crate::config::duration;
+use crate::config::secret::SecretUrl;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

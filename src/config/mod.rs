@@ -13,39 +13,16 @@ use serde::Deserialize;
 
 pub use crate::ipfs::settings::IpfsSettings;
 pub use crate::notify::settings::{NotifySettings, SmtpSettings, SmtpTls};
+pub mod checks;
+pub mod duration;
+pub(crate) use checks::invalid;
+pub use checks::{ConfigError, is_http_url};
 pub use secret::{Secret, SecretUrl, redact_urls};
 
-mod secret;
+pub mod secret;
 
 /// The built-in defaults, so the binary runs even where no config folder exists.
 const DEFAULTS: &str = include_str!("../../config/default.toml");
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The config crate's error names the key and says what is wrong with it; it is shown in
-    /// the message, not chained as a source, so that it is said once.
-    #[error("config: {0}")]
-    Load(config::ConfigError),
-    #[error("config: {key}: {message}")]
-    Invalid { key: &'static str, message: String },
-    #[error(
-        "config: environment {env:?} has no file {path}; set JOBFLEET_CONFIG_DIR to the config folder"
-    )]
-    MissingEnv { env: String, path: PathBuf },
-}
-
-impl From<config::ConfigError> for ConfigError {
-    fn from(e: config::ConfigError) -> Self {
-        ConfigError::Load(e)
-    }
-}
-
-pub(crate) fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
-}
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,7 +35,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub governance: GovernanceSettings,
     pub jobs: JobsSettings,
-    pub chain: crate::chain::ChainSettings,
+    pub chain: crate::chain::settings::ChainSettings,
     pub ipfs: IpfsSettings,
     pub notify: NotifySettings,
 }
@@ -287,7 +264,7 @@ impl Settings {
         if w.poll_interval < Duration::from_millis(10) {
             return Err(invalid("worker.poll_interval", "must be at least 10ms"));
         }
-        crate::worker::QueueSelection::parse(&w.queues, w.strict)
+        crate::worker::queues::QueueSelection::parse(&w.queues, w.strict)
             .map_err(|e| invalid("worker.queues", e))?;
         let db = self.database.url.expose();
         if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
@@ -351,12 +328,6 @@ fn env_key(var: &str) -> String {
         .replace("__", ".")
 }
 
-/// An absolute http(s) URL with a host.
-pub fn is_http_url(url: &str) -> bool {
-    reqwest::Url::parse(url)
-        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-}
-
 /// The folder a relative `jobs.dir` is taken from: the one above the config folder (the
 /// project's root when the config folder is its `config/`), so that a command run from another
 /// folder with `JOBFLEET_CONFIG_DIR=/srv/app/config` finds `/srv/app/jobs`. None when the
@@ -381,22 +352,6 @@ fn config_file(path: &Path) -> config::File<config::FileSourceFile, config::File
     config::File::from(path)
         .format(config::FileFormat::Toml)
         .required(false)
-}
-
-/// Serde for durations written like "30s", "5m", "180days".
-pub mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
-    }
-
-    pub fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*v).to_string())
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, SecretUrl, duration, invalid, is_http_url};
+use crate::config::checks::{ConfigError, invalid, is_http_url};
+use crate::config::duration;
+use crate::config::secret::SecretUrl;
 
 /// The Kubo nodes that store discussion snapshots, and how long snapshots stay pinned.
 #[derive(Clone, Debug, Deserialize)]

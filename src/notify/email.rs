@@ -7,8 +7,8 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use super::settings::{SmtpSettings, SmtpTls};
 use super::{NotifyError, Rendered};
-use crate::config::{SmtpSettings, SmtpTls};
 
 /// The SMTP transport and the sender address.
 pub struct Mailer {

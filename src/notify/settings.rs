@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, Secret, duration, invalid, is_http_url};
+use crate::config::checks::{ConfigError, invalid, is_http_url};
+use crate::config::duration;
+use crate::config::secret::Secret;
 
 /// Notifications: the SMTP server, the platform's Discord and Slack channels, HTTP limits.
 #[derive(Clone, Debug, Deserialize)]
