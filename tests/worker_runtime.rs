@@ -3,117 +3,12 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jobfleet::jobs::{HandlerSet, Job, JobContext, JobError, Registry};
-use jobfleet::queue::{JobState, NewJob, QueueClient};
-use serde::{Deserialize, Serialize};
+use jobfleet::queue::{JobState, NewJob};
 use serde_json::json;
-use support::TestRedis;
-use support::app::{WorkerOpts, client, eventually, registry, spec_dir, start_worker};
-
-/// What the test handlers did: (tag, attempt), in order.
-static EVENTS: Mutex<Vec<(String, u32)>> = Mutex::new(Vec::new());
-
-fn record(tag: &str, attempt: u32) {
-    EVENTS.lock().unwrap().push((tag.to_owned(), attempt));
-}
-
-fn events(prefix: &str) -> Vec<(String, u32)> {
-    EVENTS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(t, _)| t.starts_with(prefix))
-        .cloned()
-        .collect()
-}
-
-/// A handler that does what its args say: fail some attempts, fail for good, snooze, panic,
-/// hang, or sleep, and records every run.
-#[derive(Debug, Serialize, Deserialize)]
-struct Probe {
-    tag: String,
-    #[serde(default)]
-    fail_attempts: u32,
-    #[serde(default)]
-    fatal: bool,
-    #[serde(default)]
-    snooze_ms: Option<u64>,
-    #[serde(default)]
-    panic: bool,
-    #[serde(default)]
-    sleep_ms: u64,
-}
-
-impl Job for Probe {
-    const KIND: &'static str = "probe";
-
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        record(&self.tag, ctx.attempt);
-        tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
-        if self.panic {
-            panic!("probe panics on purpose");
-        }
-        if self.fatal {
-            return Err(JobError::fatal("bad input"));
-        }
-        if let Some(ms) = self.snooze_ms
-            && ctx.attempt == 1
-            && events(&self.tag).len() == 1
-        {
-            return Err(JobError::snooze(Duration::from_millis(ms)));
-        }
-        if ctx.attempt <= self.fail_attempts {
-            return Err(JobError::retry(std::io::Error::other("flaky")));
-        }
-        Ok(())
-    }
-}
-
-struct Setup {
-    _redis: TestRedis,
-    _specs: tempfile::TempDir,
-    url: String,
-    client: QueueClient,
-    registry: Arc<Registry>,
-}
-
-/// The `probe` kind with this timeout and attempts, and 50 ms backoff. The folder must live
-/// as long as the registry is loaded from it, so it is returned too.
-fn probe_registry(timeout: &str, attempts: u32) -> (tempfile::TempDir, Arc<Registry>) {
-    let specs = spec_dir(&[("probe", "default", timeout, attempts, "50ms")]);
-    let registry = registry(specs.path(), HandlerSet::new().register::<Probe>());
-    (specs, registry)
-}
-
-/// A Redis, a client, and the `probe` kind with a 1 s timeout, 3 attempts and 50 ms backoff.
-async fn setup() -> Setup {
-    let redis = TestRedis::start();
-    let url = redis.url();
-    let client = client(&url).await;
-    let (specs, registry) = probe_registry("1s", 3);
-    Setup {
-        _redis: redis,
-        _specs: specs,
-        url,
-        client,
-        registry,
-    }
-}
-
-fn probe(args: serde_json::Value) -> NewJob {
-    NewJob::new("probe", "default", args).max_attempts(3)
-}
-
-async fn settled(c: &QueueClient, processed: u64, dead: u64) -> bool {
-    eventually(Duration::from_secs(10), || async {
-        let s = c.stats("default").await.unwrap();
-        s.processed == processed && s.dead == dead && s.active == 0
-    })
-    .await
-}
+use support::app::{WorkerOpts, eventually, start_worker};
+use support::probe::{events, probe, probe_registry, settled, setup};
 
 #[tokio::test]
 async fn failures_retry_with_backoff_then_succeed_or_die() {

@@ -32,8 +32,10 @@ pub mod discussions;
 pub mod fleet;
 pub mod kubo;
 pub mod notify;
+pub mod probe;
 pub mod process;
 pub mod redis;
+pub mod store;
 
 // `self::` is required: without it `redis` would be ambiguous between this
 // child module and the `redis` crate the test may also depend on.
