@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod ipfs;
+pub mod job;
 pub mod jobs;
 pub mod notify;
 pub mod queue;

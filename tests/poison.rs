@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jobfleet::jobs::{HandlerSet, Job, JobContext, JobError, Registry};
+use jobfleet::jobs::{HandlerSet, Job, JobArgs, JobContext, JobError, Registry};
 use jobfleet::queue::payload::{Header, undecodable_id};
 use jobfleet::queue::{JobState, NewJob, QueueClient, now_ms};
 use redis::AsyncCommands;
@@ -36,10 +36,12 @@ struct Tally {
     tag: String,
 }
 
-impl Job for Tally {
+impl JobArgs for Tally {
     const KIND: &'static str = "tally";
+}
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+impl<S: Send + Sync + 'static> Job<S> for Tally {
+    async fn run(self, ctx: JobContext<S>) -> Result<(), JobError> {
         let mut runs = RUNS.lock().unwrap();
         *runs
             .get_or_insert_with(HashMap::new)

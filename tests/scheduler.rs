@@ -27,10 +27,7 @@ fn jobs_dir(schedules: &str) -> tempfile::TempDir {
     );
     std::fs::write(dir.path().join("noop.toml"), noop).unwrap();
     // Every other kind the binary knows needs a spec too; these have no schedules.
-    for kind in jobfleet::jobs::registry::handlers()
-        .kinds()
-        .filter(|k| *k != "noop")
-    {
+    for kind in jobfleet::jobs::handlers().kinds().filter(|k| *k != "noop") {
         std::fs::write(dir.path().join(format!("{kind}.toml")), SLEEP_SPEC).unwrap();
     }
     dir

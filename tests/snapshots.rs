@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use jobfleet::db::snapshots::for_market;
 use jobfleet::ipfs::cid::MAX_BLOCK;
+use jobfleet::job::{Attempt, Client, Specs};
 use jobfleet::jobs::prune_snapshots::prune;
 use jobfleet::jobs::snapshot_discussions::{SnapshotDiscussions, snapshot_window};
 use jobfleet::jobs::{Job, JobContext, JobError, Resources};
@@ -305,20 +306,18 @@ async fn the_handler_snapshots_the_day_before_its_tick_or_the_day_given(pool: Pg
     let redis = support::TestRedis::start();
     let mut settings = support::app::settings(&redis.url());
     settings.ipfs.endpoints = vec![jobfleet::config::SecretUrl::new(node.url())];
-    let resources = Arc::new(Resources::with_pool(
-        support::app::client(&redis.url()).await,
-        settings,
-        pool.clone(),
-    ));
+    let queue = support::app::client(&redis.url()).await;
+    let resources = Arc::new(Resources::with_pool(queue.clone(), settings, pool.clone()));
     // A retry late in the day still snapshots the day before the tick.
-    let ctx = JobContext {
+    let attempt = Attempt {
         id: "snapshot-discussions:1".into(),
         queue: "default".into(),
         attempt: 1,
         max_attempts: 8,
-        enqueued_at: at("2026-11-30T00:00:00Z"),
-        resources,
+        enqueued_at_ms: at("2026-11-30T00:00:00Z").timestamp_millis(),
     };
+    let client = Client::new(queue, Arc::new(Specs::default()));
+    let ctx = JobContext::new(attempt, resources, client);
     node.node.fail_next(1);
     let e = SnapshotDiscussions::default().run(ctx.clone()).await;
     assert!(matches!(e, Err(JobError::Retry(_))), "{e:?}");

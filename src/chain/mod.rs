@@ -27,7 +27,7 @@ use alloy::transports::{RpcError, TransportErrorKind};
 pub use guards::{ChainIdentity, DEV_CHAIN_IDS, FeeCaps};
 pub use settings::{ChainSettings, SecretKey};
 
-use crate::jobs::error::JobError;
+use crate::job::error::JobError;
 
 /// What went wrong talking to the chain, and so what happens next (`into_job_error`).
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ pub enum ChainError {
     /// and nothing is chained, so each cause is said once.
     /// reqwest's errors inside name the URL, which is a secret one, so every URL in the text
     /// is redacted.
-    #[error("rpc: {}", crate::config::secret::redact_urls(&crate::jobs::error::error_chain(.0)))]
+    #[error("rpc: {}", crate::config::secret::redact_urls(&crate::job::error::error_chain(.0)))]
     Rpc(RpcError<TransportErrorKind>),
     /// The node is not ready for the request (it lacks a block it should have): try again.
     #[error("not ready: {0}")]
@@ -53,7 +53,7 @@ pub enum ChainError {
     #[error("{0}")]
     Fatal(String),
     /// sqlx's error is in the message, not chained, for the same reason.
-    #[error("database: {}", crate::jobs::error::error_chain(.0))]
+    #[error("database: {}", crate::job::error::error_chain(.0))]
     Db(sqlx::Error),
 }
 

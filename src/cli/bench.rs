@@ -19,8 +19,6 @@ use super::App;
 use super::output::{errln, outln};
 use crate::jobs::Resources;
 use crate::queue::{Backoff, NewJob, QueueClient};
-use crate::telemetry::Metrics;
-use crate::telemetry::http::Health;
 use crate::worker::{QueueSelection, Worker, WorkerConfig};
 
 #[derive(Debug, Args)]
@@ -213,15 +211,10 @@ async fn trickle(app: &App, client: &QueueClient, args: &BenchArgs) -> anyhow::R
         poll_interval: app.settings.worker.poll_interval,
     };
     let resources = Arc::new(Resources::new(client.clone(), app.settings.clone())?);
-    let worker = Worker::new(
-        client.clone(),
-        app.registry()?,
-        resources,
-        cfg,
-        Metrics::new(),
-        Arc::new(Health::new(Duration::from_secs(60))),
-    )
-    .with_observer(observer);
+    let worker = Worker::builder(client.clone(), app.registry()?, resources)
+        .config(cfg)
+        .observer(observer)
+        .build();
     client.resume(QUEUE).await?;
     let stop = CancellationToken::new();
     let handle = tokio::spawn({

@@ -22,7 +22,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Settings;
-use crate::jobs::{Registry, registry};
+use crate::jobs::{Registry, handlers};
 use crate::queue::{JobState, QueueClient, QueueError, StoreSettings};
 use output::outln;
 
@@ -215,7 +215,7 @@ impl App {
     pub fn registry(&self) -> anyhow::Result<Arc<Registry>> {
         Ok(Arc::new(Registry::load(
             &self.settings.jobs.dir,
-            registry::handlers(),
+            handlers(),
         )?))
     }
 }

@@ -144,8 +144,14 @@ pub async fn run(app: &App, kind: &str, args: Option<&str>) -> anyhow::Result<Ex
         bail!("--args must be a JSON object");
     }
     registry.spec(kind)?;
-    let resources = Arc::new(Resources::new(app.client().await?, app.settings.clone())?);
-    match runner::run_inline(&registry, &resources, kind, args).await {
+    let client = app.client().await?;
+    let resources = Arc::new(Resources::new(client.clone(), app.settings.clone())?);
+    let rt = runner::Runtime {
+        client: crate::job::Client::new(client, registry.shared_specs().clone()),
+        registry,
+        state: resources,
+    };
+    match runner::run_inline(&rt, kind, args).await {
         Ok(()) => {
             outln!("{kind}: done")?;
             Ok(ExitCode::SUCCESS)

@@ -94,7 +94,7 @@ pub(super) async fn serve_telemetry(
 pub async fn run(app: &App, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let registry = app.registry()?;
     let cfg = WorkerConfig::from_settings(
-        &app.settings,
+        &app.settings.worker,
         args.queues.as_deref(),
         args.strict.then_some(true),
         args.concurrency.map(usize::from),
@@ -122,8 +122,12 @@ pub async fn run(app: &App, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let resources = Arc::new(Resources::new(client.clone(), app.settings.clone())?);
-    let worker =
-        Worker::new(client, registry, resources, cfg, metrics, health).with_metrics_addr(target);
+    let worker = Worker::builder(client, registry, resources)
+        .config(cfg)
+        .metrics(metrics)
+        .health(health)
+        .metrics_addr(target)
+        .build();
     let report = worker.run(shutdown_signal()).await?;
     cancel_http.cancel();
     tracing::info!(?report, "bye");

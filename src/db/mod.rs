@@ -33,9 +33,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// chain would say each cause twice.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("database: {}", crate::jobs::error::error_chain(.0))]
+    #[error("database: {}", crate::job::error::error_chain(.0))]
     Sqlx(sqlx::Error),
-    #[error("migrations: {}", crate::jobs::error::error_chain(.0))]
+    #[error("migrations: {}", crate::job::error::error_chain(.0))]
     Migrate(sqlx::migrate::MigrateError),
 }
 

@@ -52,7 +52,7 @@ pub enum IpfsError {
     },
     /// reqwest keeps the reason in its error's sources; the message holds them all, and
     /// nothing is chained, so the reason is said once.
-    #[error("cannot build the HTTP client: {}", crate::jobs::error::error_chain(.0))]
+    #[error("cannot build the HTTP client: {}", crate::job::error::error_chain(.0))]
     Client(reqwest::Error),
     #[error(transparent)]
     Cid(#[from] CidError),
@@ -249,7 +249,7 @@ fn added_hash(body: &[u8]) -> Result<String, String> {
 /// reqwest's error with its sources, which is where "connection refused" is, without the URL
 /// reqwest puts in it: the endpoint is a secret URL and the message names it redacted already.
 fn error_text(e: reqwest::Error) -> String {
-    crate::jobs::error::error_chain(&e.without_url())
+    crate::job::error::error_chain(&e.without_url())
 }
 
 #[cfg(test)]

@@ -5,20 +5,22 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Job, JobContext, JobError};
+use super::{Job, JobArgs, JobContext, JobError, Resources};
 use crate::db::governance::{self, Rule};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateVotes {}
 
-impl Job for AggregateVotes {
+impl JobArgs for AggregateVotes {
     const KIND: &'static str = "aggregate_votes";
+}
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        let g = &ctx.resources.settings.governance;
+impl Job<Resources> for AggregateVotes {
+    async fn run(self, ctx: JobContext<Resources>) -> Result<(), JobError> {
+        let g = &ctx.state().settings.governance;
         let now = chrono::Utc::now();
-        let pool = &ctx.resources.db;
+        let pool = &ctx.state().db;
         let proposals = Rule {
             threshold_bp: g.proposal_threshold_bp,
             min_votes: g.proposal_min_votes,

@@ -7,18 +7,20 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Job, JobContext, JobError, chain_job};
+use super::{Job, JobArgs, JobContext, JobError, Resources, chain_job};
 use crate::chain::receipts;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmTransactions {}
 
-impl Job for ConfirmTransactions {
+impl JobArgs for ConfirmTransactions {
     const KIND: &'static str = "confirm_transactions";
+}
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        let r = &ctx.resources;
+impl Job<Resources> for ConfirmTransactions {
+    async fn run(self, ctx: JobContext<Resources>) -> Result<(), JobError> {
+        let r = ctx.state();
         let now = chrono::Utc::now();
         let report = chain_job(Self::KIND, async {
             receipts::confirm(r.chain()?, &r.db, now).await

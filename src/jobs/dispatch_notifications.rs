@@ -10,10 +10,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::send_notification::SendNotification;
-use super::spec::JobSpec;
-use super::{Job, JobContext, JobError};
+use super::{Job, JobArgs, JobContext, JobError, Resources};
 use crate::config::NotifySettings;
 use crate::db::notifications::{self, Pending};
+use crate::job::{RegistryError, Specs};
 use crate::notify::{Channel, Event};
 use crate::queue::NewJob;
 
@@ -25,21 +25,17 @@ const MAX_BATCHES: usize = 20;
 #[serde(deny_unknown_fields)]
 pub struct DispatchNotifications {}
 
-impl Job for DispatchNotifications {
+impl JobArgs for DispatchNotifications {
     const KIND: &'static str = "dispatch_notifications";
+}
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        let res = &ctx.resources;
-        let path = res
-            .settings
-            .jobs
-            .dir
-            .join(format!("{}.toml", SendNotification::KIND));
-        let spec = JobSpec::load(&path).map_err(JobError::fatal)?;
+impl Job<Resources> for DispatchNotifications {
+    async fn run(self, ctx: JobContext<Resources>) -> Result<(), JobError> {
+        let res = ctx.state();
         let limit = i64::from(res.settings.notify.dispatch_batch);
         let (mut rows, mut jobs) = (0, 0);
         for _ in 0..MAX_BATCHES {
-            let (claimed, enqueued) = dispatch_batch(&ctx, &spec, limit).await?;
+            let (claimed, enqueued) = dispatch_batch(&ctx, limit).await?;
             rows += claimed;
             jobs += enqueued;
             if (claimed as i64) < limit {
@@ -55,11 +51,10 @@ impl Job for DispatchNotifications {
 
 /// One batch: claim, enqueue, mark, commit. Returns (rows, jobs enqueued or found queued).
 async fn dispatch_batch(
-    ctx: &JobContext,
-    spec: &JobSpec,
+    ctx: &JobContext<Resources>,
     limit: i64,
 ) -> Result<(usize, usize), JobError> {
-    let res = &ctx.resources;
+    let res = ctx.state();
     let mut tx = res.db.begin().await.map_err(JobError::retry)?;
     let claimed = notifications::claim(&mut tx, limit)
         .await
@@ -67,22 +62,21 @@ async fn dispatch_batch(
     if claimed.is_empty() {
         return Ok((0, 0));
     }
+    let specs = ctx.client().specs();
     let jobs: Vec<NewJob> = claimed
         .iter()
         .flat_map(|row| {
             channels(row, &res.settings.notify)
                 .into_iter()
-                .map(move |channel| send_job(row.id, channel, spec))
+                .map(move |channel| send_job(row.id, channel, specs))
         })
-        .collect();
+        .collect::<Result<_, _>>()
+        .map_err(JobError::fatal)?;
     let count = jobs.len();
     if !jobs.is_empty() {
         // On an error the transaction is dropped, rolled back: the rows stay undispatched and
         // the retry enqueues them again under the same ids.
-        res.queue
-            .enqueue_bulk(jobs)
-            .await
-            .map_err(JobError::retry)?;
+        ctx.client().enqueue_jobs(jobs).await?;
     }
     let ids: Vec<i64> = claimed.iter().map(|r| r.id).collect();
     notifications::mark_dispatched(&mut tx, &ids, chrono::Utc::now())
@@ -92,16 +86,13 @@ async fn dispatch_batch(
     Ok((claimed.len(), count))
 }
 
-/// The job that delivers one row on one channel, with its deterministic id.
-pub fn send_job(id: i64, channel: Channel, spec: &JobSpec) -> NewJob {
-    let args = serde_json::to_value(SendNotification {
+/// The job that delivers one row on one channel, with its kind's spec and a deterministic id.
+pub fn send_job(id: i64, channel: Channel, specs: &Specs) -> Result<NewJob, RegistryError> {
+    let job = SendNotification {
         notification_id: id,
         channel,
-    })
-    .expect("args always serialise");
-    NewJob::new(SendNotification::KIND, &spec.queue, args)
-        .id(format!("notify:{id}:{channel}"))
-        .max_attempts(spec.retry.max_attempts)
+    };
+    Ok(specs.job(&job)?.id(format!("notify:{id}:{channel}")))
 }
 
 /// The channels a row goes to. Pure, so the routing rules are unit tests: the user's channels
@@ -201,11 +192,13 @@ mod tests {
 
     #[test]
     fn job_ids_are_deterministic() {
-        let spec: JobSpec = JobSpec::load(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/send_notification.toml"),
-        )
-        .unwrap();
-        let job = send_job(42, Channel::Slack, &spec);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
+        let specs = Specs::load(&[&dir]).unwrap();
+        let job = send_job(42, Channel::Slack, &specs).unwrap();
+        assert_eq!(
+            job.max_attempts,
+            specs.spec("send_notification").unwrap().retry.max_attempts
+        );
         assert_eq!(job.id.as_deref(), Some("notify:42:slack"));
         assert_eq!(job.queue, "notifications");
         assert_eq!(

@@ -6,18 +6,20 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Job, JobContext, JobError, chain_job};
+use super::{Job, JobArgs, JobContext, JobError, Resources, chain_job};
 use crate::chain::indexer;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexChainEvents {}
 
-impl Job for IndexChainEvents {
+impl JobArgs for IndexChainEvents {
     const KIND: &'static str = "index_chain_events";
+}
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        let r = &ctx.resources;
+impl Job<Resources> for IndexChainEvents {
+    async fn run(self, ctx: JobContext<Resources>) -> Result<(), JobError> {
+        let r = ctx.state();
         let report = chain_job(Self::KIND, async {
             indexer::index(r.chain()?, &r.db).await
         })

@@ -1,39 +1,55 @@
-//! Job kinds: the `Job` trait, the errors a handler returns, and the registry that pairs every
-//! handler with its spec in the top-level `jobs/` folder.
+//! The marketplace's job kinds, the state they share (`Resources`), and `handlers()`, the one
+//! place where they are registered.
 //!
 //! A handler lives in `src/jobs/<kind>.rs`; its policy (queue, retries, timeout, uniqueness) in
-//! `jobs/<kind>.toml`. `registry::handlers()` is the one place where kinds are registered.
+//! `jobs/<kind>.toml`. What a kind is (`Job`, `JobArgs`, `JobContext`, `JobError`) and the
+//! registry that pairs kinds with specs belong to the engine (`crate::job`).
 
 pub mod aggregate_votes;
 pub mod confirm_transactions;
 pub mod dispatch_notifications;
-pub mod error;
 pub mod index_chain_events;
 pub mod noop;
 pub mod prune_snapshots;
 pub mod rebuild_leaderboard;
-pub mod registry;
 pub mod resolve_markets;
 pub mod send_notification;
 pub mod send_transactions;
 pub mod sleep;
 pub mod snapshot_discussions;
-pub mod spec;
 pub mod sync_balances;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use crate::chain::{Chain, ChainError};
 use crate::config::Settings;
 use crate::queue::QueueClient;
 
-pub use error::{JobError, error_chain};
-pub use registry::{HandlerSet, Registry, RegistryError};
-pub use spec::JobSpec;
+pub use crate::job::{
+    HandlerSet, Job, JobArgs, JobContext, JobError, JobSpec, RegistryError, error_chain,
+};
+
+/// The registry of the marketplace's kinds.
+pub type Registry = crate::job::Registry<Resources>;
+
+/// Every job kind this program knows. Add new kinds here, and a spec in `jobs/`.
+pub fn handlers() -> HandlerSet<Resources> {
+    HandlerSet::new()
+        .register::<noop::Noop>()
+        .register::<sleep::Sleep>()
+        .register::<aggregate_votes::AggregateVotes>()
+        .register::<rebuild_leaderboard::RebuildLeaderboard>()
+        .register::<send_transactions::SendTransactions>()
+        .register::<confirm_transactions::ConfirmTransactions>()
+        .register::<sync_balances::SyncBalances>()
+        .register::<resolve_markets::ResolveMarkets>()
+        .register::<index_chain_events::IndexChainEvents>()
+        .register::<snapshot_discussions::SnapshotDiscussions>()
+        .register::<prune_snapshots::PruneSnapshots>()
+        .register::<dispatch_notifications::DispatchNotifications>()
+        .register::<send_notification::SendNotification>()
+}
 
 /// What the process shares with every handler: connections and configuration.
 #[derive(Debug)]
@@ -99,25 +115,20 @@ pub(crate) async fn chain_job<T>(
     }
 }
 
-/// What a handler knows about the job it runs.
-#[derive(Clone, Debug)]
-pub struct JobContext {
-    pub id: String,
-    pub queue: String,
-    /// 1 for the first run.
-    pub attempt: u32,
-    pub max_attempts: u32,
-    /// When the job was enqueued (for a scheduled job, its tick): relative periods such as
-    /// "previous week" are resolved against it, not against the clock of the worker that
-    /// happens to run it, maybe late.
-    pub enqueued_at: chrono::DateTime<chrono::Utc>,
-    pub resources: Arc<Resources>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// A job kind: typed args with a stable kind name, and what running it means.
-pub trait Job: Serialize + DeserializeOwned + Send + 'static {
-    /// The stable name stored with every job; renaming it orphans queued jobs.
-    const KIND: &'static str;
-
-    fn run(self, ctx: JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
+    #[test]
+    fn the_shipped_specs_match_the_handlers() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
+        let reg = Registry::load(&dir, handlers()).unwrap();
+        assert_eq!(reg.spec("sleep").unwrap().queue, "default");
+        let noop = reg.new_job("noop", serde_json::json!({})).unwrap();
+        assert_eq!(noop.max_attempts, 3);
+        let e = reg
+            .new_job("sleep", serde_json::json!({"ms": "x"}))
+            .unwrap_err();
+        assert!(e.to_string().contains("sleep"), "{e}");
+    }
 }

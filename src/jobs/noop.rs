@@ -4,7 +4,7 @@
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{Job, JobContext, JobError};
+use super::{Job, JobArgs, JobContext, JobError};
 
 /// Any args are accepted and ignored, without building them in memory.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -16,10 +16,12 @@ impl<'de> Deserialize<'de> for Noop {
     }
 }
 
-impl Job for Noop {
+impl JobArgs for Noop {
     const KIND: &'static str = "noop";
+}
 
-    async fn run(self, _ctx: JobContext) -> Result<(), JobError> {
+impl<S: Send + Sync + 'static> Job<S> for Noop {
+    async fn run(self, _ctx: JobContext<S>) -> Result<(), JobError> {
         Ok(())
     }
 }

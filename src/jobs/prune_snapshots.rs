@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use super::{Job, JobContext, JobError};
+use super::{Job, JobArgs, JobContext, JobError, Resources};
 use crate::db::snapshots::{self, SnapshotRow};
 use crate::ipfs::{IpfsError, KuboClient, Unpinned};
 
@@ -63,14 +63,16 @@ pub struct PruneReport {
     pub already_unpinned: usize,
 }
 
-impl Job for PruneSnapshots {
+impl JobArgs for PruneSnapshots {
     const KIND: &'static str = "prune_snapshots";
+}
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        let settings = &ctx.resources.settings.ipfs;
+impl Job<Resources> for PruneSnapshots {
+    async fn run(self, ctx: JobContext<Resources>) -> Result<(), JobError> {
+        let settings = &ctx.state().settings.ipfs;
         let kubo = KuboClient::new(settings).map_err(JobError::fatal)?;
         let retention = settings.snapshot_retention;
-        let report = prune(&ctx.resources.db, &kubo, retention, Utc::now())
+        let report = prune(&ctx.state().db, &kubo, retention, Utc::now())
             .await
             .map_err(PruneError::into_job_error)?;
         tracing::info!(

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Job, JobContext, JobError};
+use super::{Job, JobArgs, JobContext, JobError, Resources};
 use crate::db::points::{self, Period};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -21,13 +21,15 @@ fn all_time() -> String {
     "all-time".to_owned()
 }
 
-impl Job for RebuildLeaderboard {
+impl JobArgs for RebuildLeaderboard {
     const KIND: &'static str = "rebuild_leaderboard";
+}
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+impl Job<Resources> for RebuildLeaderboard {
+    async fn run(self, ctx: JobContext<Resources>) -> Result<(), JobError> {
         let now = chrono::Utc::now();
         let period = Period::parse(&self.period, ctx.enqueued_at).map_err(JobError::fatal)?;
-        let pool = &ctx.resources.db;
+        let pool = &ctx.state().db;
         let changed = points::rebuild_ledgers(pool, now)
             .await
             .map_err(JobError::retry)?;

@@ -13,9 +13,8 @@
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use super::{Job, JobContext, JobError, chain_job};
+use super::{Job, JobArgs, JobContext, JobError, Resources, chain_job};
 use crate::chain::{ORACLE_SNOOZE, resolution};
 use crate::queue::NewJob;
 
@@ -27,11 +26,13 @@ pub struct ResolveMarkets {
     pub market_id: Option<i64>,
 }
 
-impl Job for ResolveMarkets {
+impl JobArgs for ResolveMarkets {
     const KIND: &'static str = "resolve_markets";
+}
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        let r = &ctx.resources;
+impl Job<Resources> for ResolveMarkets {
+    async fn run(self, ctx: JobContext<Resources>) -> Result<(), JobError> {
+        let r = ctx.state();
         let now = Utc::now();
         let only = self.market_id;
         let report = chain_job(Self::KIND, async {
@@ -52,21 +53,26 @@ impl Job for ResolveMarkets {
             resolved = report.resolved,
             "markets resolved"
         );
+        // One job per market still waiting for its oracle, on this run's queue and with its
+        // attempts, due when the oracle may have answered.
         let waiting: Vec<NewJob> = report
             .unreported
             .iter()
-            .map(|id| {
-                NewJob::new(Self::KIND, &ctx.queue, json!({"market_id": id}))
-                    .id(format!("resolve-market:{id}"))
+            .map(|&id| {
+                let one = ResolveMarkets {
+                    market_id: Some(id),
+                };
+                ctx.client()
+                    .enqueue(one)
+                    .queue(&ctx.queue)
                     .max_attempts(ctx.max_attempts)
-                    .run_at((now + ORACLE_SNOOZE).timestamp_millis())
+                    .id(format!("resolve-market:{id}"))
+                    .at_ms((now + ORACLE_SNOOZE).timestamp_millis())
+                    .into_new_job()
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         if !waiting.is_empty() {
-            r.queue
-                .enqueue_bulk(waiting)
-                .await
-                .map_err(JobError::retry)?;
+            ctx.client().enqueue_jobs(waiting).await?;
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Job, JobContext, JobError};
+use super::{Job, JobArgs, JobContext, JobError, Resources};
 use crate::db::notifications::{self, Attempt, Delivery, Status};
 use crate::notify::guard;
 use crate::notify::webhook::{self, Post};
@@ -38,11 +38,13 @@ enum Done {
     Skipped(&'static str),
 }
 
-impl Job for SendNotification {
+impl JobArgs for SendNotification {
     const KIND: &'static str = "send_notification";
+}
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        let pool = &ctx.resources.db;
+impl Job<Resources> for SendNotification {
+    async fn run(self, ctx: JobContext<Resources>) -> Result<(), JobError> {
+        let pool = &ctx.state().db;
         let Some(row) = notifications::load(pool, self.notification_id)
             .await
             .map_err(JobError::retry)?
@@ -62,9 +64,9 @@ impl Job for SendNotification {
             return Ok(());
         }
         let notifier = ctx
-            .resources
+            .state()
             .notifier
-            .get_or_try_init(|| async { Notifier::new(&ctx.resources.settings.notify) })
+            .get_or_try_init(|| async { Notifier::new(&ctx.state().settings.notify) })
             .await
             .map_err(|e| e.into_job_error())?;
         let started = Instant::now();

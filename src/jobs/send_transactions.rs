@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Job, JobContext, JobError, chain_job};
+use super::{Job, JobArgs, JobContext, JobError, Resources, chain_job};
 use crate::chain::sender::Sender;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -17,11 +17,13 @@ pub struct SendTransactions {
     pub limit: Option<u32>,
 }
 
-impl Job for SendTransactions {
+impl JobArgs for SendTransactions {
     const KIND: &'static str = "send_transactions";
+}
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        let r = &ctx.resources;
+impl Job<Resources> for SendTransactions {
+    async fn run(self, ctx: JobContext<Resources>) -> Result<(), JobError> {
+        let r = ctx.state();
         let limit = i64::from(self.limit.unwrap_or(100).max(1));
         let report = chain_job(Self::KIND, async {
             let sender = Sender::new(r.chain()?, &r.db).await?;

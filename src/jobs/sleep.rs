@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Job, JobContext, JobError};
+use super::{Job, JobArgs, JobContext, JobError};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,10 +28,12 @@ pub struct Sleep {
 #[error("sleep job asked to fail")]
 struct AskedToFail;
 
-impl Job for Sleep {
+impl JobArgs for Sleep {
     const KIND: &'static str = "sleep";
+}
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+impl<S: Send + Sync + 'static> Job<S> for Sleep {
+    async fn run(self, ctx: JobContext<S>) -> Result<(), JobError> {
         if self.ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.ms)).await;
         }

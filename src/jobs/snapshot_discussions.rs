@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use super::{Job, JobContext, JobError};
+use super::{Job, JobArgs, JobContext, JobError, Resources};
 use crate::db::snapshots;
 use crate::ipfs::document::{self, DocumentError, Window};
 use crate::ipfs::{IpfsError, KuboClient};
@@ -71,10 +71,12 @@ pub struct SnapshotReport {
     pub raced: usize,
 }
 
-impl Job for SnapshotDiscussions {
+impl JobArgs for SnapshotDiscussions {
     const KIND: &'static str = "snapshot_discussions";
+}
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+impl Job<Resources> for SnapshotDiscussions {
+    async fn run(self, ctx: JobContext<Resources>) -> Result<(), JobError> {
         let window = self
             .day
             .map_or_else(|| Window::day_before(ctx.enqueued_at), Window::day);
@@ -85,9 +87,9 @@ impl Job for SnapshotDiscussions {
                 window.start.format("%Y-%m-%d")
             )));
         }
-        let kubo = KuboClient::new(&ctx.resources.settings.ipfs)
+        let kubo = KuboClient::new(&ctx.state().settings.ipfs)
             .map_err(|e| JobError::fatal(SnapshotError::Ipfs(e)))?;
-        let report = snapshot_window(&ctx.resources.db, &kubo, window, Utc::now())
+        let report = snapshot_window(&ctx.state().db, &kubo, window, Utc::now())
             .await
             .map_err(SnapshotError::into_job_error)?;
         tracing::info!(

@@ -9,9 +9,8 @@
 //! read at an older block.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use super::{Job, JobContext, JobError, chain_job};
+use super::{Job, JobArgs, JobContext, JobError, Resources, chain_job};
 use crate::chain::balances;
 use crate::db;
 use crate::queue::NewJob;
@@ -26,11 +25,13 @@ pub struct SyncBalances {
     pub limit: Option<u32>,
 }
 
-impl Job for SyncBalances {
+impl JobArgs for SyncBalances {
     const KIND: &'static str = "sync_balances";
+}
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        let r = &ctx.resources;
+impl Job<Resources> for SyncBalances {
+    async fn run(self, ctx: JobContext<Resources>) -> Result<(), JobError> {
+        let r = ctx.state();
         let batch = self.limit.unwrap_or(r.settings.chain.balance_batch).max(1);
         let Some(from) = self.from_id else {
             return fan_out(&ctx, batch).await;
@@ -56,29 +57,29 @@ impl Job for SyncBalances {
     }
 }
 
-async fn fan_out(ctx: &JobContext, batch: u32) -> Result<(), JobError> {
-    let starts = db::balances::batch_starts(&ctx.resources.db, i64::from(batch))
+async fn fan_out(ctx: &JobContext<Resources>, batch: u32) -> Result<(), JobError> {
+    let starts = db::balances::batch_starts(&ctx.state().db, i64::from(batch))
         .await
         .map_err(JobError::retry)?;
+    // The children follow their parent: its queue, its attempts, an id made of its id.
     let jobs: Vec<NewJob> = starts
         .iter()
-        .map(|from| {
-            NewJob::new(
-                SyncBalances::KIND,
-                &ctx.queue,
-                json!({"from_id": from, "limit": batch}),
-            )
-            .id(format!("{}:{from}", ctx.id))
-            .max_attempts(ctx.max_attempts)
+        .map(|&from| {
+            let child = SyncBalances {
+                from_id: Some(from),
+                limit: Some(batch),
+            };
+            ctx.client()
+                .enqueue(child)
+                .queue(&ctx.queue)
+                .max_attempts(ctx.max_attempts)
+                .id(format!("{}:{from}", ctx.id))
+                .into_new_job()
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let n = jobs.len();
     for chunk in jobs.chunks(1000) {
-        ctx.resources
-            .queue
-            .enqueue_bulk(chunk.to_vec())
-            .await
-            .map_err(JobError::retry)?;
+        ctx.client().enqueue_jobs(chunk.to_vec()).await?;
     }
     tracing::info!(batches = n, batch, "balance sync fanned out");
     Ok(())

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::jobs::error::JobError;
+use crate::job::error::JobError;
 use settings::NotifySettings;
 
 pub use render::Rendered;
@@ -406,7 +406,7 @@ mod tests {
         assert!(e.to_string().contains("payload.old"), "{e}");
         assert!(matches!(
             e.into_job_error(),
-            crate::jobs::error::JobError::Fatal(_)
+            crate::job::error::JobError::Fatal(_)
         ));
         // A uint256 far beyond u64 is fine; a sign, a point or nothing is not.
         assert!(Wei::new(&"9".repeat(78)).is_ok());

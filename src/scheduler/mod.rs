@@ -20,8 +20,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 
-use crate::jobs::Registry;
-use crate::jobs::spec::Missed;
+use crate::job::Registry;
+use crate::job::spec::Missed;
 use crate::queue::workers::SchedulerInfo;
 use crate::queue::{NewJob, QueueClient, QueueError, now_ms};
 use crate::telemetry::Metrics;
@@ -96,7 +96,7 @@ impl Schedule {
 /// Every schedule of the registry's specs, less those disabled in the configuration. Names
 /// must be unique; a disabled name that matches no schedule is an error (a typo would
 /// otherwise silently leave the schedule running).
-pub fn schedules(registry: &Registry, disabled: &[String]) -> Result<Vec<Schedule>, String> {
+pub fn schedules<S>(registry: &Registry<S>, disabled: &[String]) -> Result<Vec<Schedule>, String> {
     let mut out = Vec::new();
     let mut names = HashSet::new();
     for spec in registry.specs() {
@@ -111,7 +111,7 @@ pub fn schedules(registry: &Registry, disabled: &[String]) -> Result<Vec<Schedul
                 .map_err(|e| format!("jobs/{}.toml: schedule {:?} args: {e}", spec.kind, s.name))?;
             // The kind's own check: a tick whose args cannot decode would only ever go to dead.
             if let Some(entry) = registry.get(&spec.kind) {
-                (entry.validate)(&args).map_err(|e| {
+                entry.validate(&args).map_err(|e| {
                     format!("jobs/{}.toml: schedule {:?} args: {e}", spec.kind, s.name)
                 })?;
             }

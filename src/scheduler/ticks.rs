@@ -117,7 +117,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::jobs::spec::Missed;
+    use crate::job::spec::Missed;
     use crate::scheduler::cron::Cron;
 
     fn every_second() -> Schedule {

@@ -56,7 +56,10 @@ struct Unanswered {
 /// Settles finished jobs: everything that finished since the last call goes in one script
 /// call per queue and lane. Results that could not be written are kept (the jobs stay held, so
 /// their leases are renewed) and tried again.
-pub(super) async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finished>) {
+pub(super) async fn ack_loop<S: Send + Sync + 'static>(
+    shared: Arc<Shared<S>>,
+    mut rx: mpsc::UnboundedReceiver<Finished>,
+) {
     let mut buf = Vec::with_capacity(MAX_BATCH);
     let mut unanswered: Vec<Unanswered> = Vec::new();
     let mut waiting: Vec<Finished> = Vec::new();
@@ -103,8 +106,8 @@ pub(super) async fn ack_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceive
 /// Sends the unanswered calls again, then one new call per queue and lane for `results`
 /// (holding back those whose lane still has an unanswered call). Returns what is still
 /// unanswered and the results held back.
-async fn flush(
-    shared: &Shared,
+async fn flush<S: Send + Sync + 'static>(
+    shared: &Shared<S>,
     unanswered: Vec<Unanswered>,
     results: Vec<Finished>,
 ) -> (Vec<Unanswered>, Vec<Finished>) {
@@ -161,7 +164,11 @@ async fn flush(
 
 /// Sends one call (retrying it for up to a lease) and adds what the store did to `report`.
 /// Returns the positions of the stale results, or None when the call got no answer.
-async fn send(shared: &Shared, u: &Unanswered, report: &mut WorkerReport) -> Option<Vec<usize>> {
+async fn send<S: Send + Sync + 'static>(
+    shared: &Shared<S>,
+    u: &Unanswered,
+    report: &mut WorkerReport,
+) -> Option<Vec<usize>> {
     let w = &shared.w;
     let me = w.cfg.id.as_str();
     match u.lane {
@@ -221,7 +228,7 @@ fn settle_of(f: &Finished) -> Settle<'_> {
 /// for the whole batch: label lookups hash strings, which is not free at 100,000 jobs/s. A
 /// result the store found stale changed nothing, so it counts as `stale`, never as what the
 /// handler returned: another worker's result for the same job is the one that counts.
-fn record_metrics(shared: &Shared, batch: &[(Finished, bool)]) {
+fn record_metrics<S: Send + Sync + 'static>(shared: &Shared<S>, batch: &[(Finished, bool)]) {
     let metrics = &shared.w.metrics;
     let mut counts: HashMap<(&str, &str, &str), u64> = HashMap::new();
     let mut timings: HashMap<(&str, &str), Vec<f64>> = HashMap::new();
@@ -254,7 +261,11 @@ fn record_metrics(shared: &Shared, batch: &[(Finished, bool)]) {
 
 /// Retries a settlement until it lands, for at most one lease: after that the lease has run
 /// out and the reaper gives the job to another worker anyway (at-least-once delivery).
-async fn persist<T, F, Fut>(shared: &Shared, op: &str, call: F) -> Option<T>
+async fn persist<S: Send + Sync + 'static, T, F, Fut>(
+    shared: &Shared<S>,
+    op: &str,
+    call: F,
+) -> Option<T>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T, QueueError>>,
@@ -279,7 +290,7 @@ where
 }
 
 /// Hands every job still held (cancelled at the deadline, or never settled) back to pending.
-pub(super) async fn hand_back(shared: &Shared) {
+pub(super) async fn hand_back<S: Send + Sync + 'static>(shared: &Shared<S>) {
     let leftovers = shared.held_by_queue();
     shared.held().clear();
     let mut report = WorkerReport::default();

@@ -9,7 +9,7 @@ use crate::queue::now_ms;
 use crate::queue::workers::{InFlight, WorkerInfo};
 
 /// Renews leases and the worker's registry entry every lease/3.
-pub(super) async fn heartbeat_loop(shared: Arc<Shared>) {
+pub(super) async fn heartbeat_loop<S: Send + Sync + 'static>(shared: Arc<Shared<S>>) {
     let every = shared.w.cfg.lease / 3;
     loop {
         tokio::select! {
@@ -20,7 +20,7 @@ pub(super) async fn heartbeat_loop(shared: Arc<Shared>) {
     }
 }
 
-pub(super) async fn heartbeat_once(shared: &Shared) {
+pub(super) async fn heartbeat_once<S: Send + Sync + 'static>(shared: &Shared<S>) {
     let w = &shared.w;
     // Renewals run concurrently and each gets at most lease/3: one slow call must not let the
     // other queues' leases run out.
@@ -94,7 +94,7 @@ pub(super) async fn heartbeat_once(shared: &Shared) {
 static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
 
 /// Reaps expired leases, samples queue depths and enforces the dead set's age cap.
-pub(super) async fn maintenance_loop(shared: Arc<Shared>) {
+pub(super) async fn maintenance_loop<S: Send + Sync + 'static>(shared: Arc<Shared<S>>) {
     let w = &shared.w;
     let every = (w.cfg.lease / 2).min(Duration::from_secs(5));
     let mut tick = 0u64;
@@ -121,7 +121,7 @@ pub(super) async fn maintenance_loop(shared: Arc<Shared>) {
     }
 }
 
-async fn reap_queue(w: &Worker, queue: &str) {
+async fn reap_queue<S: Send + Sync + 'static>(w: &Worker<S>, queue: &str) {
     const LIMIT: usize = 100;
     loop {
         match w.client.reap(queue, LIMIT).await {
@@ -155,7 +155,7 @@ async fn reap_queue(w: &Worker, queue: &str) {
 
 /// Subscribes to the served queues' wake channels and wakes the fetcher on every message.
 /// When the subscription drops, it reconnects; meanwhile the fetcher falls back to polling.
-pub(super) async fn wake_loop(shared: Arc<Shared>) {
+pub(super) async fn wake_loop<S: Send + Sync + 'static>(shared: Arc<Shared<S>>) {
     use futures::StreamExt;
     let w = &shared.w;
     let channels: Vec<String> = w

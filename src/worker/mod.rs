@@ -4,6 +4,7 @@
 
 mod acker;
 mod background;
+mod builder;
 pub mod pool;
 pub mod queues;
 pub mod runner;
@@ -11,7 +12,9 @@ mod state;
 
 use std::time::Duration;
 
+pub use builder::WorkerBuilder;
 pub use queues::QueueSelection;
+pub use runner::Runtime;
 pub use state::{JobObserver, Worker, WorkerReport};
 
 /// How one worker process runs.
@@ -29,12 +32,11 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     /// The worker section of the settings, with an optional `--queues` override.
     pub fn from_settings(
-        s: &crate::config::Settings,
+        w: &crate::config::WorkerSettings,
         queues: Option<&str>,
         strict: Option<bool>,
         concurrency: Option<usize>,
     ) -> Result<Self, String> {
-        let w = &s.worker;
         let strict = strict.unwrap_or(w.strict);
         Ok(Self {
             id: crate::queue::workers::new_worker_id(),

@@ -15,48 +15,14 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::WorkerConfig;
 use super::acker::{Finished, ack_loop, hand_back};
 use super::background::{heartbeat_loop, heartbeat_once, maintenance_loop, wake_loop};
 use super::runner::{self, Outcome, Ran};
-use super::state::{Held, JobObserver, MAX_BATCH, Shared, Worker, WorkerReport};
-use crate::jobs::{Registry, Resources};
-use crate::queue::{Call, Leased, QueueClient, QueueError, Settle, SettleAction, now_ms};
-use crate::telemetry::Metrics;
-use crate::telemetry::http::Health;
+use super::state::{Held, MAX_BATCH, Shared, Worker, WorkerReport};
+use crate::queue::{Call, Leased, QueueError, Settle, SettleAction, now_ms};
 
-impl Worker {
-    pub fn new(
-        client: QueueClient,
-        registry: Arc<Registry>,
-        resources: Arc<Resources>,
-        cfg: WorkerConfig,
-        metrics: Metrics,
-        health: Arc<Health>,
-    ) -> Self {
-        Self {
-            client,
-            registry,
-            resources,
-            cfg,
-            metrics,
-            health,
-            observer: None,
-            metrics_addr: None,
-        }
-    }
-
-    pub fn with_observer(mut self, observer: JobObserver) -> Self {
-        self.observer = Some(observer);
-        self
-    }
-
-    /// Publishes where this worker's `/metrics` is served (`host:port`) in its description.
-    pub fn with_metrics_addr(mut self, target: Option<String>) -> Self {
-        self.metrics_addr = target;
-        self
-    }
-
+impl<S: Send + Sync + 'static> Worker<S> {
+    /// The worker's id, as `jobfleet workers` shows it.
     pub fn id(&self) -> &str {
         &self.cfg.id
     }
@@ -118,8 +84,8 @@ impl Worker {
 }
 
 /// Leases jobs whenever a slot is free, and sleeps until woken when there is nothing to do.
-async fn fetch_loop(
-    shared: &Arc<Shared>,
+async fn fetch_loop<S: Send + Sync + 'static>(
+    shared: &Arc<Shared<S>>,
     tx: &mpsc::UnboundedSender<Finished>,
     jobs: &mut JoinSet<()>,
 ) {
@@ -215,8 +181,8 @@ async fn gather(slots: &Arc<Semaphore>, batch: &mut OwnedSemaphorePermit, capaci
 }
 
 /// One lease round over the queues in their order for this round.
-async fn fetch_batch(
-    shared: &Shared,
+async fn fetch_batch<S: Send + Sync + 'static>(
+    shared: &Shared<S>,
     want: usize,
     seq: &mut u64,
 ) -> (Vec<(u64, Arc<Leased>)>, Option<i64>, bool) {
@@ -271,7 +237,7 @@ async fn fetch_batch(
 /// Hands back jobs that are in this worker's in-flight lists but unknown to the process: the
 /// reply of a fetch that leased them was lost. Runs on the fetcher's task, between fetches, so
 /// no fetch is half done; without it those jobs would be renewed forever and never run.
-async fn reconcile(shared: &Shared) {
+async fn reconcile<S: Send + Sync + 'static>(shared: &Shared<S>) {
     let w = &shared.w;
     for queue in w.cfg.queues.names() {
         let stored = match w.client.inflight(&queue, &w.cfg.id).await {
@@ -343,8 +309,8 @@ fn peek_kind(body: &[u8]) -> String {
 
 /// Waits for a run slot, runs the job and hands the result to the acker. A job still waiting
 /// for its slot at shutdown is handed back without running.
-async fn job_task(
-    shared: Arc<Shared>,
+async fn job_task<S: Send + Sync + 'static>(
+    shared: Arc<Shared<S>>,
     seq: u64,
     job: Arc<Leased>,
     _lease_slot: OwnedSemaphorePermit,
@@ -363,7 +329,7 @@ async fn job_task(
         if let Some(observe) = &shared.w.observer {
             observe(&job);
         }
-        runner::run(&shared.w.registry, &shared.w.resources, &job).await
+        runner::run(&shared.w.rt, &job).await
     } else {
         Ran {
             kind: peek_kind(job.body_bytes()),
@@ -375,7 +341,7 @@ async fn job_task(
 }
 
 /// Waits for running jobs up to the shutdown timeout, then cancels the rest.
-async fn drain(shared: &Shared, jobs: &mut JoinSet<()>) {
+async fn drain<S: Send + Sync + 'static>(shared: &Shared<S>, jobs: &mut JoinSet<()>) {
     let deadline = tokio::time::sleep(shared.w.cfg.shutdown_timeout);
     tokio::pin!(deadline);
     loop {

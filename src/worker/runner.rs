@@ -8,9 +8,34 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use tracing::Instrument;
 
-use crate::jobs::registry::Entry;
-use crate::jobs::{JobContext, JobError, Registry, Resources, error_chain};
+use crate::job::registry::Entry;
+use crate::job::{Attempt, Client, JobContext, JobError, Registry, error_chain};
 use crate::queue::{Backoff, Envelope, Leased, SettleAction, now_ms};
+
+/// What running a job needs besides the job: the kinds, the application's state, and the
+/// client a handler enqueues further jobs with.
+pub struct Runtime<S> {
+    /// The kinds this worker runs.
+    pub registry: Arc<Registry<S>>,
+    /// The application's state, handed to every handler.
+    pub state: Arc<S>,
+    /// Enqueues with the specs of `registry` applied.
+    pub client: Client,
+}
+
+impl<S> std::fmt::Debug for Runtime<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Runtime<S> {
+    fn context(&self, attempt: Attempt) -> JobContext<S> {
+        JobContext::new(attempt, self.state.clone(), self.client.clone())
+    }
+}
 
 /// What happens to a job after a run.
 #[derive(Clone, Debug, PartialEq)]
@@ -110,7 +135,7 @@ pub fn failure_after(
 
 /// Runs one job to an outcome. Never panics and never returns an error: whatever goes wrong
 /// becomes the job's outcome, so a bad job cannot take its worker down.
-pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) -> Ran {
+pub async fn run<S: Send + Sync + 'static>(rt: &Runtime<S>, job: &Leased) -> Ran {
     let started = Instant::now();
     let id = job.id();
     let decoded = job
@@ -147,7 +172,7 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
             elapsed: started.elapsed(),
         };
     }
-    let Some(entry) = registry.get(&env.kind) else {
+    let Some(entry) = rt.registry.get(&env.kind) else {
         tracing::error!(%id, queue = %job.queue, kind = %env.kind, "unknown job kind, moving it to dead");
         return Ran {
             outcome: Outcome::kill(format!(
@@ -161,15 +186,13 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
     let attempt = header.next_attempt();
     let max_attempts = header.max_attempts;
     let span = tracing::info_span!("job", kind = %env.kind, %id, queue = %job.queue, attempt);
-    let ctx = JobContext {
+    let ctx = rt.context(Attempt {
         id,
         queue: job.queue.clone(),
         attempt,
         max_attempts,
-        enqueued_at: chrono::DateTime::from_timestamp_millis(env.created_at)
-            .unwrap_or_else(chrono::Utc::now),
-        resources: resources.clone(),
-    };
+        enqueued_at_ms: env.created_at,
+    });
     let timeout = entry.spec.timeout;
     let called = call(entry, std::mem::take(&mut env.args), ctx, span.clone()).await;
     let elapsed = started.elapsed();
@@ -214,28 +237,26 @@ pub async fn run(registry: &Registry, resources: &Arc<Resources>, job: &Leased) 
 
 /// Runs one job in the foreground, outside any queue (`jobfleet run`): the same handler,
 /// timeout and panic handling as a worker, but the outcome is returned instead of settled.
-pub async fn run_inline(
-    registry: &Registry,
-    resources: &Arc<Resources>,
+pub async fn run_inline<S: Send + Sync + 'static>(
+    rt: &Runtime<S>,
     kind: &str,
     args: serde_json::Value,
 ) -> Result<(), String> {
-    let entry = registry.get(kind).ok_or_else(|| {
-        registry
+    let entry = rt.registry.get(kind).ok_or_else(|| {
+        rt.registry
             .spec(kind)
             .map_or_else(|e| e.to_string(), |_| format!("no handler for {kind}"))
     })?;
-    (entry.validate)(&args)?;
+    entry.validate(&args)?;
     let id = format!("inline-{}", ulid::Ulid::generate());
     let span = tracing::info_span!("job", kind, %id, queue = "inline", attempt = 1);
-    let ctx = JobContext {
+    let ctx = rt.context(Attempt {
         id,
         queue: "inline".to_owned(),
         attempt: 1,
         max_attempts: 1,
-        enqueued_at: chrono::Utc::now(),
-        resources: resources.clone(),
-    };
+        enqueued_at_ms: now_ms(),
+    });
     match call(entry, args, ctx, span).await {
         Called::Done(Ok(())) => Ok(()),
         Called::Done(Err(JobError::Snooze(after))) => Err(format!(
@@ -269,13 +290,13 @@ impl Called {
 
 /// Calls a handler under its kind's timeout, inside its span, with panics caught: the one
 /// place where a worker and `jobfleet run` execute job code.
-async fn call(
-    entry: &Entry,
+async fn call<S>(
+    entry: &Entry<S>,
     args: serde_json::Value,
-    ctx: JobContext,
+    ctx: JobContext<S>,
     span: tracing::Span,
 ) -> Called {
-    let fut = (entry.handler)(args, ctx);
+    let fut = entry.run(args, ctx);
     match AssertUnwindSafe(tokio::time::timeout(entry.spec.timeout, fut))
         .catch_unwind()
         .instrument(span)

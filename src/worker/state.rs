@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::WorkerConfig;
-use crate::jobs::{Registry, Resources};
+use super::runner::Runtime;
 use crate::queue::{Leased, QueueClient};
 use crate::telemetry::Metrics;
 use crate::telemetry::http::Health;
@@ -55,10 +55,9 @@ pub(super) struct Held {
 }
 
 /// A worker process; build it, then `run` it until a shutdown signal.
-pub struct Worker {
+pub struct Worker<S> {
     pub(super) client: QueueClient,
-    pub(super) registry: Arc<Registry>,
-    pub(super) resources: Arc<Resources>,
+    pub(super) rt: Runtime<S>,
     pub(super) cfg: WorkerConfig,
     pub(super) metrics: Metrics,
     pub(super) health: Arc<Health>,
@@ -67,7 +66,7 @@ pub struct Worker {
     pub(super) metrics_addr: Option<String>,
 }
 
-impl std::fmt::Debug for Worker {
+impl<S> std::fmt::Debug for Worker<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
             .field("cfg", &self.cfg)
@@ -75,8 +74,8 @@ impl std::fmt::Debug for Worker {
     }
 }
 
-pub(super) struct Shared {
-    pub w: Worker,
+pub(super) struct Shared<S> {
+    pub w: Worker<S>,
     pub held: Mutex<HashMap<u64, Held>>,
     pub wake: Notify,
     /// Stop fetching and starting jobs.
@@ -86,7 +85,7 @@ pub(super) struct Shared {
     pub report: Mutex<WorkerReport>,
 }
 
-impl Shared {
+impl<S> Shared<S> {
     pub fn held(&self) -> MutexGuard<'_, HashMap<u64, Held>> {
         // A poisoned lock only means a panic elsewhere; the map itself is still consistent.
         self.held

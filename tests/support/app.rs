@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 use jobfleet::config::{Settings, Sources};
 use jobfleet::jobs::{HandlerSet, Registry, Resources};
 use jobfleet::queue::{QueueClient, StoreSettings};
-use jobfleet::telemetry::Metrics;
-use jobfleet::telemetry::http::Health;
 use jobfleet::worker::{QueueSelection, Worker, WorkerConfig, WorkerReport};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -51,7 +49,7 @@ pub fn spec_dir(specs: &[(&str, &str, &str, u32, &str)]) -> tempfile::TempDir {
     dir
 }
 
-pub fn registry(dir: &Path, handlers: HandlerSet) -> Arc<Registry> {
+pub fn registry(dir: &Path, handlers: HandlerSet<Resources>) -> Arc<Registry> {
     Arc::new(Registry::load(dir, handlers).expect("specs match handlers"))
 }
 
@@ -125,14 +123,9 @@ pub fn start_worker_with(
         poll_interval: opts.poll_interval,
     };
     let id = cfg.id.clone();
-    let worker = Worker::new(
-        client.clone(),
-        registry,
-        resources,
-        cfg,
-        Metrics::new(),
-        Arc::new(Health::new(Duration::from_secs(60))),
-    );
+    let worker = Worker::builder(client.clone(), registry, resources)
+        .config(cfg)
+        .build();
     let stop = CancellationToken::new();
     let token = stop.clone();
     let handle = tokio::spawn(async move {

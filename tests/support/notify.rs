@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use jobfleet::config::{Secret, Settings, SmtpTls};
 use jobfleet::db::notifications::record;
+use jobfleet::job::{Attempt, Client};
 use jobfleet::jobs::dispatch_notifications::DispatchNotifications;
 use jobfleet::jobs::send_notification::SendNotification;
 use jobfleet::jobs::{HandlerSet, Job, JobContext, JobError, Registry, Resources};
@@ -68,15 +69,16 @@ pub async fn env(pool: PgPool, adjust: impl FnOnce(&mut Settings)) -> Env {
 }
 
 impl Env {
-    pub fn ctx(&self, attempt: u32) -> JobContext {
-        JobContext {
+    pub fn ctx(&self, attempt: u32) -> JobContext<Resources> {
+        let attempt = Attempt {
             id: "test".into(),
             queue: "notifications".into(),
             attempt,
             max_attempts: 3,
-            enqueued_at: chrono::Utc::now(),
-            resources: self.resources.clone(),
-        }
+            enqueued_at_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        let client = Client::new(self.client.clone(), self.registry.shared_specs().clone());
+        JobContext::new(attempt, self.resources.clone(), client)
     }
 
     pub async fn send(&self, id: i64, channel: Channel, attempt: u32) -> Result<(), JobError> {

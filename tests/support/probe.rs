@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jobfleet::jobs::{HandlerSet, Job, JobContext, JobError, Registry};
+use jobfleet::jobs::{HandlerSet, Job, JobArgs, JobContext, JobError, Registry};
 use jobfleet::queue::{NewJob, QueueClient};
 use serde::{Deserialize, Serialize};
 
@@ -46,10 +46,12 @@ pub struct Probe {
     pub sleep_ms: u64,
 }
 
-impl Job for Probe {
+impl JobArgs for Probe {
     const KIND: &'static str = "probe";
+}
 
-    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+impl<S: Send + Sync + 'static> Job<S> for Probe {
+    async fn run(self, ctx: JobContext<S>) -> Result<(), JobError> {
         record(&self.tag, ctx.attempt);
         tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
         if self.panic {

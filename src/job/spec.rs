@@ -140,8 +140,18 @@ impl JobSpec {
             .ok_or_else(|| err("file name is not valid UTF-8".into()))?
             .to_owned();
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let mut spec: JobSpec = toml::from_str(&text).map_err(|e| err(toml_error(&text, &e)))?;
-        spec.kind = kind;
+        Self::parse(&kind, &text).map_err(|e| err(e.message))
+    }
+
+    /// Reads and validates the spec of `kind` from TOML text (a spec written in code, as
+    /// the engine's example and the benchmark do). An error's `path` is the kind.
+    pub fn parse(kind: &str, text: &str) -> Result<Self, SpecError> {
+        let err = |message: String| SpecError {
+            path: kind.to_owned(),
+            message,
+        };
+        let mut spec: JobSpec = toml::from_str(text).map_err(|e| err(toml_error(text, &e)))?;
+        spec.kind = kind.to_owned();
         let many = spec.schedules.len() > 1;
         for (i, s) in spec.schedules.iter_mut().enumerate() {
             if s.name.is_empty() {
