@@ -1,5 +1,7 @@
 //! The configuration's layers, validation and secrets, against the repository's `config/`.
 
+use std::path::{Path, PathBuf};
+
 use super::*;
 
 fn sources(vars: &[(&str, &str)], env: Option<&str>) -> Sources {
@@ -126,11 +128,19 @@ fn a_relative_jobs_dir_is_taken_from_above_the_config_folder() {
     assert_eq!(s.jobs.dir, root.join("jobs"));
     let s = Settings::load_from(&sources(&[("JOBFLEET__JOBS__DIR", "/opt/specs")], None)).unwrap();
     assert_eq!(s.jobs.dir, PathBuf::from("/opt/specs"));
-    assert_eq!(project_root(&root.join("config")), Some(root.clone()));
-    assert_eq!(project_root(&root.join("no-such-folder")), None);
+    let project_root = |dir: PathBuf| {
+        Sources {
+            config_dir: dir,
+            env: None,
+            vars: Vec::new(),
+        }
+        .project_root()
+    };
+    assert_eq!(project_root(root.join("config")), Some(root.clone()));
+    assert_eq!(project_root(root.join("no-such-folder")), None);
     // `config/..` is the root itself, so what is above it is the root's parent.
     assert_eq!(
-        project_root(&root.join("config").join("..")),
+        project_root(root.join("config").join("..")),
         root.parent().map(Path::to_path_buf)
     );
 }

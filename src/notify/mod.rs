@@ -337,8 +337,8 @@ impl Notifier {
     pub fn new(settings: &NotifySettings) -> Result<Arc<Self>, NotifyError> {
         // reqwest is built without a crypto provider of its own (so that aws-lc is not pulled
         // in) and uses the process default: make it ring, unless something installed one
-        // already, which is then kept (the error only says so).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // already, which is then kept.
+        crate::install_tls_provider();
         let builder = || {
             reqwest::Client::builder()
                 .timeout(settings.http_timeout)

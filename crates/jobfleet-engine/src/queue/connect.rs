@@ -17,7 +17,7 @@ use super::client::QueueClient;
 use super::keys::Keys;
 use super::scripts::Scripts;
 use super::{QueueError, Result, StoreSettings};
-use crate::config::secret::SecretUrl;
+use crate::settings::secret::SecretUrl;
 
 /// Reconnection attempts of the manager after a connection it had was lost. A restarted Redis
 /// is found again without the process noticing more than the calls that failed meanwhile.

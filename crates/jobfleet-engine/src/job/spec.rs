@@ -16,7 +16,7 @@ pub struct JobSpec {
     /// The queue jobs of this kind go to unless the producer names another.
     pub queue: String,
     /// A run that takes longer is cancelled and counts as a failed attempt.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::settings::duration")]
     pub timeout: Duration,
     pub retry: RetrySpec,
     #[serde(default)]
@@ -55,7 +55,7 @@ pub struct ScheduleSpec {
     #[serde(default)]
     pub missed: Missed,
     /// How far back a `run_once` catch-up may reach.
-    #[serde(default = "default_catch_up", with = "crate::config::duration")]
+    #[serde(default = "default_catch_up", with = "crate::settings::duration")]
     pub catch_up: Duration,
 }
 
@@ -91,10 +91,10 @@ pub struct RetrySpec {
     /// Runs in all, the first included; 1 means never retried.
     pub max_attempts: u32,
     /// Delay after the first failure; it doubles with every further failure.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::settings::duration")]
     pub base: Duration,
     /// Upper bound of the delay.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::settings::duration")]
     pub cap: Duration,
     /// Fraction of each delay taken off at random (0 to 1).
     #[serde(default)]
@@ -115,7 +115,7 @@ impl RetrySpec {
 #[serde(deny_unknown_fields)]
 pub struct UniqueSpec {
     /// How long a unique key is held at most (it is released earlier when the job finishes).
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::settings::duration")]
     pub ttl: Duration,
 }
 

@@ -32,7 +32,7 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     /// The worker section of the settings, with an optional `--queues` override.
     pub fn from_settings(
-        w: &crate::config::WorkerSettings,
+        w: &crate::settings::WorkerSettings,
         queues: Option<&str>,
         strict: Option<bool>,
         concurrency: Option<usize>,

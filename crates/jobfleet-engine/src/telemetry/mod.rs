@@ -7,7 +7,7 @@ pub mod metrics;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
-use crate::config::{LogFormat, TelemetrySettings};
+use crate::settings::{LogFormat, TelemetrySettings};
 
 pub use metrics::Metrics;
 

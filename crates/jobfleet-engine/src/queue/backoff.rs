@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Backoff {
     /// Delay after the first failed attempt.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::settings::duration")]
     pub base: Duration,
     /// Upper bound of any delay.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::settings::duration")]
     pub cap: Duration,
     /// Fraction (0.0 to 1.0) of the delay that may be taken off at random.
     #[serde(default)]

@@ -1,0 +1,204 @@
+//! The engine's settings: the sections of the configuration that the queue store, the
+//! workers, the scheduler and telemetry read (`[redis]`, `[worker]`, `[dead]`, `[telemetry]`,
+//! `[scheduler]`, `[jobs]`), their checks, and the helpers every section uses: durations
+//! written like "30s" (`duration`), secrets that never print (`secret`), and the error that
+//! names a bad key (`ConfigError`).
+//!
+//! An application's own configuration embeds these sections next to its own and gives them
+//! to the engine as an [`EngineSettings`]; [`load`] reads a configuration in layers.
+
+pub mod duration;
+mod error;
+mod load;
+pub mod secret;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use error::{ConfigError, invalid};
+pub use load::{Layers, Sources, load};
+use secret::SecretUrl;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    /// Schedule names not to run here.
+    pub disabled: Vec<String>,
+    pub http_addr: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: SecretUrl,
+    pub namespace: String,
+    /// One connection attempt: TCP, TLS and the Redis handshake.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// The answer to one call.
+    #[serde(with = "duration")]
+    pub response_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub queues: String,
+    pub strict: bool,
+    pub concurrency: usize,
+    pub prefetch: usize,
+    #[serde(with = "duration")]
+    pub lease: Duration,
+    #[serde(with = "duration")]
+    pub shutdown_timeout: Duration,
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+    pub completed_history: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadSettings {
+    pub max_jobs: u64,
+    #[serde(with = "duration")]
+    pub max_age: Duration,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub http_addr: String,
+    /// `/readyz` fails once the last answer from Redis is older than this.
+    #[serde(with = "duration")]
+    pub ready_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsSettings {
+    pub dir: PathBuf,
+}
+
+/// The engine's sections of a configuration, validated.
+#[derive(Clone, Debug, Deserialize)]
+pub struct EngineSettings {
+    /// `[redis]`
+    pub redis: RedisSettings,
+    /// `[worker]`
+    pub worker: WorkerSettings,
+    /// `[dead]`
+    pub dead: DeadSettings,
+    /// `[telemetry]`
+    pub telemetry: TelemetrySettings,
+    /// `[scheduler]`
+    pub scheduler: SchedulerSettings,
+    /// `[jobs]`
+    pub jobs: JobsSettings,
+}
+
+impl EngineSettings {
+    /// Checks values that parse but make no sense; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.redis.validate()?;
+        self.worker.validate()?;
+        for (key, limit) in [
+            ("redis.connect_timeout", self.redis.connect_timeout),
+            ("redis.response_timeout", self.redis.response_timeout),
+            ("telemetry.ready_timeout", self.telemetry.ready_timeout),
+        ] {
+            if limit < Duration::from_millis(100) {
+                return Err(invalid(key, "must be at least 100ms"));
+            }
+        }
+        if self.dead.max_jobs == 0 {
+            return Err(invalid("dead.max_jobs", "must be at least 1"));
+        }
+        for (key, addr) in [
+            ("telemetry.http_addr", &self.telemetry.http_addr),
+            ("scheduler.http_addr", &self.scheduler.http_addr),
+        ] {
+            if !addr.is_empty() && addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(
+                    key,
+                    format!("{addr:?} is not host:port (or \"\" to disable)"),
+                ));
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
+            return Err(invalid("telemetry.log_filter", "is not a valid filter"));
+        }
+        Ok(())
+    }
+
+    /// The store settings shared by every process.
+    pub fn store(&self) -> crate::queue::StoreSettings {
+        crate::queue::StoreSettings {
+            dead_max_jobs: self.dead.max_jobs,
+            dead_max_age: self.dead.max_age,
+            completed_history: self.worker.completed_history,
+            connect_timeout: self.redis.connect_timeout,
+            response_timeout: Some(self.redis.response_timeout),
+            ..crate::queue::StoreSettings::default()
+        }
+    }
+}
+
+impl RedisSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.url.expose();
+        if !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("redis+unix://")
+            || url.starts_with("unix://"))
+        {
+            return Err(invalid(
+                "redis.url",
+                "must start with redis://, rediss:// or unix://",
+            ));
+        }
+        if redis::Client::open(url).is_err() {
+            return Err(invalid("redis.url", format!("cannot parse {}", self.url)));
+        }
+        let ns = &self.namespace;
+        if ns.is_empty() || ns.contains(['{', '}', ' ']) {
+            return Err(invalid(
+                "redis.namespace",
+                "must be non-empty, without braces or spaces",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl WorkerSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        // An ack removes a job from its worker's in-flight list with LREM, which scans that
+        // list: the bounds keep it short.
+        if self.concurrency == 0 || self.concurrency > 1_000 {
+            return Err(invalid("worker.concurrency", "must be between 1 and 1000"));
+        }
+        if self.prefetch > 1_000 {
+            return Err(invalid("worker.prefetch", "must be at most 1000"));
+        }
+        if self.lease < Duration::from_secs(1) {
+            return Err(invalid("worker.lease", "must be at least 1s"));
+        }
+        if self.poll_interval < Duration::from_millis(10) {
+            return Err(invalid("worker.poll_interval", "must be at least 10ms"));
+        }
+        crate::worker::QueueSelection::parse(&self.queues, self.strict)
+            .map_err(|e| invalid("worker.queues", e))?;
+        Ok(())
+    }
+}
