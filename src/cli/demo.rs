@@ -111,7 +111,7 @@ pub async fn run(app: &App, cmd: DemoCommand) -> anyhow::Result<ExitCode> {
                 "Kubo RPC stand-in on {} (in memory: blocks and pins are lost at exit)",
                 running.url()
             )?;
-            super::worker::shutdown_signal().await;
+            jobfleet_engine::cli::shutdown_signal().await;
             running.stop().await?;
             Ok(ExitCode::SUCCESS)
         }

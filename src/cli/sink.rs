@@ -42,7 +42,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
         args.smtp,
         args.http
     )?;
-    let stop = super::worker::shutdown_signal();
+    let stop = jobfleet_engine::cli::shutdown_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {

@@ -9,13 +9,11 @@ pub mod aggregate_votes;
 pub mod confirm_transactions;
 pub mod dispatch_notifications;
 pub mod index_chain_events;
-pub mod noop;
 pub mod prune_snapshots;
 pub mod rebuild_leaderboard;
 pub mod resolve_markets;
 pub mod send_notification;
 pub mod send_transactions;
-pub mod sleep;
 pub mod snapshot_discussions;
 pub mod sync_balances;
 
@@ -25,6 +23,9 @@ use std::sync::Arc;
 use crate::chain::{Chain, ChainError};
 use crate::config::Settings;
 use crate::queue::QueueClient;
+
+/// The engine's own kinds, which the marketplace runs with specs of its own.
+pub use jobfleet_engine::builtin::{Noop, Sleep};
 
 pub use crate::job::{
     HandlerSet, Job, JobArgs, JobContext, JobError, JobSpec, RegistryError, error_chain,
@@ -36,8 +37,8 @@ pub type Registry = crate::job::Registry<Resources>;
 /// Every job kind this program knows. Add new kinds here, and a spec in `jobs/`.
 pub fn handlers() -> HandlerSet<Resources> {
     HandlerSet::new()
-        .register::<noop::Noop>()
-        .register::<sleep::Sleep>()
+        .register::<Noop>()
+        .register::<Sleep>()
         .register::<aggregate_votes::AggregateVotes>()
         .register::<rebuild_leaderboard::RebuildLeaderboard>()
         .register::<send_transactions::SendTransactions>()

@@ -107,7 +107,34 @@ pub struct EngineSettings {
     pub jobs: JobsSettings,
 }
 
+/// The engine's built-in defaults (the crate's `default.toml`).
+pub const DEFAULTS: &str = include_str!("../../default.toml");
+
 impl EngineSettings {
+    /// Loads and validates the engine's settings of this process: the built-in defaults,
+    /// then the layers of [`Sources::from_env`]. Other sections of the files are ignored (they
+    /// are the application's).
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(&Sources::from_env())
+    }
+
+    /// `load` from the given layers.
+    pub fn load_from(sources: &Sources) -> Result<Self, ConfigError> {
+        let layers = Layers {
+            defaults: DEFAULTS,
+            list_keys: &["scheduler.disabled"],
+            url_vars: &[],
+        };
+        let mut settings: Self = load(sources, layers)?;
+        settings.validate()?;
+        if settings.jobs.dir.is_relative()
+            && let Some(root) = sources.project_root()
+        {
+            settings.jobs.dir = root.join(&settings.jobs.dir);
+        }
+        Ok(settings)
+    }
+
     /// Checks values that parse but make no sense; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.redis.validate()?;

@@ -35,6 +35,8 @@ pub struct WorkerBuilder<S> {
     registry: Arc<Registry<S>>,
     state: Arc<S>,
     cfg: WorkerConfig,
+    /// Whether the caller chose the queues; if not, the worker serves its kinds' queues.
+    queues_chosen: bool,
     metrics: Option<Metrics>,
     health: Option<Arc<Health>>,
     observer: Option<JobObserverSlot>,
@@ -63,6 +65,7 @@ impl<S: Send + Sync + 'static> Worker<S> {
             registry,
             state,
             cfg: WorkerConfig::default(),
+            queues_chosen: false,
             metrics: None,
             health: None,
             observer: None,
@@ -75,12 +78,14 @@ impl<S: Send + Sync + 'static> WorkerBuilder<S> {
     /// Every setting at once (e.g. from the configuration, see `WorkerConfig::from_settings`).
     pub fn config(mut self, cfg: WorkerConfig) -> Self {
         self.cfg = cfg;
+        self.queues_chosen = true;
         self
     }
 
-    /// The queues served (default: `default`).
+    /// The queues served (default: every queue named by the registry's specs, weight 1 each).
     pub fn queues(mut self, queues: QueueSelection) -> Self {
         self.cfg.queues = queues;
+        self.queues_chosen = true;
         self
     }
 
@@ -139,7 +144,12 @@ impl<S: Send + Sync + 'static> WorkerBuilder<S> {
     }
 
     /// The worker; `run` it until a shutdown signal.
-    pub fn build(self) -> Worker<S> {
+    pub fn build(mut self) -> Worker<S> {
+        if !self.queues_chosen
+            && let Some(queues) = kinds_queues(&self.registry)
+        {
+            self.cfg.queues = queues;
+        }
         let client = Client::new(self.client.clone(), self.registry.shared_specs().clone());
         Worker {
             client: self.client,
@@ -157,4 +167,13 @@ impl<S: Send + Sync + 'static> WorkerBuilder<S> {
             metrics_addr: self.metrics_addr,
         }
     }
+}
+
+/// The queues the registry's specs name, weight 1 each; None for a registry without kinds.
+fn kinds_queues<S>(registry: &Registry<S>) -> Option<QueueSelection> {
+    let mut names: Vec<&str> = registry.specs().map(|s| s.queue.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    // Spec queues were checked when the specs were read, so the list parses.
+    QueueSelection::parse(&names.join(","), false).ok()
 }

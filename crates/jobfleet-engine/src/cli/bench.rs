@@ -15,9 +15,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 
-use super::App;
+use super::Engine;
 use super::output::{errln, outln};
-use crate::jobs::Resources;
+use crate::builtin;
 use crate::queue::{Backoff, NewJob, QueueClient};
 use crate::worker::{QueueSelection, Worker, WorkerConfig};
 
@@ -49,18 +49,22 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn start(app: &App, namespace: &str, n: usize, concurrency: usize) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("cannot find the jobfleet binary")?;
-        let jobs_dir = std::fs::canonicalize(&app.settings.jobs.dir)
-            .with_context(|| format!("jobs folder {}", app.settings.jobs.dir.display()))?;
+    fn start<S: Send + Sync + 'static>(
+        app: &Engine<S>,
+        namespace: &str,
+        n: usize,
+        concurrency: usize,
+    ) -> anyhow::Result<Self> {
+        // Workers of this very binary, running the engine's own kinds with the benchmark's
+        // specs, so that the figures do not depend on the application's kinds or specs.
+        let exe = std::env::current_exe().context("cannot find this program's binary")?;
         let mut children = Vec::new();
         for _ in 0..n {
             let child = Command::new(&exe)
-                .args(["worker", "--queues", QUEUE, "--concurrency"])
+                .args(["bench-worker", "--concurrency"])
                 .arg(concurrency.to_string())
                 .env("REDIS_URL", app.settings.redis.url.expose())
                 .env("JOBFLEET__REDIS__NAMESPACE", namespace)
-                .env("JOBFLEET__JOBS__DIR", &jobs_dir)
                 .env("JOBFLEET__TELEMETRY__HTTP_ADDR", "")
                 .env("JOBFLEET__TELEMETRY__LOG_FILTER", "error")
                 .env_remove("RUST_LOG")
@@ -124,7 +128,45 @@ fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-pub async fn run(app: &App, args: BenchArgs) -> anyhow::Result<ExitCode> {
+/// `bench-worker`: what `bench` starts in each worker process.
+#[derive(Debug, Args)]
+pub struct BenchWorkerArgs {
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+}
+
+/// The worker settings of the benchmark's workers: the configured ones, on its queue.
+fn bench_config<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    concurrency: usize,
+) -> anyhow::Result<WorkerConfig> {
+    Ok(WorkerConfig {
+        id: crate::queue::workers::new_worker_id(),
+        queues: QueueSelection::parse(QUEUE, false).map_err(anyhow::Error::msg)?,
+        concurrency: concurrency.max(1),
+        prefetch: app.settings.worker.prefetch,
+        lease: app.settings.worker.lease,
+        shutdown_timeout: app.settings.worker.shutdown_timeout,
+        poll_interval: app.settings.worker.poll_interval,
+    })
+}
+
+/// Runs one of the benchmark's worker processes until SIGTERM.
+pub async fn worker<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    args: BenchWorkerArgs,
+) -> anyhow::Result<ExitCode> {
+    let cfg = bench_config(app, args.concurrency)?;
+    let registry = Arc::new(builtin::bench_registry::<()>()?);
+    let client = app.client().await?;
+    super::worker::serve(app, client, cfg, registry, |_| Ok(Arc::new(()))).await
+}
+
+pub async fn run<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    args: BenchArgs,
+) -> anyhow::Result<ExitCode> {
     if args.jobs == 0 || args.processes == 0 || args.concurrency == 0 {
         bail!("--jobs, --processes and --concurrency must be at least 1");
     }
@@ -142,7 +184,12 @@ pub async fn run(app: &App, args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn phases(app: &App, client: &QueueClient, ns: &str, args: &BenchArgs) -> anyhow::Result<()> {
+async fn phases<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    client: &QueueClient,
+    ns: &str,
+    args: &BenchArgs,
+) -> anyhow::Result<()> {
     let n = args.jobs;
     client.pause(QUEUE).await?;
     let jobs: Vec<NewJob> = (0..n)
@@ -189,7 +236,11 @@ async fn phases(app: &App, client: &QueueClient, ns: &str, args: &BenchArgs) -> 
 
 /// Enqueues one job per millisecond to an idle in-process worker and measures how long each
 /// waits between the enqueue call and the start of its handler.
-async fn trickle(app: &App, client: &QueueClient, args: &BenchArgs) -> anyhow::Result<()> {
+async fn trickle<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    client: &QueueClient,
+    args: &BenchArgs,
+) -> anyhow::Result<()> {
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let delays: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let observer = {
@@ -202,16 +253,11 @@ async fn trickle(app: &App, client: &QueueClient, args: &BenchArgs) -> anyhow::R
         })
     };
     let cfg = WorkerConfig {
-        id: crate::queue::workers::new_worker_id(),
-        queues: QueueSelection::parse(QUEUE, false).map_err(anyhow::Error::msg)?,
-        concurrency: args.concurrency,
-        prefetch: app.settings.worker.prefetch,
-        lease: app.settings.worker.lease,
         shutdown_timeout: Duration::from_secs(5),
-        poll_interval: app.settings.worker.poll_interval,
+        ..bench_config(app, args.concurrency)?
     };
-    let resources = Arc::new(Resources::new(client.clone(), app.settings.clone())?);
-    let worker = Worker::builder(client.clone(), app.registry()?, resources)
+    let registry = Arc::new(builtin::bench_registry::<()>()?);
+    let worker = Worker::builder(client.clone(), registry, Arc::new(()))
         .config(cfg)
         .observer(observer)
         .build();

@@ -4,7 +4,7 @@
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{Job, JobArgs, JobContext, JobError};
+use crate::job::{Job, JobArgs, JobContext, JobError};
 
 /// Any args are accepted and ignored, without building them in memory.
 #[derive(Clone, Copy, Debug, Default, Serialize)]

@@ -8,24 +8,23 @@ use chrono::{TimeZone, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::App;
+use super::Engine;
 use super::output::{errln, outln};
 use super::output::{json, table, time};
 use super::worker::{serve_telemetry, shutdown_signal};
-use crate::jobs::Resources;
 use crate::queue::StoreSettings;
 use crate::scheduler::{Schedule, Scheduler, schedules};
 use crate::telemetry::Metrics;
 use crate::telemetry::http::Health;
 use crate::worker::runner;
 
-fn load_schedules(app: &App) -> anyhow::Result<Vec<Schedule>> {
+fn load_schedules<S: Send + Sync + 'static>(app: &Engine<S>) -> anyhow::Result<Vec<Schedule>> {
     let registry = app.registry()?;
     schedules(&registry, &app.settings.scheduler.disabled).map_err(anyhow::Error::msg)
 }
 
 /// `jobfleet scheduler`: runs until SIGTERM or SIGINT.
-pub async fn scheduler(app: &App) -> anyhow::Result<ExitCode> {
+pub async fn scheduler<S: Send + Sync + 'static>(app: &Engine<S>) -> anyhow::Result<ExitCode> {
     let schedules = load_schedules(app)?;
     // Tick calls wait for their reply however long Redis takes: one that timed out could
     // still be executed later, and every tick's outcome must be known (see `Scheduler::new`).
@@ -71,7 +70,10 @@ struct ScheduleRow {
 }
 
 /// `jobfleet schedules`: every schedule with its next run and its last tick's job.
-pub async fn list(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
+pub async fn list<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
     let schedules = load_schedules(app)?;
     let client = app.client().await?;
     let now = Utc::now();
@@ -134,7 +136,11 @@ pub async fn list(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// `jobfleet run KIND`: one job in the foreground; the exit code says how it went.
-pub async fn run(app: &App, kind: &str, args: Option<&str>) -> anyhow::Result<ExitCode> {
+pub async fn run<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    kind: &str,
+    args: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let registry = app.registry()?;
     let args: serde_json::Value = match args {
         Some(text) => serde_json::from_str(text).context("--args is not valid JSON")?,
@@ -145,11 +151,10 @@ pub async fn run(app: &App, kind: &str, args: Option<&str>) -> anyhow::Result<Ex
     }
     registry.spec(kind)?;
     let client = app.client().await?;
-    let resources = Arc::new(Resources::new(client.clone(), app.settings.clone())?);
     let rt = runner::Runtime {
-        client: crate::job::Client::new(client, registry.shared_specs().clone()),
+        client: crate::job::Client::new(client.clone(), registry.shared_specs().clone()),
         registry,
-        state: resources,
+        state: app.state(client)?,
     };
     match runner::run_inline(&rt, kind, args).await {
         Ok(()) => {
@@ -164,7 +169,10 @@ pub async fn run(app: &App, kind: &str, args: Option<&str>) -> anyhow::Result<Ex
 }
 
 /// `jobfleet enqueue-now SCHEDULE`: one job of a schedule, now, outside its ticks.
-pub async fn enqueue_now(app: &App, name: &str) -> anyhow::Result<ExitCode> {
+pub async fn enqueue_now<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    name: &str,
+) -> anyhow::Result<ExitCode> {
     let schedules = load_schedules(app)?;
     let Some(s) = schedules.iter().find(|s| s.name == name) else {
         let known: Vec<&str> = schedules.iter().map(|s| s.name.as_str()).collect();

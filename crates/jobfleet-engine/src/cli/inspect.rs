@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::App;
+use super::Engine;
 use super::output::outln;
 use super::output::{age, json, table, time};
 use crate::queue::JobState;
@@ -16,7 +16,10 @@ use crate::queue::now_ms;
 use crate::queue::workers::{SchedulerInfo, WorkerInfo};
 use crate::scheduler::SCHEDULER_TTL;
 
-pub async fn queues(app: &App, as_json: bool) -> anyhow::Result<ExitCode> {
+pub async fn queues<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
     let mut all = Vec::new();
     for q in client.queue_names().await? {
@@ -105,7 +108,10 @@ fn prometheus_sd(workers: &[WorkerInfo], schedulers: &[SchedulerInfo]) -> Vec<Ta
     workers.chain(schedulers).collect()
 }
 
-pub async fn workers(app: &App, args: &WorkersArgs) -> anyhow::Result<ExitCode> {
+pub async fn workers<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    args: &WorkersArgs,
+) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
     let ttl = app.settings.worker.lease * 2;
     let workers = client.workers(ttl.max(Duration::from_secs(10))).await?;
@@ -197,8 +203,8 @@ fn summary(j: &JobInfo) -> Vec<String> {
     ]
 }
 
-pub async fn list(
-    app: &App,
+pub async fn list<S: Send + Sync + 'static>(
+    app: &Engine<S>,
     queue: &str,
     state: JobState,
     limit: u64,
@@ -252,8 +258,8 @@ struct AllStates {
 
 /// `jobs list Q` without `--state`: the first page of each state (as asynq's `task ls`
 /// shows), so a look at a queue needs no state named first.
-pub async fn list_all(
-    app: &App,
+pub async fn list_all<S: Send + Sync + 'static>(
+    app: &Engine<S>,
     queue: &str,
     limit: u64,
     as_json: bool,
@@ -316,7 +322,11 @@ pub async fn list_all(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn show(app: &App, id: &str, as_json: bool) -> anyhow::Result<ExitCode> {
+pub async fn show<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    id: &str,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
     let j = client.show(id).await?;
     if as_json {

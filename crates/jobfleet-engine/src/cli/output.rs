@@ -19,6 +19,7 @@ use serde::Serialize;
 pub struct StdoutClosed;
 
 /// Prints one line on stdout, like `println!`, but returns an error instead of panicking.
+#[macro_export]
 macro_rules! outln {
     () => {
         $crate::cli::output::line(format_args!(""))
@@ -27,15 +28,16 @@ macro_rules! outln {
         $crate::cli::output::line(format_args!($($arg)*))
     };
 }
-pub(crate) use outln;
+pub use crate::outln;
 
 /// Prints one line on stderr, like `eprintln!`, without panicking when stderr is closed.
+#[macro_export]
 macro_rules! errln {
     ($($arg:tt)*) => {
         $crate::cli::output::eline(format_args!($($arg)*))
     };
 }
-pub(crate) use errln;
+pub use crate::errln;
 
 /// Writes one line to stdout. A closed pipe is [`StdoutClosed`]; any other failure (a full
 /// disk behind a redirection) is an error that names stdout.

@@ -8,8 +8,8 @@ use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use super::App;
-use crate::jobs::Resources;
+use super::Engine;
+use crate::job::Registry;
 use crate::queue::QueueClient;
 use crate::telemetry::Metrics;
 use crate::telemetry::http::{self, Health};
@@ -91,7 +91,10 @@ pub(super) async fn serve_telemetry(
     Ok(Some(http::scrape_target(bound)))
 }
 
-pub async fn run(app: &App, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+pub async fn run<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    args: WorkerArgs,
+) -> anyhow::Result<ExitCode> {
     let registry = app.registry()?;
     let cfg = WorkerConfig::from_settings(
         &app.settings.worker,
@@ -101,6 +104,22 @@ pub async fn run(app: &App, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     )
     .map_err(|e| anyhow::anyhow!("--queues: {e}"))?;
     let client = app.client().await?;
+    serve(app, client, cfg, registry, |client| app.state(client)).await
+}
+
+/// Runs a worker of `registry`'s kinds until SIGTERM or SIGINT, with the process's telemetry
+/// server; `state` makes the kinds' state once the server is up.
+pub(super) async fn serve<S, T>(
+    app: &Engine<S>,
+    client: QueueClient,
+    cfg: WorkerConfig,
+    registry: Arc<Registry<T>>,
+    state: impl FnOnce(QueueClient) -> anyhow::Result<Arc<T>>,
+) -> anyhow::Result<ExitCode>
+where
+    S: Send + Sync + 'static,
+    T: Send + Sync + 'static,
+{
     let metrics = Metrics::new();
     let health = Arc::new(Health::new(app.settings.telemetry.ready_timeout));
     let cancel_http = CancellationToken::new();
@@ -114,15 +133,8 @@ pub async fn run(app: &App, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         &cancel_http,
     )
     .await?;
-    if app.settings.notify.allow_private_webhooks {
-        // Said at every start, so that a deployment that switched it on by mistake sees it.
-        tracing::warn!(
-            "notify.allow_private_webhooks is on: users' webhooks may reach loopback and private \
-             addresses (for development and demos only)"
-        );
-    }
-    let resources = Arc::new(Resources::new(client.clone(), app.settings.clone())?);
-    let worker = Worker::builder(client, registry, resources)
+    let state = state(client.clone())?;
+    let worker = Worker::builder(client, registry, state)
         .config(cfg)
         .metrics(metrics)
         .health(health)

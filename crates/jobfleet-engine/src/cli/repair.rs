@@ -3,12 +3,16 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::App;
+use super::Engine;
 use super::output::json;
 use super::output::outln;
 use crate::queue::admin::RetryReport;
 
-pub async fn retry_one(app: &App, id: &str, as_json: bool) -> anyhow::Result<ExitCode> {
+pub async fn retry_one<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    id: &str,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
     let was = client.retry_job(id).await?;
     if as_json {
@@ -19,8 +23,8 @@ pub async fn retry_one(app: &App, id: &str, as_json: bool) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn retry_dead(
-    app: &App,
+pub async fn retry_dead<S: Send + Sync + 'static>(
+    app: &Engine<S>,
     queue: Option<&str>,
     kind: Option<&str>,
     dry_run: bool,
@@ -54,15 +58,18 @@ pub async fn retry_dead(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn delete(app: &App, id: &str) -> anyhow::Result<ExitCode> {
+pub async fn delete<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    id: &str,
+) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
     let was = client.delete(id).await?;
     outln!("deleted job {id} (it was {was})")?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn purge(
-    app: &App,
+pub async fn purge<S: Send + Sync + 'static>(
+    app: &Engine<S>,
     queue: &str,
     older_than: Option<Duration>,
 ) -> anyhow::Result<ExitCode> {
@@ -80,7 +87,11 @@ pub async fn purge(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn pause(app: &App, queue: &str, pause: bool) -> anyhow::Result<ExitCode> {
+pub async fn pause<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    queue: &str,
+    pause: bool,
+) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
     // Pausing registers the queue, so a mistyped name would make a phantom queue.
     client.known_queue(queue).await?;
@@ -94,7 +105,11 @@ pub async fn pause(app: &App, queue: &str, pause: bool) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn remove(app: &App, queue: &str, force: bool) -> anyhow::Result<ExitCode> {
+pub async fn remove<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    queue: &str,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
     let removed = client.remove_queue(queue, force).await?;
     match removed.jobs() {

@@ -9,9 +9,9 @@ use chrono::DateTime;
 use clap::Args;
 use serde_json::Value;
 
-use super::App;
+use super::Engine;
 use super::output::{json, outln, time};
-use crate::jobs::Registry;
+use crate::job::Registry;
 use crate::queue::{LATEST_MS, NewJob, PartialEnqueue, QueueError, now_ms};
 
 #[derive(Debug, Args)]
@@ -83,8 +83,8 @@ fn run_at(args: &EnqueueArgs) -> Option<i64> {
         .or(args.at)
 }
 
-fn build(
-    registry: &Registry,
+fn build<S: Send + Sync + 'static>(
+    registry: &Registry<S>,
     args: &EnqueueArgs,
     value: Value,
     run_at: Option<i64>,
@@ -103,7 +103,10 @@ fn build(
     Ok(job)
 }
 
-pub async fn run(app: &App, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
+pub async fn run<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    args: EnqueueArgs,
+) -> anyhow::Result<ExitCode> {
     let registry = app.registry()?;
     registry.spec(&args.kind)?;
     let at = run_at(&args);
