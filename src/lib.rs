@@ -8,6 +8,7 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod dev;
 pub mod ipfs;
 pub mod jobs;
 pub mod notify;

@@ -264,7 +264,7 @@ async fn chain_commands_refuse_a_node_that_is_not_a_development_chain(pool: PgPo
             .env("JOBFLEET__CHAIN__CHAIN_ID", "5")
             .env(
                 "JOBFLEET__CHAIN__SIGNER_KEY",
-                jobfleet::chain::deploy::ANVIL_KEY_0,
+                jobfleet::dev::deploy::ANVIL_KEY_0,
             )
             .output()
             .expect("jobfleet runs")
@@ -286,7 +286,7 @@ async fn chain_commands_refuse_a_node_that_is_not_a_development_chain(pool: PgPo
     }
     // Nothing was deployed: the signer sent nothing.
     let node = ProviderBuilder::new().connect_http(live.url().parse().unwrap());
-    let signer: PrivateKeySigner = jobfleet::chain::deploy::ANVIL_KEY_0.parse().unwrap();
+    let signer: PrivateKeySigner = jobfleet::dev::deploy::ANVIL_KEY_0.parse().unwrap();
     let sent = node.get_transaction_count(signer.address()).await.unwrap();
     assert_eq!(sent, 0);
     // Said explicitly, it goes ahead.

@@ -1,6 +1,6 @@
 //! Notifications against real services: PostgreSQL (a fresh database per test), a private
 //! Redis, HTTP receivers on loopback (wiremock) and an SMTP server on loopback (the `mailin`
-//! state machine behind `notify::sink`).
+//! state machine behind `dev::sink`).
 
 mod support;
 
@@ -72,10 +72,10 @@ async fn an_email_arrives_with_its_subject_text_and_html(pool: PgPool) {
 #[sqlx::test]
 async fn required_starttls_never_falls_back_to_plain_text(pool: PgPool) {
     // The sink offers no STARTTLS, as a downgrading man in the middle would not.
-    let listener = jobfleet::notify::sink::loopback().await.unwrap();
+    let listener = jobfleet::dev::sink::loopback().await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, mut inbox) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(jobfleet::notify::sink::serve_smtp(listener, None, tx));
+    tokio::spawn(jobfleet::dev::sink::serve_smtp(listener, None, tx));
     let env = env(pool, |s| {
         smtp_to(port, "")(s);
         s.notify.smtp.username = String::new();

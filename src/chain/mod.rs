@@ -8,7 +8,6 @@
 
 pub mod balances;
 pub mod contracts;
-pub mod deploy;
 pub mod failpoint;
 pub mod guards;
 pub mod indexer;

@@ -19,9 +19,9 @@ use sqlx::postgres::PgPoolOptions;
 use super::output::{errln, outln};
 use super::{App, output};
 use crate::chain::contracts::Token;
-use crate::chain::deploy::{ANVIL_KEY_0, ANVIL_KEY_1, deploy_local};
 use crate::chain::{Chain, ChainIdentity, ChainSettings, DEV_CHAIN_IDS, balances, indexer};
 use crate::db::outbox;
+use crate::dev::deploy::{ANVIL_KEY_0, ANVIL_KEY_1, deploy_local};
 
 #[derive(Debug, Subcommand)]
 pub enum ChainCommand {

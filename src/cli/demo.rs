@@ -14,7 +14,7 @@ use super::App;
 use super::output::{errln, outln};
 use crate::db::governance::{self, Rule};
 use crate::db::points::{self, Period};
-use crate::db::seed::{SeedSize, seed};
+use crate::dev::seed::{SeedSize, seed};
 
 #[derive(Debug, Subcommand)]
 pub enum DemoCommand {
@@ -104,7 +104,7 @@ pub async fn run(app: &App, cmd: DemoCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DemoCommand::Kubo { addr } => {
-            let running = crate::ipfs::standin::KuboStandIn::start(&addr)
+            let running = crate::dev::kubo::KuboStandIn::start(&addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
             outln!(

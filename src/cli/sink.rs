@@ -10,8 +10,8 @@ use clap::Args;
 use tokio::sync::mpsc;
 
 use super::output::outln;
+use crate::dev::sink::{Hook, Mail, serve_http, serve_smtp};
 use crate::notify::signature;
-use crate::notify::sink::{Hook, Mail, serve_http, serve_smtp};
 
 #[derive(Debug, Args)]
 pub struct SinkArgs {

@@ -12,7 +12,6 @@ pub mod notifications;
 pub mod onchain;
 pub mod outbox;
 pub mod points;
-pub mod seed;
 pub mod snapshots;
 
 use std::time::Duration;

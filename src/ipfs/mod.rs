@@ -9,7 +9,6 @@ pub mod cid;
 pub mod client;
 pub mod document;
 pub mod settings;
-pub mod standin;
 
 pub use client::{IpfsError, KuboClient, Unpinned};
 pub use document::Window;

@@ -11,7 +11,6 @@ pub mod guard;
 pub mod render;
 pub mod settings;
 pub mod signature;
-pub mod sink;
 pub mod webhook;
 
 use std::fmt;

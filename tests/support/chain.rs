@@ -9,9 +9,9 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use jobfleet::chain::Chain;
 use jobfleet::chain::contracts::{Oracle, Token};
-use jobfleet::chain::deploy::{ANVIL_KEY_0, ANVIL_KEY_1, Deployment, deploy_local};
 use jobfleet::config::{Settings, Sources};
 use jobfleet::db::governance::Rule;
+use jobfleet::dev::deploy::{ANVIL_KEY_0, ANVIL_KEY_1, Deployment, deploy_local};
 use sqlx::PgPool;
 use std::time::Duration;
 

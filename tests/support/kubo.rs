@@ -1,6 +1,6 @@
 //! The Kubo RPC stand-in for one test, and what the snapshot tests need around it.
 //!
-//! The stand-in itself lives in the library (`jobfleet::ipfs::standin`) so that the demo runs
+//! The stand-in itself lives in the library (`jobfleet::dev::kubo`) so that the demo runs
 //! the same server (`jobfleet demo kubo`); here it is started in-process on a free loopback
 //! port, and steered through `RunningStandIn::node` (failures to inject, tampered content).
 #![allow(dead_code)]
@@ -9,8 +9,8 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use jobfleet::config::SecretUrl;
+use jobfleet::dev::kubo::{KuboStandIn, RunningStandIn};
 use jobfleet::ipfs::KuboClient;
-use jobfleet::ipfs::standin::{KuboStandIn, RunningStandIn};
 
 /// A stand-in on a free port of 127.0.0.1.
 pub async fn start() -> RunningStandIn {

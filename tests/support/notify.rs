@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use jobfleet::config::{Secret, Settings, SmtpTls};
 use jobfleet::db::notifications::record;
+use jobfleet::dev::sink::{self, Mail};
 use jobfleet::job::{Attempt, Client};
 use jobfleet::jobs::dispatch_notifications::DispatchNotifications;
 use jobfleet::jobs::send_notification::SendNotification;
 use jobfleet::jobs::{HandlerSet, Job, JobContext, JobError, Registry, Resources};
-use jobfleet::notify::sink::{self, Mail};
 use jobfleet::notify::{Channel, Event, Wei};
 use jobfleet::queue::QueueClient;
 use sqlx::PgPool;

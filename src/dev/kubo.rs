@@ -28,8 +28,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::cid::{self as cids, MAX_BLOCK};
-use super::client::NOT_PINNED;
+use crate::ipfs::cid::{self as cids, MAX_BLOCK};
+use crate::ipfs::client::NOT_PINNED;
 
 type Args = Query<HashMap<String, String>>;
 

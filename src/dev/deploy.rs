@@ -8,8 +8,8 @@ use alloy::primitives::Address;
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 
-use super::ChainError;
-use super::contracts::{MULTICALL3_ADDRESS, Markets, Multicall3, Oracle, Token};
+use crate::chain::ChainError;
+use crate::chain::contracts::{MULTICALL3_ADDRESS, Markets, Multicall3, Oracle, Token};
 
 /// anvil's first two development keys (public knowledge: they hold test ether only).
 pub const ANVIL_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
