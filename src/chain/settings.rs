@@ -10,8 +10,8 @@ use alloy::signers::local::PrivateKeySigner;
 use serde::Deserialize;
 
 use crate::config::checks::{ConfigError, invalid};
-use crate::config::duration;
-use crate::config::secret::SecretUrl;
+use jobfleet_engine::settings::duration;
+use jobfleet_engine::settings::secret::SecretUrl;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::checks::{ConfigError, invalid, is_http_url};
-use crate::config::duration;
-use crate::config::secret::SecretUrl;
+use jobfleet_engine::settings::duration;
+use jobfleet_engine::settings::secret::SecretUrl;
 
 /// The Kubo nodes that store discussion snapshots, and how long snapshots stay pinned.
 #[derive(Clone, Debug, Deserialize)]

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::checks::{ConfigError, invalid, is_http_url};
-use crate::config::duration;
-use crate::config::secret::Secret;
+use jobfleet_engine::settings::duration;
+use jobfleet_engine::settings::secret::Secret;
 
 /// Notifications: the SMTP server, the platform's Discord and Slack channels, HTTP limits.
 #[derive(Clone, Debug, Deserialize)]
