@@ -12,5 +12,6 @@ pub mod dev;
 pub mod ipfs;
 pub mod jobs;
 pub mod notify;
+pub mod payouts;
 
 pub use jobfleet_engine::{install_tls_provider, job, queue, scheduler, telemetry, worker};

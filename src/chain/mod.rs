@@ -3,15 +3,15 @@
 //!
 //! `sender` signs and broadcasts the outbox's transactions, `receipts` confirms them and
 //! applies their effects, `indexer` follows the contracts' events, `balances` reads wallet
-//! balances through Multicall3, `payouts` is the pure settlement arithmetic of a resolved
-//! market. The SQL they run lives in `db::` (outbox, markets, balances, events).
+//! balances through Multicall3, `resolution` resolves markets (the pure settlement arithmetic
+//! is `crate::payouts`, below both this module and the database's). The SQL they run lives in
+//! `db::` (outbox, markets, balances, events).
 
 pub mod balances;
 pub mod contracts;
 pub mod failpoint;
 pub mod guards;
 pub mod indexer;
-pub mod payouts;
 pub mod receipts;
 pub mod resolution;
 pub mod sender;
@@ -36,7 +36,7 @@ pub enum ChainError {
     /// and nothing is chained, so each cause is said once.
     /// reqwest's errors inside name the URL, which is a secret one, so every URL in the text
     /// is redacted.
-    #[error("rpc: {}", crate::config::secret::redact_urls(&crate::job::error::error_chain(.0)))]
+    #[error("rpc: {}", jobfleet_engine::settings::secret::redact_urls(&crate::job::error::error_chain(.0)))]
     Rpc(RpcError<TransportErrorKind>),
     /// The node is not ready for the request (it lacks a block it should have): try again.
     #[error("not ready: {0}")]

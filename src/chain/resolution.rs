@@ -1,12 +1,13 @@
 //! Market resolution: the oracle's report, the dispute window, and the settlement (see
-//! `payouts` for the payout rule and `db::markets` for the writes).
+//! `crate::payouts` for the payout rule and `db::markets` for the writes).
 
 use alloy::primitives::U256;
 use chrono::{DateTime, Utc};
 
 use super::contracts::Oracle;
-use super::{Chain, ChainError, payouts};
+use super::{Chain, ChainError};
 use crate::db::markets::{self, Due};
+use crate::payouts;
 
 /// What a run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -9,9 +9,9 @@ use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use serde::Deserialize;
 
-use crate::config::checks::{ConfigError, invalid};
 use jobfleet_engine::settings::duration;
 use jobfleet_engine::settings::secret::SecretUrl;
+use jobfleet_engine::settings::{ConfigError, invalid};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

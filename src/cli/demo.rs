@@ -159,7 +159,7 @@ async fn bench_in(url: &str, size: SeedSize, explain: bool) -> anyhow::Result<Ex
         seeded.points,
         started.elapsed().as_secs_f64()
     )?;
-    let g = crate::config::GovernanceSettings {
+    let g = crate::db::governance::GovernanceSettings {
         proposal_threshold_bp: 7000,
         proposal_min_votes: 10,
         proposal_window: std::time::Duration::from_secs(72 * 3600),

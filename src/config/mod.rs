@@ -6,18 +6,15 @@
 //! nodes) are redacted from `Debug`, errors and logs (see `secret`). Values from the
 //! environment are taken as the text they are.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 
+pub use crate::db::governance::GovernanceSettings;
+pub use crate::db::settings::DatabaseSettings;
 pub use crate::ipfs::settings::IpfsSettings;
 pub use crate::notify::settings::{NotifySettings, SmtpSettings, SmtpTls};
-pub mod checks;
-pub(crate) use checks::invalid;
-pub use checks::{ConfigError, is_http_url};
 pub use jobfleet_engine::settings::{
-    DeadSettings, JobsSettings, LogFormat, RedisSettings, SchedulerSettings, TelemetrySettings,
-    WorkerSettings, duration, secret,
+    ConfigError, DeadSettings, JobsSettings, LogFormat, RedisSettings, SchedulerSettings,
+    TelemetrySettings, WorkerSettings, duration, invalid, is_http_url, secret,
 };
 pub use secret::{Secret, SecretUrl, redact_urls};
 
@@ -38,29 +35,6 @@ pub struct Settings {
     pub chain: crate::chain::settings::ChainSettings,
     pub ipfs: IpfsSettings,
     pub notify: NotifySettings,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseSettings {
-    pub url: SecretUrl,
-    pub max_connections: u32,
-}
-
-/// Thresholds of the community votes (from the platform's design notes).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GovernanceSettings {
-    /// Share of likes, in basis points, that approves a proposed market (7000 = 70%).
-    pub proposal_threshold_bp: u32,
-    pub proposal_min_votes: u32,
-    #[serde(with = "duration")]
-    pub proposal_window: Duration,
-    /// Share of uphold votes, in basis points, that upholds a dispute (6000 = 60%).
-    pub dispute_threshold_bp: u32,
-    pub dispute_min_votes: u32,
-    #[serde(with = "duration")]
-    pub dispute_window: Duration,
 }
 
 pub use jobfleet_engine::settings::{EngineSettings, Sources};

@@ -1,6 +1,7 @@
 //! The configuration's layers, validation and secrets, against the repository's `config/`.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::*;
 

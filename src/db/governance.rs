@@ -8,7 +8,25 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use jobfleet_engine::settings::duration;
+use serde::Deserialize;
 use sqlx::PgPool;
+
+/// Thresholds of the community votes (from the platform's design notes).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceSettings {
+    /// Share of likes, in basis points, that approves a proposed market (7000 = 70%).
+    pub proposal_threshold_bp: u32,
+    pub proposal_min_votes: u32,
+    #[serde(with = "duration")]
+    pub proposal_window: Duration,
+    /// Share of uphold votes, in basis points, that upholds a dispute (6000 = 60%).
+    pub dispute_threshold_bp: u32,
+    pub dispute_min_votes: u32,
+    #[serde(with = "duration")]
+    pub dispute_window: Duration,
+}
 
 /// The rule of one vote: a share in basis points, a minimum turnout and a window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

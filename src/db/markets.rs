@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::notifications::record;
-use crate::chain::payouts::{Settlement, Stake};
 use crate::notify::Event;
+use crate::payouts::{Settlement, Stake};
 
 /// An ACTIVE market whose resolution time has passed.
 #[derive(Debug, Clone, sqlx::FromRow)]

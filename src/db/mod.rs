@@ -12,6 +12,7 @@ pub mod notifications;
 pub mod onchain;
 pub mod outbox;
 pub mod points;
+pub mod settings;
 pub mod snapshots;
 
 use std::time::Duration;
@@ -22,7 +23,7 @@ use std::str::FromStr;
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::config::DatabaseSettings;
+pub use settings::DatabaseSettings;
 
 /// The migrations in `migrations/`, compiled into the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -60,7 +60,7 @@ fn url(rpc_url: &str) -> Result<reqwest::Url, ChainError> {
     rpc_url.parse().map_err(|e| {
         ChainError::Fatal(format!(
             "{}: {e}",
-            crate::config::secret::SecretUrl::new(rpc_url)
+            jobfleet_engine::settings::secret::SecretUrl::new(rpc_url)
         ))
     })
 }

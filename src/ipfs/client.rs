@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::cid::{self as cids, CidError};
 use super::settings::IpfsSettings;
-use crate::config::secret::SecretUrl;
+use jobfleet_engine::settings::secret::SecretUrl;
 
 /// How `add` is called: CIDv1 (which makes Kubo use raw leaves), spelled out with the hash and
 /// the chunker so that a node's `Import.*` configuration cannot change the CID of a snapshot,

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::checks::{ConfigError, invalid, is_http_url};
 use jobfleet_engine::settings::duration;
 use jobfleet_engine::settings::secret::SecretUrl;
+use jobfleet_engine::settings::{ConfigError, invalid, is_http_url};
 
 /// The Kubo nodes that store discussion snapshots, and how long snapshots stay pinned.
 #[derive(Clone, Debug, Deserialize)]

@@ -1,7 +1,7 @@
 //! `resolve_markets`: ACTIVE markets past `resolves_at` read the oracle; a reported outcome
 //! moves the market to RESOLVING with a `resolveMarket` outbox row and opens the dispute window
 //! (`chain.dispute_window`); when the window closes with no dispute open, the market is
-//! RESOLVED and paid out (see `chain::payouts` for the rule) with points and notifications.
+//! RESOLVED and paid out (see `payouts` for the rule) with points and notifications.
 //!
 //! Args: `{}` for the periodic run over every market. A market whose outcome is not reported
 //! yet gets a job of its own, `{"market_id": N}` with the id `resolve-market:N`, which snoozes

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::checks::{ConfigError, invalid, is_http_url};
 use jobfleet_engine::settings::duration;
 use jobfleet_engine::settings::secret::Secret;
+use jobfleet_engine::settings::{ConfigError, invalid, is_http_url};
 
 /// Notifications: the SMTP server, the platform's Discord and Slack channels, HTTP limits.
 #[derive(Clone, Debug, Deserialize)]

@@ -11,6 +11,7 @@ pub mod duration;
 mod error;
 mod load;
 pub mod secret;
+mod url;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 pub use error::{ConfigError, invalid};
 pub use load::{Layers, Sources, load};
 use secret::SecretUrl;
+pub use url::is_http_url;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

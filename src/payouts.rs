@@ -1,4 +1,5 @@
 //! Settlement of a resolved binary market, in integer wei: pure arithmetic, tested exactly.
+//! It stands apart from `chain` and `db`, which both use it, and imports neither.
 //!
 //! The rule:
 //! - the pool is the sum of all stakes; the platform's fee is `floor(pool * fee_bp / 10000)`;
