@@ -2,8 +2,11 @@
 //!
 //! Five fields (`minute hour day-of-month month day-of-week`) or six with seconds first. Each
 //! field takes `*`, numbers, ranges `a-b`, steps `*/n` and `a-b/n`, and lists `a,b`; months and
-//! weekdays also take names (`JAN`, `MON`); day-of-week 0 and 7 are Sunday. When both
-//! day-of-month and day-of-week are restricted, a day matches if either does (as in Vixie cron).
+//! weekdays also take names (`JAN`, `MON`); day-of-week 0 and 7 are Sunday. The day fields
+//! combine as in Vixie cron and cronie: when neither starts with `*`, a day matches if either
+//! does (`0 0 13 * FRI`: every 13th and every Friday); when one starts with `*`, a day must match
+//! both, so a plain `*` leaves the other field to decide, and a stepped `*/2` keeps its values
+//! (`0 0 */2 * *`: the odd days; `0 0 */2 * MON`: the Mondays that fall on an odd day).
 //!
 //! # Time zones and daylight-saving changes
 //! An expression is read in its schedule's IANA time zone: it matches local wall-clock times.
@@ -30,8 +33,10 @@ pub struct Cron {
     days: Vec<u32>,
     months: Vec<u32>,
     weekdays: Vec<u32>,
-    days_restricted: bool,
-    weekdays_restricted: bool,
+    /// Whether the day-of-month or day-of-week field starts with `*`: then the two combine
+    /// with AND, otherwise with OR.
+    days_star: bool,
+    weekdays_star: bool,
 }
 
 const MONTHS: [&str; 12] = [
@@ -51,7 +56,7 @@ fn value(s: &str, lo: u32, hi: u32, names: &[&str], name_base: u32) -> Result<u3
     Ok(v)
 }
 
-/// Parses one field into its sorted allowed values.
+/// Parses one field into its sorted allowed values, and whether it starts with `*`.
 fn field(
     s: &str,
     lo: u32,
@@ -92,9 +97,9 @@ fn field(
     }
     out.sort_unstable();
     out.dedup();
-    // As in Vixie cron, a field that starts with `*` (also `*/2`) counts as unrestricted for
-    // the day-of-month / day-of-week rule.
-    Ok((out, !s.starts_with('*') && s != "?"))
+    // Vixie cron flags a day field that starts with `*` (also `*/2`) to choose AND over OR
+    // for the two day fields, and still checks the field's own values.
+    Ok((out, s.starts_with('*')))
 }
 
 impl Cron {
@@ -124,9 +129,9 @@ impl Cron {
         let (seconds, _) = named(0, field(parts[0], 0, 59, &[], 0))?;
         let (minutes, _) = named(1, field(parts[1], 0, 59, &[], 0))?;
         let (hours, _) = named(2, field(parts[2], 0, 23, &[], 0))?;
-        let (days, days_restricted) = named(3, field(parts[3], 1, 31, &[], 0))?;
+        let (days, days_star) = named(3, field(parts[3], 1, 31, &[], 0))?;
         let (months, _) = named(4, field(parts[4], 1, 12, &MONTHS, 1))?;
-        let (mut weekdays, weekdays_restricted) = named(5, field(parts[5], 0, 7, &WEEKDAYS, 0))?;
+        let (mut weekdays, weekdays_star) = named(5, field(parts[5], 0, 7, &WEEKDAYS, 0))?;
         if weekdays.contains(&7) {
             weekdays.retain(|d| *d != 7);
             if !weekdays.contains(&0) {
@@ -140,8 +145,8 @@ impl Cron {
             days,
             months,
             weekdays,
-            days_restricted,
-            weekdays_restricted,
+            days_star,
+            weekdays_star,
         })
     }
 
@@ -151,11 +156,11 @@ impl Cron {
         }
         let dom = self.days.contains(&d.day());
         let dow = self.weekdays.contains(&d.weekday().num_days_from_sunday());
-        match (self.days_restricted, self.weekdays_restricted) {
-            (true, true) => dom || dow,
-            (true, false) => dom,
-            (false, true) => dow,
-            (false, false) => true,
+        // A `*` field matches every day, so AND with it is the other field alone.
+        if self.days_star || self.weekdays_star {
+            dom && dow
+        } else {
+            dom || dow
         }
     }
 
@@ -318,6 +323,54 @@ mod tests {
             let e = Cron::parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_stepped_day_field_keeps_its_values() {
+        // `*/2` in day-of-month is the odd days: 2026-11-01 fires, the 2nd does not.
+        let r = runs(
+            "0 0 */2 * *",
+            "UTC",
+            "2026-10-30T12:00:00Z",
+            "2026-11-05T12:00:00Z",
+        );
+        assert_eq!(
+            r,
+            [
+                "2026-10-31T00:00:00+00:00",
+                "2026-11-01T00:00:00+00:00",
+                "2026-11-03T00:00:00+00:00",
+                "2026-11-05T00:00:00+00:00"
+            ]
+        );
+        // `*/2` in day-of-week is Sunday, Tuesday, Thursday and Saturday; 2026-11-22 is a Sunday.
+        let r = runs(
+            "0 0 * * */2",
+            "UTC",
+            "2026-11-21T12:00:00Z",
+            "2026-11-29T12:00:00Z",
+        );
+        assert_eq!(
+            r,
+            [
+                "2026-11-22T00:00:00+00:00",
+                "2026-11-24T00:00:00+00:00",
+                "2026-11-26T00:00:00+00:00",
+                "2026-11-28T00:00:00+00:00",
+                "2026-11-29T00:00:00+00:00"
+            ]
+        );
+        // A field that starts with `*` makes the two day fields combine with AND, as in Vixie
+        // cron: the odd days that are Mondays (2026-11-09 is an odd Monday, the 2nd and 16th
+        // are even ones).
+        assert_eq!(
+            next("0 0 */2 * MON", "UTC", "2026-11-01T12:00:00Z"),
+            "2026-11-09T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 0 13 * */7", "UTC", "2026-11-01T00:00:00Z"),
+            "2026-12-13T00:00:00+00:00"
+        );
     }
 
     #[test]
