@@ -1,8 +1,8 @@
 //! Cron expressions and their next run: pure functions with the clock passed in.
 //!
 //! Five fields (`minute hour day-of-month month day-of-week`) or six with seconds first. Each
-//! field takes `*`, numbers, ranges `a-b`, steps `*/n` and `a-b/n`, and lists `a,b`; months and
-//! weekdays also take names (`JAN`, `MON`); day-of-week 0 and 7 are Sunday. The day fields
+//! field takes `*`, numbers, ranges `a-b`, steps `*/n`, `a-b/n` and `a/n` (from `a` to the end
+//! of the field), and lists `a,b`; months and weekdays also take names (`JAN`, `MON`); day-of-week 0 and 7 are Sunday. The day fields
 //! combine as in Vixie cron and cronie: when neither starts with `*`, a day matches if either
 //! does (`0 0 13 * FRI`: every 13th and every Friday); when one starts with `*`, a day must match
 //! both, so a plain `*` leaves the other field to decide, and a stepped `*/2` keeps its values
@@ -74,9 +74,9 @@ fn field(
                 if step == 0 {
                     return Err("a step of 0".into());
                 }
-                (r, step)
+                (r, Some(step))
             }
-            None => (part, 1),
+            None => (part, None),
         };
         let (a, b) = if range == "*" {
             (lo, hi)
@@ -87,13 +87,14 @@ fn field(
             )
         } else {
             let v = value(range, lo, hi, names, name_base)?;
-            // "5/15" means from 5 to the end in steps of 15.
-            (v, if step > 1 { hi } else { v })
+            // "5/15" means from 5 to the end in steps of 15, and "5/1" from 5 to the end: any
+            // step given turns a start into a range, a step of 1 included.
+            (v, if step.is_some() { hi } else { v })
         };
         if a > b {
             return Err(format!("range {a}-{b} runs backwards"));
         }
-        out.extend((a..=b).step_by(step as usize));
+        out.extend((a..=b).step_by(step.unwrap_or(1) as usize));
     }
     out.sort_unstable();
     out.dedup();
@@ -164,11 +165,28 @@ impl Cron {
         }
     }
 
-    /// The first local wall-clock time at or after `from` that matches, within ~5 years.
+    /// The first local wall-clock time at or after `from` that matches, or `None` if none
+    /// ever does.
     pub fn next_local(&self, from: NaiveDateTime) -> Option<NaiveDateTime> {
+        // The Gregorian calendar, weekdays included, repeats every 400 years (146,097 days),
+        // so a day that matches comes within one cycle or never. A shorter horizon missed
+        // rare days: 15 March on a Thursday or Sunday can be six years away, and 29 February
+        // eight across 2100.
+        let last = from.date() + Duration::days(146_097);
         let mut day = from.date();
         let mut start = from.time();
-        for _ in 0..(366 * 5) {
+        while day <= last {
+            if !self.months.contains(&day.month()) {
+                // Skipping a whole month keeps a day that never comes (`0 0 30 2 *`) cheap.
+                let (y, m) = (day.year(), day.month());
+                day = if m == 12 {
+                    NaiveDate::from_ymd_opt(y + 1, 1, 1)?
+                } else {
+                    NaiveDate::from_ymd_opt(y, m + 1, 1)?
+                };
+                start = chrono::NaiveTime::MIN;
+                continue;
+            }
             if self.day_matches(day) {
                 for &h in self.hours.iter().filter(|h| **h >= start.hour()) {
                     let m_from = if h == start.hour() { start.minute() } else { 0 };
@@ -326,43 +344,52 @@ mod tests {
     }
 
     #[test]
+    fn a_start_with_a_step_runs_to_the_end_of_the_field() {
+        // `5/15` is 5, 20, 35, 50; `50/1` is 50 to 59 (it was read as 50 alone).
+        assert_eq!(
+            next("5/15 * * * *", "UTC", "2026-11-22T10:36:00Z"),
+            "2026-11-22T10:50:00+00:00"
+        );
+        assert_eq!(
+            next("50/1 * * * *", "UTC", "2026-11-22T10:50:00Z"),
+            "2026-11-22T10:51:00+00:00"
+        );
+    }
+
+    #[test]
+    fn a_rare_day_is_found_however_far_ahead() {
+        // 15 March on a Sunday or Thursday: none from 2049 to 2053, so it was never found.
+        assert_eq!(
+            next("0 0 15 3 */4", "UTC", "2048-10-25T00:00:00Z"),
+            "2054-03-15T00:00:00+00:00"
+        );
+        // 29 February: 2100 is no leap year, so the one after 2096 is eight years on.
+        assert_eq!(
+            next("0 0 29 2 *", "UTC", "2096-03-01T00:00:00Z"),
+            "2104-02-29T00:00:00+00:00"
+        );
+        // A day that never comes is none, and quickly: the search stops after one cycle.
+        let never = Cron::parse("0 0 30 2 *").unwrap();
+        assert_eq!(never.next_after(Tz::UTC, utc("2026-01-01T00:00:00Z")), None);
+    }
+
+    #[test]
     fn a_stepped_day_field_keeps_its_values() {
-        // `*/2` in day-of-month is the odd days: 2026-11-01 fires, the 2nd does not.
-        let r = runs(
-            "0 0 */2 * *",
-            "UTC",
-            "2026-10-30T12:00:00Z",
-            "2026-11-05T12:00:00Z",
-        );
-        assert_eq!(
-            r,
-            [
-                "2026-10-31T00:00:00+00:00",
-                "2026-11-01T00:00:00+00:00",
-                "2026-11-03T00:00:00+00:00",
-                "2026-11-05T00:00:00+00:00"
-            ]
-        );
-        // `*/2` in day-of-week is Sunday, Tuesday, Thursday and Saturday; 2026-11-22 is a Sunday.
-        let r = runs(
-            "0 0 * * */2",
-            "UTC",
-            "2026-11-21T12:00:00Z",
-            "2026-11-29T12:00:00Z",
-        );
-        assert_eq!(
-            r,
-            [
-                "2026-11-22T00:00:00+00:00",
-                "2026-11-24T00:00:00+00:00",
-                "2026-11-26T00:00:00+00:00",
-                "2026-11-28T00:00:00+00:00",
-                "2026-11-29T00:00:00+00:00"
-            ]
-        );
+        // The days of the month of each run, from 2026-10-30 to 2026-11-29 (the 22nd is a
+        // Sunday).
+        let days = |expr: &str, from: &str, to: &str| -> Vec<u32> {
+            let r = runs(expr, "UTC", from, to);
+            r.iter().map(|t| t[8..10].parse().unwrap()).collect()
+        };
+        // `*/2` in day-of-month is the odd days; it used to be every day.
+        let (from, to) = ("2026-10-30T12:00:00Z", "2026-11-05T12:00:00Z");
+        assert_eq!(days("0 0 */2 * *", from, to), [31, 1, 3, 5]);
+        // `*/2` in day-of-week is Sunday, Tuesday, Thursday and Saturday.
+        let (from, to) = ("2026-11-21T12:00:00Z", "2026-11-29T12:00:00Z");
+        assert_eq!(days("0 0 * * */2", from, to), [22, 24, 26, 28, 29]);
         // A field that starts with `*` makes the two day fields combine with AND, as in Vixie
-        // cron: the odd days that are Mondays (2026-11-09 is an odd Monday, the 2nd and 16th
-        // are even ones).
+        // cron: the odd days that are Mondays (the 9th; the 2nd and 16th are even), and the
+        // 13th on a Sunday (`*/7` is 0 and 7).
         assert_eq!(
             next("0 0 */2 * MON", "UTC", "2026-11-01T12:00:00Z"),
             "2026-11-09T00:00:00+00:00"
