@@ -18,6 +18,9 @@
 //!
 //! So a daily 02:30 job runs exactly once on both change days. Several skipped times that fall
 //! on the same instant fire once.
+//!
+//! `cron_props.rs` cross-checks this module against the `croner` crate over thousands of random
+//! expressions and zones; the two may differ only where the rule above says so.
 
 use chrono::{
     DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
@@ -249,6 +252,11 @@ pub fn to_instant(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
         }
     }
 }
+
+// The cross-check against the croner crate, in a file of its own for its length.
+#[cfg(test)]
+#[path = "cron_props.rs"]
+mod props;
 
 #[cfg(test)]
 mod tests {
