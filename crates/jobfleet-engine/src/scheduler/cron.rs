@@ -1,9 +1,12 @@
 //! Cron expressions and their next run: pure functions with the clock passed in.
 //!
 //! Five fields (`minute hour day-of-month month day-of-week`) or six with seconds first. Each
-//! field takes `*`, numbers, ranges `a-b`, steps `*/n` and `a-b/n`, and lists `a,b`; months and
-//! weekdays also take names (`JAN`, `MON`); day-of-week 0 and 7 are Sunday. When both
-//! day-of-month and day-of-week are restricted, a day matches if either does (as in Vixie cron).
+//! field takes `*`, numbers, ranges `a-b`, steps `*/n`, `a-b/n` and `a/n` (from `a` to the end
+//! of the field), and lists `a,b`; months and weekdays also take names (`JAN`, `MON`); day-of-week 0 and 7 are Sunday. The day fields
+//! combine as in Vixie cron and cronie: when neither starts with `*`, a day matches if either
+//! does (`0 0 13 * FRI`: every 13th and every Friday); when one starts with `*`, a day must match
+//! both, so a plain `*` leaves the other field to decide, and a stepped `*/2` keeps its values
+//! (`0 0 */2 * *`: the odd days; `0 0 */2 * MON`: the Mondays that fall on an odd day).
 //!
 //! # Time zones and daylight-saving changes
 //! An expression is read in its schedule's IANA time zone: it matches local wall-clock times.
@@ -15,6 +18,9 @@
 //!
 //! So a daily 02:30 job runs exactly once on both change days. Several skipped times that fall
 //! on the same instant fire once.
+//!
+//! `cron_props.rs` cross-checks this module against the `croner` crate over thousands of random
+//! expressions and zones; the two may differ only where the rule above says so.
 
 use chrono::{
     DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
@@ -30,8 +36,10 @@ pub struct Cron {
     days: Vec<u32>,
     months: Vec<u32>,
     weekdays: Vec<u32>,
-    days_restricted: bool,
-    weekdays_restricted: bool,
+    /// Whether the day-of-month or day-of-week field starts with `*`: then the two combine
+    /// with AND, otherwise with OR.
+    days_star: bool,
+    weekdays_star: bool,
 }
 
 const MONTHS: [&str; 12] = [
@@ -51,7 +59,7 @@ fn value(s: &str, lo: u32, hi: u32, names: &[&str], name_base: u32) -> Result<u3
     Ok(v)
 }
 
-/// Parses one field into its sorted allowed values.
+/// Parses one field into its sorted allowed values, and whether it starts with `*`.
 fn field(
     s: &str,
     lo: u32,
@@ -69,9 +77,9 @@ fn field(
                 if step == 0 {
                     return Err("a step of 0".into());
                 }
-                (r, step)
+                (r, Some(step))
             }
-            None => (part, 1),
+            None => (part, None),
         };
         let (a, b) = if range == "*" {
             (lo, hi)
@@ -82,19 +90,20 @@ fn field(
             )
         } else {
             let v = value(range, lo, hi, names, name_base)?;
-            // "5/15" means from 5 to the end in steps of 15.
-            (v, if step > 1 { hi } else { v })
+            // "5/15" means from 5 to the end in steps of 15, and "5/1" from 5 to the end: any
+            // step given turns a start into a range, a step of 1 included.
+            (v, if step.is_some() { hi } else { v })
         };
         if a > b {
             return Err(format!("range {a}-{b} runs backwards"));
         }
-        out.extend((a..=b).step_by(step as usize));
+        out.extend((a..=b).step_by(step.unwrap_or(1) as usize));
     }
     out.sort_unstable();
     out.dedup();
-    // As in Vixie cron, a field that starts with `*` (also `*/2`) counts as unrestricted for
-    // the day-of-month / day-of-week rule.
-    Ok((out, !s.starts_with('*') && s != "?"))
+    // Vixie cron flags a day field that starts with `*` (also `*/2`) to choose AND over OR
+    // for the two day fields, and still checks the field's own values.
+    Ok((out, s.starts_with('*')))
 }
 
 impl Cron {
@@ -124,9 +133,9 @@ impl Cron {
         let (seconds, _) = named(0, field(parts[0], 0, 59, &[], 0))?;
         let (minutes, _) = named(1, field(parts[1], 0, 59, &[], 0))?;
         let (hours, _) = named(2, field(parts[2], 0, 23, &[], 0))?;
-        let (days, days_restricted) = named(3, field(parts[3], 1, 31, &[], 0))?;
+        let (days, days_star) = named(3, field(parts[3], 1, 31, &[], 0))?;
         let (months, _) = named(4, field(parts[4], 1, 12, &MONTHS, 1))?;
-        let (mut weekdays, weekdays_restricted) = named(5, field(parts[5], 0, 7, &WEEKDAYS, 0))?;
+        let (mut weekdays, weekdays_star) = named(5, field(parts[5], 0, 7, &WEEKDAYS, 0))?;
         if weekdays.contains(&7) {
             weekdays.retain(|d| *d != 7);
             if !weekdays.contains(&0) {
@@ -140,8 +149,8 @@ impl Cron {
             days,
             months,
             weekdays,
-            days_restricted,
-            weekdays_restricted,
+            days_star,
+            weekdays_star,
         })
     }
 
@@ -151,19 +160,36 @@ impl Cron {
         }
         let dom = self.days.contains(&d.day());
         let dow = self.weekdays.contains(&d.weekday().num_days_from_sunday());
-        match (self.days_restricted, self.weekdays_restricted) {
-            (true, true) => dom || dow,
-            (true, false) => dom,
-            (false, true) => dow,
-            (false, false) => true,
+        // A `*` field matches every day, so AND with it is the other field alone.
+        if self.days_star || self.weekdays_star {
+            dom && dow
+        } else {
+            dom || dow
         }
     }
 
-    /// The first local wall-clock time at or after `from` that matches, within ~5 years.
+    /// The first local wall-clock time at or after `from` that matches, or `None` if none
+    /// ever does.
     pub fn next_local(&self, from: NaiveDateTime) -> Option<NaiveDateTime> {
+        // The Gregorian calendar, weekdays included, repeats every 400 years (146,097 days),
+        // so a day that matches comes within one cycle or never. A shorter horizon missed
+        // rare days: 15 March on a Thursday or Sunday can be six years away, and 29 February
+        // eight across 2100.
+        let last = from.date() + Duration::days(146_097);
         let mut day = from.date();
         let mut start = from.time();
-        for _ in 0..(366 * 5) {
+        while day <= last {
+            if !self.months.contains(&day.month()) {
+                // Skipping a whole month keeps a day that never comes (`0 0 30 2 *`) cheap.
+                let (y, m) = (day.year(), day.month());
+                day = if m == 12 {
+                    NaiveDate::from_ymd_opt(y + 1, 1, 1)?
+                } else {
+                    NaiveDate::from_ymd_opt(y, m + 1, 1)?
+                };
+                start = chrono::NaiveTime::MIN;
+                continue;
+            }
             if self.day_matches(day) {
                 for &h in self.hours.iter().filter(|h| **h >= start.hour()) {
                     let m_from = if h == start.hour() { start.minute() } else { 0 };
@@ -226,6 +252,11 @@ pub fn to_instant(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
         }
     }
 }
+
+// The cross-check against the croner crate, in a file of its own for its length.
+#[cfg(test)]
+#[path = "cron_props.rs"]
+mod props;
 
 #[cfg(test)]
 mod tests {
@@ -318,6 +349,63 @@ mod tests {
             let e = Cron::parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_start_with_a_step_runs_to_the_end_of_the_field() {
+        // `5/15` is 5, 20, 35, 50; `50/1` is 50 to 59 (it was read as 50 alone).
+        assert_eq!(
+            next("5/15 * * * *", "UTC", "2026-11-22T10:36:00Z"),
+            "2026-11-22T10:50:00+00:00"
+        );
+        assert_eq!(
+            next("50/1 * * * *", "UTC", "2026-11-22T10:50:00Z"),
+            "2026-11-22T10:51:00+00:00"
+        );
+    }
+
+    #[test]
+    fn a_rare_day_is_found_however_far_ahead() {
+        // 15 March on a Sunday or Thursday: none from 2049 to 2053, so it was never found.
+        assert_eq!(
+            next("0 0 15 3 */4", "UTC", "2048-10-25T00:00:00Z"),
+            "2054-03-15T00:00:00+00:00"
+        );
+        // 29 February: 2100 is no leap year, so the one after 2096 is eight years on.
+        assert_eq!(
+            next("0 0 29 2 *", "UTC", "2096-03-01T00:00:00Z"),
+            "2104-02-29T00:00:00+00:00"
+        );
+        // A day that never comes is none, and quickly: the search stops after one cycle.
+        let never = Cron::parse("0 0 30 2 *").unwrap();
+        assert_eq!(never.next_after(Tz::UTC, utc("2026-01-01T00:00:00Z")), None);
+    }
+
+    #[test]
+    fn a_stepped_day_field_keeps_its_values() {
+        // The days of the month of each run, from 2026-10-30 to 2026-11-29 (the 22nd is a
+        // Sunday).
+        let days = |expr: &str, from: &str, to: &str| -> Vec<u32> {
+            let r = runs(expr, "UTC", from, to);
+            r.iter().map(|t| t[8..10].parse().unwrap()).collect()
+        };
+        // `*/2` in day-of-month is the odd days; it used to be every day.
+        let (from, to) = ("2026-10-30T12:00:00Z", "2026-11-05T12:00:00Z");
+        assert_eq!(days("0 0 */2 * *", from, to), [31, 1, 3, 5]);
+        // `*/2` in day-of-week is Sunday, Tuesday, Thursday and Saturday.
+        let (from, to) = ("2026-11-21T12:00:00Z", "2026-11-29T12:00:00Z");
+        assert_eq!(days("0 0 * * */2", from, to), [22, 24, 26, 28, 29]);
+        // A field that starts with `*` makes the two day fields combine with AND, as in Vixie
+        // cron: the odd days that are Mondays (the 9th; the 2nd and 16th are even), and the
+        // 13th on a Sunday (`*/7` is 0 and 7).
+        assert_eq!(
+            next("0 0 */2 * MON", "UTC", "2026-11-01T12:00:00Z"),
+            "2026-11-09T00:00:00+00:00"
+        );
+        assert_eq!(
+            next("0 0 13 * */7", "UTC", "2026-11-01T00:00:00Z"),
+            "2026-12-13T00:00:00+00:00"
+        );
     }
 
     #[test]
