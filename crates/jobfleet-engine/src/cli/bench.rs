@@ -41,7 +41,7 @@ const QUEUE: &str = "bench";
 
 /// A ~100-byte JSON payload, like a small real job's args.
 fn payload(i: usize) -> serde_json::Value {
-    serde_json::json!({"market_id": i, "wallet": "0x5fbdb2315678afecb367f032d93f642f64180aa3", "note": "bench"})
+    serde_json::json!({"order_id": i, "customer": "c5fbdb2315678afecb367f032d93f642f641", "note": "bench"})
 }
 
 struct Fleet {

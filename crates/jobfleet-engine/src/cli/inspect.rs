@@ -369,7 +369,7 @@ mod tests {
             id: id.into(),
             host: "h".into(),
             pid: 1,
-            queues: vec!["default".into(), "chain".into()],
+            queues: vec!["default".into(), "emails".into()],
             concurrency: 4,
             started_at: 0,
             heartbeat_at: 0,

@@ -17,7 +17,7 @@ use crate::worker::{Worker, WorkerConfig};
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// Queues with weights ("chain=3,default=1"), or in order with --strict.
+    /// Queues with weights ("emails=3,default=1"), or in order with --strict.
     #[arg(long)]
     pub queues: Option<String>,
     /// Serve the queues in strict order: a later queue only when the earlier ones are empty.

@@ -1,7 +1,8 @@
 //! What a handler says when it did not succeed, and how an error prints with its causes.
 //!
-//! Kept apart from the job catalogue so that the modules the handlers call (chain, notify, db)
-//! can name `JobError` without importing the catalogue that imports them.
+//! Kept apart from the registry so that the modules an application's handlers call
+//! (their database, HTTP or chain clients) can name `JobError` without importing the registry
+//! of kinds that imports them.
 
 use std::time::Duration;
 
@@ -58,8 +59,8 @@ impl std::error::Error for JobError {}
 /// An error and all its sources, joined by ": ", so the stored last error keeps the chain.
 ///
 /// A source whose text the line already holds is left out. Our own error types put a cause
-/// in their message or in `source()`, never both, but some libraries' errors do both (sqlx's
-/// `error returned from database: {0}` with the same error as its source, alloy's transport
+/// in their message or in `source()`, never both, but some libraries' errors do both (a
+/// driver's `error returned from database: {0}` with the same error as its source, transport
 /// errors), and printing those whole would say every such cause twice.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();

@@ -44,7 +44,7 @@ pub struct ScheduleSpec {
     /// Unique across all specs; defaults to the kind (or `kind-2`, `kind-3`... for more).
     #[serde(default)]
     pub name: String,
-    /// Five fields, or six with seconds first (see `scheduler::cron`).
+    /// Five fields, or six with seconds first (see `crate::cron`).
     pub cron: String,
     /// An IANA time zone the expression is read in.
     #[serde(default = "utc")]
@@ -185,7 +185,7 @@ impl JobSpec {
         }
         for (i, s) in self.schedules.iter().enumerate() {
             let at = format!("schedule[{i}]");
-            crate::scheduler::cron::Cron::parse(&s.cron).map_err(|e| format!("{at}.cron: {e}"))?;
+            crate::cron::Cron::parse(&s.cron).map_err(|e| format!("{at}.cron: {e}"))?;
             s.timezone
                 .parse::<chrono_tz::Tz>()
                 .map_err(|_| format!("{at}.timezone: {:?} is not an IANA time zone", s.timezone))?;

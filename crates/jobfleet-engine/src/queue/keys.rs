@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn all_queue_keys_share_one_hash_tag() {
-        let q = Keys::new("jobfleet").queue("chain");
+        let q = Keys::new("jobfleet").queue("emails");
         for key in [
             q.pending(),
             q.scheduled(),
@@ -239,7 +239,7 @@ mod tests {
             q.minute(7),
             q.reply("w1", "ack"),
         ] {
-            assert!(key.starts_with("jobfleet:{chain}:"), "{key}");
+            assert!(key.starts_with("jobfleet:{emails}:"), "{key}");
         }
     }
 
@@ -269,7 +269,7 @@ mod tests {
     #[test]
     fn queue_names_are_validated() {
         assert!(validate_queue_name("default").is_ok());
-        assert!(validate_queue_name("chain-events_2").is_ok());
+        assert!(validate_queue_name("order-events_2").is_ok());
         for bad in ["", "a{b", "a:b", "a b", &"x".repeat(65)] {
             assert!(validate_queue_name(bad).is_err(), "{bad}");
         }

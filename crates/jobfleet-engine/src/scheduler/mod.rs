@@ -8,7 +8,9 @@
 //! jobs. `ticks` is the accounting: every tick that passes is enqueued, a duplicate, or lost,
 //! and each lost one is logged and counted.
 
-pub mod cron;
+/// The cron parser, which stands below the job layer (specs parse their schedules with it);
+/// re-exported under the name it had.
+pub use crate::cron;
 pub mod ticks;
 
 use std::collections::HashSet;
@@ -20,13 +22,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 
+use crate::cron::Cron;
 use crate::job::Registry;
 use crate::job::spec::Missed;
 use crate::queue::workers::SchedulerInfo;
 use crate::queue::{NewJob, QueueClient, QueueError, now_ms};
 use crate::telemetry::Metrics;
 use crate::telemetry::http::Health;
-use cron::Cron;
 use ticks::{Due, Ticks};
 
 /// One schedule, ready to run.

@@ -117,8 +117,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::cron::Cron;
     use crate::job::spec::Missed;
-    use crate::scheduler::cron::Cron;
 
     fn every_second() -> Schedule {
         Schedule {

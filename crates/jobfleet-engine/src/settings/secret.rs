@@ -1,13 +1,13 @@
 //! Secrets of the configuration: values that are never shown (`Secret`), URLs that are shown
 //! with their credentials masked (`SecretUrl`), and `redact_urls` for text that a library wrote
-//! with a URL in it (reqwest's and alloy's errors name the URL they failed on).
+//! with a URL in it (HTTP and RPC clients' errors often name the URL they failed on).
 //!
 //! What a URL shows depends on its scheme. A database or Redis URL keeps its user, host, port
 //! and path (the database name or number, which says where a connection went) and masks its
 //! password and every query parameter that carries a credential (`?password=`, `?sslpassword=`,
-//! `?token=`...). Any other URL, an http(s) one (the chain's RPC node, the Kubo nodes,
-//! webhooks) in particular, shows only its scheme, host and port: hosted providers put API keys in the path
-//! (`https://host/v3/<KEY>`), the user name or the query, so all of those are masked.
+//! `?token=`...). Any other URL, an http(s) one (an API or RPC endpoint, a webhook) in
+//! particular, shows only its scheme, host and port: hosted providers put API keys in the
+//! path (`https://host/v3/<KEY>`), the user name or the query, so all of those are masked.
 
 use std::fmt;
 
@@ -104,8 +104,8 @@ fn redact(url: &str) -> String {
         // Not a URL that can be taken apart, so no part of it is known to be harmless.
         return MASK.to_owned();
     };
-    // Only the database's and Redis's URLs are known to keep credentials out of their path;
-    // any other scheme is shown as an http(s) URL is.
+    // Only Redis's and the common database servers' URL schemes are known to keep
+    // credentials out of their path; any other scheme is shown as an http(s) URL is.
     let web = !matches!(
         scheme.to_ascii_lowercase().as_str(),
         "redis" | "rediss" | "redis+unix" | "unix" | "postgres" | "postgresql"

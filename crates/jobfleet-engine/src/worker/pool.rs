@@ -364,9 +364,9 @@ mod tests {
     #[test]
     fn peeks_the_kind_of_an_envelope() {
         let env =
-            crate::queue::NewJob::new("sync_balances", "chain", serde_json::json!({"kind": "x"}));
+            crate::queue::NewJob::new("send_receipt", "emails", serde_json::json!({"kind": "x"}));
         let body = serde_json::to_string(&env.into_envelope(0)).unwrap();
-        assert_eq!(peek_kind(body.as_bytes()), "sync_balances");
+        assert_eq!(peek_kind(body.as_bytes()), "send_receipt");
         assert_eq!(peek_kind(b"{}"), "?");
     }
 }

@@ -1,4 +1,4 @@
-//! The queues a worker serves, parsed once from `worker.queues` (`chain=3,default=1`), and the
+//! The queues a worker serves, parsed once from `worker.queues` (`emails=3,default=1`), and the
 //! order it fetches them in. It imports only the queue names' rule, so the configuration can
 //! check `worker.queues` without importing the worker runtime.
 
@@ -13,7 +13,7 @@ pub struct QueueSelection {
 }
 
 impl QueueSelection {
-    /// Parses `chain=3,default=1` (weights) or `chain,default` (weight 1 each).
+    /// Parses `emails=3,default=1` (weights) or `emails,default` (weight 1 each).
     pub fn parse(spec: &str, strict: bool) -> Result<Self, String> {
         let mut queues: Vec<(String, u32)> = Vec::new();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -88,8 +88,8 @@ mod tests {
 
     #[test]
     fn parses_weights_and_plain_lists() {
-        let s = QueueSelection::parse("chain=3, default=1", false).unwrap();
-        assert_eq!(s.names(), ["chain", "default"]);
+        let s = QueueSelection::parse("emails=3, default=1", false).unwrap();
+        assert_eq!(s.names(), ["emails", "default"]);
         assert_eq!(
             QueueSelection::parse("a,b", true)
                 .unwrap()
@@ -103,31 +103,31 @@ mod tests {
 
     #[test]
     fn weighted_order_follows_the_randoms() {
-        let s = QueueSelection::parse("chain=3,default=1", false).unwrap();
-        // chain: 0.5^(1/3) = 0.79 > default: 0.6
-        assert_eq!(s.order(&[0.5, 0.6]), ["chain", "default"]);
-        // chain: 0.1^(1/3) = 0.46 < default: 0.9
-        assert_eq!(s.order(&[0.1, 0.9]), ["default", "chain"]);
+        let s = QueueSelection::parse("emails=3,default=1", false).unwrap();
+        // emails: 0.5^(1/3) = 0.79 > default: 0.6
+        assert_eq!(s.order(&[0.5, 0.6]), ["emails", "default"]);
+        // emails: 0.1^(1/3) = 0.46 < default: 0.9
+        assert_eq!(s.order(&[0.1, 0.9]), ["default", "emails"]);
     }
 
     #[test]
     fn weights_set_how_often_a_queue_comes_first() {
-        let s = QueueSelection::parse("chain=3,default=1", false).unwrap();
+        let s = QueueSelection::parse("emails=3,default=1", false).unwrap();
         let n = 100;
-        let mut chain_first = 0;
+        let mut emails_first = 0;
         for i in 0..n {
             for j in 0..n {
                 let u = [
                     (f64::from(i) + 0.5) / f64::from(n),
                     (f64::from(j) + 0.5) / f64::from(n),
                 ];
-                if s.order(&u)[0] == "chain" {
-                    chain_first += 1;
+                if s.order(&u)[0] == "emails" {
+                    emails_first += 1;
                 }
             }
         }
         // Exactly 3/4 in the limit; the grid gives 0.75 +- 0.01.
-        let share = f64::from(chain_first) / f64::from(n * n);
+        let share = f64::from(emails_first) / f64::from(n * n);
         assert!((share - 0.75).abs() < 0.01, "{share}");
     }
 }

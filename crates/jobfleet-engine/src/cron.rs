@@ -255,7 +255,6 @@ pub fn to_instant(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
 
 // The cross-check against the croner crate, in a file of its own for its length.
 #[cfg(test)]
-#[path = "cron_props.rs"]
 mod props;
 
 #[cfg(test)]
