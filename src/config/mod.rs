@@ -12,10 +12,11 @@ pub use crate::db::governance::GovernanceSettings;
 pub use crate::db::settings::DatabaseSettings;
 pub use crate::ipfs::settings::IpfsSettings;
 pub use crate::notify::settings::{NotifySettings, SmtpSettings, SmtpTls};
-pub use jobfleet_engine::settings::{
-    ConfigError, DeadSettings, JobsSettings, LogFormat, RedisSettings, SchedulerSettings,
-    TelemetrySettings, WorkerSettings, duration, invalid, is_http_url, secret,
+pub use jobfleet_engine::config::{
+    DeadSettings, JobsSettings, LogFormat, RedisSettings, SchedulerSettings, TelemetrySettings,
+    WorkerSettings,
 };
+pub use jobfleet_engine::settings::{ConfigError, duration, invalid, is_http_url, secret};
 pub use secret::{Secret, SecretUrl, redact_urls};
 
 /// The built-in defaults, so the binary runs even where no config folder exists.
@@ -37,7 +38,8 @@ pub struct Settings {
     pub notify: NotifySettings,
 }
 
-pub use jobfleet_engine::settings::{EngineSettings, Sources};
+pub use jobfleet_engine::config::EngineSettings;
+pub use jobfleet_engine::settings::Sources;
 
 /// The settings an environment variable gives as a comma-separated list.
 const LIST_KEYS: [&str; 2] = ["scheduler.disabled", "ipfs.endpoints"];

@@ -9,6 +9,7 @@
 
 pub mod builtin;
 pub mod cli;
+pub mod config;
 pub mod cron;
 pub mod job;
 pub mod queue;

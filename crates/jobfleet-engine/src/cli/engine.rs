@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::config::EngineSettings;
 use crate::job::{HandlerSet, Registry};
 use crate::queue::{QueueClient, QueueError, StoreSettings};
-use crate::settings::EngineSettings;
 
 /// Makes the application's state for a process that runs jobs, from the engine's settings
 /// and the process's store connection.

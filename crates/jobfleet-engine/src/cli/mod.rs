@@ -25,9 +25,9 @@ pub use engine::{Engine, StateFn};
 pub use output::{StdoutClosed, is_stdout_closed};
 pub use worker::shutdown_signal;
 
+use crate::config::EngineSettings;
 use crate::job::HandlerSet;
 use crate::queue::{JobState, QueueClient};
-use crate::settings::EngineSettings;
 
 /// The engine's commands; flatten them into a binary's own (`#[command(flatten)]`).
 #[derive(Debug, Subcommand)]

@@ -96,13 +96,15 @@ pub async fn run<S: Send + Sync + 'static>(
     args: WorkerArgs,
 ) -> anyhow::Result<ExitCode> {
     let registry = app.registry()?;
-    let cfg = WorkerConfig::from_settings(
-        &app.settings.worker,
-        args.queues.as_deref(),
-        args.strict.then_some(true),
-        args.concurrency.map(usize::from),
-    )
-    .map_err(|e| anyhow::anyhow!("--queues: {e}"))?;
+    let cfg = app
+        .settings
+        .worker
+        .worker_config(
+            args.queues.as_deref(),
+            args.strict.then_some(true),
+            args.concurrency.map(usize::from),
+        )
+        .map_err(|e| anyhow::anyhow!("--queues: {e}"))?;
     let client = app.client().await?;
     serve(app, client, cfg, registry, |client| app.state(client)).await
 }

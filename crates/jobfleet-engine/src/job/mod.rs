@@ -1,4 +1,4 @@
-//! The ground floor of the engine: what a job kind is (`JobArgs`, `Job`), what a handler is
+//! The job layer of the engine, on top of the queue store: what a job kind is (`JobArgs`, `Job`), what a handler is
 //! told (`JobContext`), what it answers (`JobError`), its policy (`spec`), the registry that
 //! pairs kinds with specs, and the typed client that enqueues them with their spec applied.
 //!

@@ -7,9 +7,31 @@ pub mod metrics;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
-use crate::settings::{LogFormat, TelemetrySettings};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::settings::duration;
 
 pub use metrics::Metrics;
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub http_addr: String,
+    /// `/readyz` fails once the last answer from Redis is older than this.
+    #[serde(with = "duration")]
+    pub ready_timeout: Duration,
+}
 
 /// Installs the global subscriber. `RUST_LOG` overrides the configured filter. Logs go to
 /// stderr so that command output on stdout stays machine-readable.

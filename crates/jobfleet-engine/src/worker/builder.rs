@@ -75,7 +75,7 @@ impl<S: Send + Sync + 'static> Worker<S> {
 }
 
 impl<S: Send + Sync + 'static> WorkerBuilder<S> {
-    /// Every setting at once (e.g. from the configuration, see `WorkerConfig::from_settings`).
+    /// Every setting at once (e.g. from the configuration, see `config::WorkerSettings::worker_config`).
     pub fn config(mut self, cfg: WorkerConfig) -> Self {
         self.cfg = cfg;
         self.queues_chosen = true;

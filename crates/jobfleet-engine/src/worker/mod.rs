@@ -28,24 +28,3 @@ pub struct WorkerConfig {
     pub shutdown_timeout: Duration,
     pub poll_interval: Duration,
 }
-
-impl WorkerConfig {
-    /// The worker section of the settings, with an optional `--queues` override.
-    pub fn from_settings(
-        w: &crate::settings::WorkerSettings,
-        queues: Option<&str>,
-        strict: Option<bool>,
-        concurrency: Option<usize>,
-    ) -> Result<Self, String> {
-        let strict = strict.unwrap_or(w.strict);
-        Ok(Self {
-            id: crate::queue::workers::new_worker_id(),
-            queues: QueueSelection::parse(queues.unwrap_or(&w.queues), strict)?,
-            concurrency: concurrency.unwrap_or(w.concurrency).max(1),
-            prefetch: w.prefetch,
-            lease: w.lease,
-            shutdown_timeout: w.shutdown_timeout,
-            poll_interval: w.poll_interval,
-        })
-    }
-}

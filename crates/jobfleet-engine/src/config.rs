@@ -1,0 +1,231 @@
+//! The engine's sections of a configuration (`[redis]`, `[worker]`, `[dead]`, `[telemetry]`,
+//! `[scheduler]`, `[jobs]`), gathered as [`EngineSettings`], with their checks and their
+//! built-in defaults (the crate's `default.toml`).
+//!
+//! It stands above the modules whose settings it turns into their own values (the store's
+//! `StoreSettings`, a worker's `WorkerConfig`, the telemetry section), so none of them imports
+//! it back. An application's own configuration embeds these sections next to its own and
+//! hands them to the engine with `EngineSettings { .. }`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::settings::secret::SecretUrl;
+use crate::settings::{ConfigError, Layers, Sources, duration, invalid, load};
+pub use crate::telemetry::{LogFormat, TelemetrySettings};
+use crate::worker::{QueueSelection, WorkerConfig};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    /// Schedule names not to run here.
+    pub disabled: Vec<String>,
+    pub http_addr: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: SecretUrl,
+    pub namespace: String,
+    /// One connection attempt: TCP, TLS and the Redis handshake.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// The answer to one call.
+    #[serde(with = "duration")]
+    pub response_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub queues: String,
+    pub strict: bool,
+    pub concurrency: usize,
+    pub prefetch: usize,
+    #[serde(with = "duration")]
+    pub lease: Duration,
+    #[serde(with = "duration")]
+    pub shutdown_timeout: Duration,
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+    pub completed_history: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadSettings {
+    pub max_jobs: u64,
+    #[serde(with = "duration")]
+    pub max_age: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsSettings {
+    pub dir: PathBuf,
+}
+
+/// The engine's sections of a configuration, validated.
+#[derive(Clone, Debug, Deserialize)]
+pub struct EngineSettings {
+    /// `[redis]`
+    pub redis: RedisSettings,
+    /// `[worker]`
+    pub worker: WorkerSettings,
+    /// `[dead]`
+    pub dead: DeadSettings,
+    /// `[telemetry]`
+    pub telemetry: TelemetrySettings,
+    /// `[scheduler]`
+    pub scheduler: SchedulerSettings,
+    /// `[jobs]`
+    pub jobs: JobsSettings,
+}
+
+/// The engine's built-in defaults (the crate's `default.toml`).
+pub const DEFAULTS: &str = include_str!("../default.toml");
+
+impl EngineSettings {
+    /// Loads and validates the engine's settings of this process: the built-in defaults,
+    /// then the layers of [`Sources::from_env`]. Other sections of the files are ignored (they
+    /// are the application's).
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(&Sources::from_env())
+    }
+
+    /// `load` from the given layers.
+    pub fn load_from(sources: &Sources) -> Result<Self, ConfigError> {
+        let layers = Layers {
+            defaults: DEFAULTS,
+            list_keys: &["scheduler.disabled"],
+            url_vars: &[],
+        };
+        let mut settings: Self = load(sources, layers)?;
+        settings.validate()?;
+        if settings.jobs.dir.is_relative()
+            && let Some(root) = sources.project_root()
+        {
+            settings.jobs.dir = root.join(&settings.jobs.dir);
+        }
+        Ok(settings)
+    }
+
+    /// Checks values that parse but make no sense; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.redis.validate()?;
+        self.worker.validate()?;
+        for (key, limit) in [
+            ("redis.connect_timeout", self.redis.connect_timeout),
+            ("redis.response_timeout", self.redis.response_timeout),
+            ("telemetry.ready_timeout", self.telemetry.ready_timeout),
+        ] {
+            if limit < Duration::from_millis(100) {
+                return Err(invalid(key, "must be at least 100ms"));
+            }
+        }
+        if self.dead.max_jobs == 0 {
+            return Err(invalid("dead.max_jobs", "must be at least 1"));
+        }
+        for (key, addr) in [
+            ("telemetry.http_addr", &self.telemetry.http_addr),
+            ("scheduler.http_addr", &self.scheduler.http_addr),
+        ] {
+            if !addr.is_empty() && addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(
+                    key,
+                    format!("{addr:?} is not host:port (or \"\" to disable)"),
+                ));
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
+            return Err(invalid("telemetry.log_filter", "is not a valid filter"));
+        }
+        Ok(())
+    }
+
+    /// The store settings shared by every process.
+    pub fn store(&self) -> crate::queue::StoreSettings {
+        crate::queue::StoreSettings {
+            dead_max_jobs: self.dead.max_jobs,
+            dead_max_age: self.dead.max_age,
+            completed_history: self.worker.completed_history,
+            connect_timeout: self.redis.connect_timeout,
+            response_timeout: Some(self.redis.response_timeout),
+            ..crate::queue::StoreSettings::default()
+        }
+    }
+}
+
+impl RedisSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.url.expose();
+        if !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("redis+unix://")
+            || url.starts_with("unix://"))
+        {
+            return Err(invalid(
+                "redis.url",
+                "must start with redis://, rediss:// or unix://",
+            ));
+        }
+        if redis::Client::open(url).is_err() {
+            return Err(invalid("redis.url", format!("cannot parse {}", self.url)));
+        }
+        let ns = &self.namespace;
+        if ns.is_empty() || ns.contains(['{', '}', ' ']) {
+            return Err(invalid(
+                "redis.namespace",
+                "must be non-empty, without braces or spaces",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl WorkerSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        // An ack removes a job from its worker's in-flight list with LREM, which scans that
+        // list: the bounds keep it short.
+        if self.concurrency == 0 || self.concurrency > 1_000 {
+            return Err(invalid("worker.concurrency", "must be between 1 and 1000"));
+        }
+        if self.prefetch > 1_000 {
+            return Err(invalid("worker.prefetch", "must be at most 1000"));
+        }
+        if self.lease < Duration::from_secs(1) {
+            return Err(invalid("worker.lease", "must be at least 1s"));
+        }
+        if self.poll_interval < Duration::from_millis(10) {
+            return Err(invalid("worker.poll_interval", "must be at least 10ms"));
+        }
+        QueueSelection::parse(&self.queues, self.strict)
+            .map_err(|e| invalid("worker.queues", e))?;
+        Ok(())
+    }
+}
+
+impl WorkerSettings {
+    /// A worker's settings from this section, with the command line's overrides
+    /// (`--queues`, `--strict`, `--concurrency`).
+    pub fn worker_config(
+        &self,
+        queues: Option<&str>,
+        strict: Option<bool>,
+        concurrency: Option<usize>,
+    ) -> Result<WorkerConfig, String> {
+        let strict = strict.unwrap_or(self.strict);
+        Ok(WorkerConfig {
+            id: crate::queue::workers::new_worker_id(),
+            queues: QueueSelection::parse(queues.unwrap_or(&self.queues), strict)?,
+            concurrency: concurrency.unwrap_or(self.concurrency).max(1),
+            prefetch: self.prefetch,
+            lease: self.lease,
+            shutdown_timeout: self.shutdown_timeout,
+            poll_interval: self.poll_interval,
+        })
+    }
+}
