@@ -391,7 +391,7 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&groups).unwrap(),
             serde_json::json!([
-                {"targets": ["h:9464"], "labels": {"role": "worker", "worker": "h:1:a", "host": "h", "queues": "default,chain"}},
+                {"targets": ["h:9464"], "labels": {"role": "worker", "worker": "h:1:a", "host": "h", "queues": "default,emails"}},
                 {"targets": ["h:9465"], "labels": {"role": "scheduler", "scheduler": "h:3:c", "host": "h"}},
             ])
         );
