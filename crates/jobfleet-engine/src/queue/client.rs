@@ -387,7 +387,6 @@ impl QueueClient {
             .key(keys.dead())
             .key(keys.stats())
             .arg(keys.prefix())
-            .arg(now)
             .arg(self.minute_ttl())
             .arg(self.settings.dead_max_jobs)
             .arg(self.dead_cutoff(now))
