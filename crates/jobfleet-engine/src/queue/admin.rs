@@ -57,12 +57,12 @@ fn u(h: &HashMap<String, String>, k: &str) -> u64 {
 
 /// Where a found job is: the key and whether it is a list.
 fn location(k: &QueueKeys, info: &JobInfo) -> (String, bool) {
-    match info.state.as_str() {
-        "pending" => (k.pending(), true),
-        "active" => (k.inflight(info.worker.as_deref().unwrap_or_default()), true),
-        "scheduled" => (k.scheduled(), false),
-        "retry" => (k.retry(), false),
-        _ => (k.dead(), false),
+    match info.state {
+        JobState::Pending => (k.pending(), true),
+        JobState::Active => (k.inflight(info.worker.as_deref().unwrap_or_default()), true),
+        JobState::Scheduled => (k.scheduled(), false),
+        JobState::Retry => (k.retry(), false),
+        JobState::Dead => (k.dead(), false),
     }
 }
 
@@ -220,9 +220,12 @@ impl QueueClient {
 
     /// Runs one job again now: a dead job gets a fresh set of attempts, a retrying or
     /// scheduled job is made due at once. Returns the state it was in.
-    pub async fn retry_job(&self, id: &str) -> Result<String> {
+    pub async fn retry_job(&self, id: &str) -> Result<JobState> {
         let job = self.show(id).await?;
-        if !matches!(job.state.as_str(), "dead" | "retry" | "scheduled") {
+        if !matches!(
+            job.state,
+            JobState::Dead | JobState::Retry | JobState::Scheduled
+        ) {
             return Err(QueueError::Invalid(format!(
                 "job {id} is {}; only dead, retry and scheduled jobs can be retried",
                 job.state
@@ -230,7 +233,7 @@ impl QueueClient {
         }
         let k = self.keys.queue(&job.queue);
         let (key, is_list) = location(&k, &job);
-        let new = if job.state == "dead" {
+        let new = if job.state == JobState::Dead {
             Self::revived(&job)
         } else {
             None
@@ -301,7 +304,7 @@ impl QueueClient {
 
     /// Deletes one job in any state; returns the state it was in. Deleting an active job
     /// makes its worker's result stale: it is ignored.
-    pub async fn delete(&self, id: &str) -> Result<String> {
+    pub async fn delete(&self, id: &str) -> Result<JobState> {
         let job = self.show(id).await?;
         let k = self.keys.queue(&job.queue);
         let (key, is_list) = location(&k, &job);

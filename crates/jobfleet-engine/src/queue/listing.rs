@@ -19,7 +19,7 @@ pub struct JobInfo {
     pub id: String,
     pub queue: String,
     pub kind: String,
-    pub state: String,
+    pub state: JobState,
     /// Runs that already ended in failure.
     pub attempts: u32,
     pub max_attempts: u32,
@@ -73,7 +73,7 @@ impl JobInfo {
             kind: envelope
                 .as_ref()
                 .map_or_else(|| "?".to_owned(), |e| e.kind.clone()),
-            state: state.as_str().to_owned(),
+            state,
             attempts: header.attempts,
             max_attempts: header.max_attempts,
             raw: envelope.is_none().then(|| escape_bytes(&stored)),
