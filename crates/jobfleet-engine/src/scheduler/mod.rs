@@ -119,11 +119,9 @@ pub fn schedules<S>(registry: &Registry<S>, disabled: &[String]) -> Result<Vec<S
                 name: s.name.clone(),
                 kind: spec.kind.clone(),
                 queue: spec.queue.clone(),
-                expr: s.cron.clone(),
-                cron: Cron::parse(&s.cron).map_err(|e| format!("jobs/{}.toml: {e}", spec.kind))?,
-                tz: s.timezone.parse().map_err(|_| {
-                    format!("jobs/{}.toml: bad time zone {:?}", spec.kind, s.timezone)
-                })?,
+                expr: s.cron.as_str().to_owned(),
+                cron: s.cron.cron().clone(),
+                tz: s.timezone,
                 args,
                 missed: s.missed,
                 catch_up: s.catch_up,
