@@ -51,6 +51,18 @@ pub struct RetryReport {
     pub dry_run: bool,
 }
 
+/// The reply of `stats`'s pipeline: the lengths of pending, scheduled, retry and dead,
+/// whether the queue is paused, its counters hash, and the job at the head of pending.
+type StatsReply = (
+    u64,
+    u64,
+    u64,
+    u64,
+    bool,
+    HashMap<String, String>,
+    Option<Vec<u8>>,
+);
+
 fn u(h: &HashMap<String, String>, k: &str) -> u64 {
     h.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
@@ -120,16 +132,7 @@ impl QueueClient {
     /// The counters of one queue in one pipelined round trip.
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
         let k = self.queue(queue)?;
-        #[allow(clippy::type_complexity)]
-        let (pending, scheduled, retry, dead, paused, counters, head): (
-            u64,
-            u64,
-            u64,
-            u64,
-            bool,
-            HashMap<String, String>,
-            Option<Vec<u8>>,
-        ) = redis::pipe()
+        let (pending, scheduled, retry, dead, paused, counters, head): StatsReply = redis::pipe()
             .llen(k.pending())
             .zcard(k.scheduled())
             .zcard(k.retry())

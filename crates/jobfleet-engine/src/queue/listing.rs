@@ -150,7 +150,6 @@ impl QueueClient {
                     _ => k.dead(),
                 };
                 let pairs: Vec<(Vec<u8>, f64)> = con.zrange_withscores(set, start, stop).await?;
-                #[allow(clippy::cast_possible_truncation)]
                 pairs
                     .into_iter()
                     .map(|(s, score)| JobInfo::from_stored(queue, state, s, Some(score as i64)))
@@ -194,7 +193,6 @@ impl QueueClient {
                     .query_async(&mut con)
                     .await?;
                 if let Some((stored, score)) = items.into_iter().find(|(s, _)| is(s)) {
-                    #[allow(clippy::cast_possible_truncation)]
                     return Ok(Some(JobInfo::from_stored(
                         queue,
                         state,
