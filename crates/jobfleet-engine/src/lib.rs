@@ -7,6 +7,8 @@
 //!
 //! See the crate's README for "your first job" and ARCHITECTURE.md for the layout.
 
+#![warn(missing_docs)]
+
 pub mod builtin;
 pub mod cli;
 pub mod job;

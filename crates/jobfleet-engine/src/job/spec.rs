@@ -14,6 +14,7 @@ use crate::scheduler::cron::Cron;
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
+    /// The job kind, taken from the file's name (or given to `JobSpec::parse`), not from the TOML.
     #[serde(skip)]
     pub kind: String,
     /// The queue jobs of this kind go to unless the producer names another.
@@ -21,7 +22,9 @@ pub struct JobSpec {
     /// A run that takes longer is cancelled and counts as a failed attempt.
     #[serde(with = "crate::settings::duration")]
     pub timeout: Duration,
+    /// How often and how soon a failed job is tried again.
     pub retry: RetrySpec,
+    /// When set, jobs of this kind are unique by their unique key while it is held.
     #[serde(default)]
     pub unique: Option<UniqueSpec>,
     /// When the scheduler enqueues this kind; a kind may have several schedules.
@@ -56,6 +59,7 @@ pub struct ScheduleSpec {
     /// The args of every job enqueued, as a TOML table.
     #[serde(default = "empty_args")]
     pub args: toml::Table,
+    /// What happens to ticks that passed while no scheduler ran.
     #[serde(default)]
     pub missed: Missed,
     /// How far back a `run_once` catch-up may reach.
@@ -169,6 +173,7 @@ pub struct RetrySpec {
 }
 
 impl RetrySpec {
+    /// The backoff this retry policy stands for, as the queue store applies it.
     pub fn backoff(&self) -> Backoff {
         Backoff {
             base: self.base,
@@ -178,6 +183,7 @@ impl RetrySpec {
     }
 }
 
+/// Uniqueness of a kind: a second job with a unique key that is still held is not enqueued.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UniqueSpec {
@@ -190,7 +196,9 @@ pub struct UniqueSpec {
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct SpecError {
+    /// The file (or, for a spec given as text, the kind) the error is about.
     pub path: String,
+    /// What is wrong, starting with the field (`retry.max_attempts: ...`).
     pub message: String,
 }
 

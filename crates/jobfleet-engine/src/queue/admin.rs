@@ -19,16 +19,27 @@ use super::{QueueError, Result, now_ms};
 /// Counters and depths of one queue; every figure is an O(1) read.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct QueueStats {
+    /// The queue's name.
     pub queue: String,
+    /// True while workers take no jobs of the queue (see `pause`).
     pub paused: bool,
+    /// Jobs ready to run, waiting for a worker.
     pub pending: u64,
+    /// Jobs enqueued with a delay, not yet due.
     pub scheduled: u64,
+    /// Jobs leased to workers right now.
     pub active: u64,
+    /// Jobs that failed and wait for their next attempt.
     pub retry: u64,
+    /// Jobs that used up their attempts or failed fatally; kept for operators until evicted.
     pub dead: u64,
+    /// Jobs that succeeded, since the queue's counters began.
     pub processed: u64,
+    /// Failed attempts (retried, dead, or lost with a worker's lease), since the counters began.
     pub failed: u64,
+    /// Jobs enqueued, duplicates not included, since the counters began.
     pub enqueued: u64,
+    /// Dead jobs evicted by the dead set's caps of age and count, since the counters began.
     pub dead_evicted: u64,
     /// Age of the job at the head of pending, in milliseconds.
     pub oldest_pending_ms: Option<i64>,
@@ -39,15 +50,20 @@ pub struct QueueStats {
 pub struct MinuteStats {
     /// Start of the minute, in seconds since the epoch.
     pub minute_start: i64,
+    /// Jobs that succeeded in that minute.
     pub processed: u64,
+    /// Failed attempts in that minute.
     pub failed: u64,
 }
 
 /// The result of a bulk retry of dead jobs.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct RetryReport {
+    /// Dead jobs that matched the filter (and were retried, unless this was a dry run).
     pub matched: u64,
+    /// Dead jobs looked at.
     pub scanned: u64,
+    /// True when nothing was changed, only counted.
     pub dry_run: bool,
 }
 

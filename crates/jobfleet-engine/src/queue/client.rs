@@ -48,6 +48,7 @@ pub struct Call {
 }
 
 impl Call {
+    /// A new call on `lane` with a fresh id; send it again as it is when its reply was lost.
     pub fn new(lane: &'static str) -> Self {
         Self {
             lane,
@@ -83,7 +84,9 @@ impl SettleAction {
 /// One non-success outcome for `settle`.
 #[derive(Clone, Debug)]
 pub struct Settle<'a> {
+    /// The leased job whose attempt ended.
     pub job: &'a Leased,
+    /// What becomes of it.
     pub action: SettleAction,
     /// Milliseconds since the epoch; ignored for requeue and kill.
     pub due_ms: i64,
@@ -124,12 +127,19 @@ impl Settle<'_> {
 /// Counts returned by `settle`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SettleReport {
+    /// Jobs moved to the retry set for a later attempt.
     pub retried: u64,
+    /// Jobs moved to the scheduled set without counting an attempt.
     pub snoozed: u64,
+    /// Jobs handed back to the head of pending.
     pub requeued: u64,
+    /// Jobs moved to the dead set.
     pub killed: u64,
+    /// Jobs this worker no longer held (reaped or deleted meanwhile): nothing of them changed.
     pub stale: u64,
+    /// Dead jobs evicted because they were older than the dead set's age cap.
     pub evicted_by_age: u64,
+    /// Dead jobs evicted because the dead set was over its count cap.
     pub evicted_by_count: u64,
     /// Positions (in the call's slice) of the jobs whose result was stale.
     pub stale_at: Vec<usize>,
@@ -138,7 +148,9 @@ pub struct SettleReport {
 /// Counts returned by `ack`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AckReport {
+    /// Jobs deleted (or moved to the completed history) as done.
     pub acked: u64,
+    /// Jobs this worker no longer held, so nothing was done to them.
     pub stale: u64,
     /// Positions (in the call's slice) of the jobs whose result was stale: the store no longer
     /// had them in this worker's in-flight list, so nothing of them changed.
@@ -148,9 +160,13 @@ pub struct AckReport {
 /// Counts returned by `reap`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReapReport {
+    /// Jobs of expired leases put back at the head of pending.
     pub requeued: u64,
+    /// Jobs of expired leases that had used their last attempt, moved to the dead set.
     pub killed: u64,
+    /// Dead jobs evicted because they were older than the dead set's age cap.
     pub evicted_by_age: u64,
+    /// Dead jobs evicted because the dead set was over its count cap.
     pub evicted_by_count: u64,
     /// The workers whose expired leases were taken back.
     pub workers: Vec<String>,
@@ -159,18 +175,23 @@ pub struct ReapReport {
 /// The result of one fetch call.
 #[derive(Clone, Debug, Default)]
 pub struct Fetched {
+    /// True when the queue is paused: no job was leased and the worker should wait.
     pub paused: bool,
     /// When the next delayed or retrying job is due, in ms since the epoch.
     pub next_due_ms: Option<i64>,
+    /// Delayed and retrying jobs that had come due and were moved to pending by this call.
     pub promoted: u64,
+    /// The jobs now leased to the calling worker, in the order it should run them.
     pub jobs: Vec<Leased>,
 }
 
 impl QueueClient {
+    /// The namespace's key builder, from which every queue's keys are made.
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
 
+    /// The settings this client was connected with.
     pub fn settings(&self) -> &StoreSettings {
         &self.settings
     }
