@@ -9,6 +9,7 @@ pub mod client;
 pub mod error;
 pub mod registry;
 pub mod spec;
+mod specs;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -40,6 +40,7 @@
 
 pub mod admin;
 pub mod backoff;
+mod calls;
 pub mod client;
 mod connect;
 mod enqueue;
