@@ -413,5 +413,5 @@ async fn hostile_entries_in_the_sets_and_a_dead_workers_list_are_reaped_with_a_r
         assert_eq!(s.c.show(&j.id).await.unwrap().id, j.id);
     }
     let any = dead(&s.c).await.remove(0);
-    assert_eq!(s.c.delete(&any.id).await.unwrap(), "dead");
+    assert_eq!(s.c.delete(&any.id).await.unwrap(), JobState::Dead);
 }

@@ -45,11 +45,11 @@ async fn dead_jobs_are_retried_deleted_and_purged() {
         "a retried dead job starts its attempts afresh"
     );
 
-    assert_eq!(c.retry_job(&leased[0].id()).await.unwrap(), "dead");
+    assert_eq!(c.retry_job(&leased[0].id()).await.unwrap(), JobState::Dead);
     assert_eq!(c.stats("default").await.unwrap().pending, 1);
-    assert_eq!(c.delete(&leased[1].id()).await.unwrap(), "dead");
+    assert_eq!(c.delete(&leased[1].id()).await.unwrap(), JobState::Dead);
     assert!(c.show(&leased[1].id()).await.is_err());
-    assert_eq!(c.delete(&back[0].id()).await.unwrap(), "active");
+    assert_eq!(c.delete(&back[0].id()).await.unwrap(), JobState::Active);
     assert_eq!(c.stats("default").await.unwrap().active, 3);
     assert_eq!(
         c.purge_dead("default", 3_600_000).await.unwrap(),
@@ -69,9 +69,9 @@ async fn retry_job_makes_a_delayed_job_due_now() {
         .await
         .unwrap()
         .id;
-    assert_eq!(c.show(&id).await.unwrap().state, "scheduled");
-    assert_eq!(c.retry_job(&id).await.unwrap(), "scheduled");
-    assert_eq!(c.show(&id).await.unwrap().state, "pending");
+    assert_eq!(c.show(&id).await.unwrap().state, JobState::Scheduled);
+    assert_eq!(c.retry_job(&id).await.unwrap(), JobState::Scheduled);
+    assert_eq!(c.show(&id).await.unwrap().state, JobState::Pending);
     assert!(
         c.retry_job(&id).await.is_err(),
         "a pending job cannot be retried"

@@ -26,7 +26,7 @@ async fn fetch_leases_in_fifo_order_and_ack_deletes() {
     assert!(jobs.iter().all(|j| j.attempt() == 1 && j.worker == "w1"));
     let s = c.stats("default").await.unwrap();
     assert_eq!((s.pending, s.active), (1, 2));
-    assert_eq!(c.show(&enqueued[0]).await.unwrap().state, "active");
+    assert_eq!(c.show(&enqueued[0]).await.unwrap().state, JobState::Active);
 
     assert_eq!(
         acked(
@@ -172,7 +172,7 @@ async fn results_of_a_worker_whose_lease_expired_are_ignored() {
         .await
         .unwrap();
     assert_eq!((r.killed, r.stale), (0, 1));
-    assert_eq!(c.show(&first.id()).await.unwrap().state, "active");
+    assert_eq!(c.show(&first.id()).await.unwrap().state, JobState::Active);
     assert_eq!(c.extend("default", "new", LEASE).await.unwrap(), Some(1));
     let call = Call::new("ack");
     assert_eq!(

@@ -165,7 +165,7 @@ impl Env {
             .show(id)
             .await
             .ok()
-            .map(|j| (j.state, j.score, j.error))
+            .map(|j| (j.state.to_string(), j.score, j.error))
     }
 }
 

@@ -17,18 +17,24 @@ use crate::settings::{ConfigError, Layers, Sources, duration, invalid, load};
 pub use crate::telemetry::{LogFormat, TelemetrySettings};
 use crate::worker::{QueueSelection, WorkerConfig};
 
+/// The `[scheduler]` section: which schedules this process leaves out, and where it serves
+/// its metrics and health.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulerSettings {
     /// Schedule names not to run here.
     pub disabled: Vec<String>,
+    /// Where the scheduler serves `/metrics`, `/livez` and `/readyz`; empty for none.
     pub http_addr: String,
 }
 
+/// The `[redis]` section: where the store is and the limits of talking to it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
+    /// The server's URL (`redis://` or `rediss://`), which may carry a password.
     pub url: SecretUrl,
+    /// The prefix of every key, so that several deployments can share one Redis.
     pub namespace: String,
     /// One connection attempt: TCP, TLS and the Redis handshake.
     #[serde(with = "duration")]
@@ -38,33 +44,48 @@ pub struct RedisSettings {
     pub response_timeout: Duration,
 }
 
+/// The `[worker]` section: what a worker process serves and how.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerSettings {
+    /// The queues served, weighted (`emails=3,default=1`) or plain (`emails,default`).
     pub queues: String,
+    /// Fetch the queues in the listed order instead of at random by weight.
     pub strict: bool,
+    /// How many jobs run at once.
     pub concurrency: usize,
+    /// How many jobs are leased ahead of a free slot.
     pub prefetch: usize,
+    /// How long a lease lasts unless renewed; a worker that stops renewing loses its jobs to the
+    /// reaper after this.
     #[serde(with = "duration")]
     pub lease: Duration,
+    /// How long running jobs get to finish at shutdown before they are handed back.
     #[serde(with = "duration")]
     pub shutdown_timeout: Duration,
+    /// How often an idle worker fetches when no wake-up arrives.
     #[serde(with = "duration")]
     pub poll_interval: Duration,
+    /// Completed jobs kept per queue as a capped history; 0 keeps none.
     pub completed_history: u64,
 }
 
+/// The `[dead]` section: the caps of every queue's dead set.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadSettings {
+    /// At most this many dead jobs are kept per queue; the oldest are evicted first.
     pub max_jobs: u64,
+    /// Dead jobs older than this are evicted.
     #[serde(with = "duration")]
     pub max_age: Duration,
 }
 
+/// The `[jobs]` section: where the job specs are.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobsSettings {
+    /// The folder of `<kind>.toml` spec files.
     pub dir: PathBuf,
 }
 

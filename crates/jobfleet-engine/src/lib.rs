@@ -1,11 +1,5 @@
-//! jobfleet-engine: background jobs on Redis.
-//!
-//! A queue store of our own (Lua scripts, leases with fencing, exponential backoff, a capped
-//! dead set), a worker runtime that leases and acks in batches, an exactly-once scheduler, the
-//! engine's telemetry, and typed jobs whose policy lives in spec files. It knows nothing of
-//! the application that runs on it: the application's state is the `S` of `Job<S>`.
-//!
-//! See the crate's README for "your first job" and ARCHITECTURE.md for the layout.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
 pub mod builtin;
 pub mod cli;

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::job::{Job, JobArgs, JobContext, JobError};
 
+/// The args of the built-in `sleep` kind: a job that waits, then succeeds or fails as told, for
+/// benchmarks and for trying out retries, timeouts and shutdown by hand.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sleep {

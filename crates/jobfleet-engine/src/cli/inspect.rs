@@ -341,7 +341,7 @@ pub async fn show<S: Send + Sync + 'static>(
         ("id", j.id.clone()),
         ("queue", j.queue.clone()),
         ("kind", j.kind.clone()),
-        ("state", j.state.clone()),
+        ("state", j.state.to_string()),
         (
             "attempts",
             format!("{} failed of {}", j.attempts, j.max_attempts),

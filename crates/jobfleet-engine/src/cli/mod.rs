@@ -73,6 +73,7 @@ pub enum Command {
     },
 }
 
+/// The `--json` flag of the commands that print either a table or JSON.
 #[derive(Debug, Args)]
 pub struct JsonFlag {
     /// Print JSON instead of a table.
@@ -80,10 +81,12 @@ pub struct JsonFlag {
     pub json: bool,
 }
 
+/// The subcommands of `jobs`: list, show, retry and delete single jobs.
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// List the jobs of a queue, a page at a time: of one state, or the first page of each.
     List {
+        /// The queue whose jobs are listed.
         queue: String,
         /// pending, scheduled, active, retry or dead (default: the first page of each).
         #[arg(long, value_parser = parse_state)]
@@ -94,12 +97,15 @@ pub enum JobsCommand {
         /// With --state: where the page starts (the previous page prints the next cursor).
         #[arg(long, default_value_t = 0, requires = "state")]
         cursor: u64,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Show everything stored about one job.
     Show {
+        /// The id of the job, as `jobs list` prints it.
         id: String,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -120,17 +126,23 @@ pub enum JobsCommand {
         /// With --dead: count what would be retried, change nothing.
         #[arg(long, requires = "dead")]
         dry_run: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Delete one job, whatever its state.
-    Delete { id: String },
+    Delete {
+        /// The id of the job, as `jobs list` prints it.
+        id: String,
+    },
 }
 
+/// The subcommands of `dead`: maintenance of a queue's dead set.
 #[derive(Debug, Subcommand)]
 pub enum DeadCommand {
     /// Delete dead jobs of a queue, all or those older than a given age.
     Purge {
+        /// The queue whose dead jobs are deleted.
         queue: String,
         /// Only jobs that died longer ago than this (e.g. 7d, 12h).
         #[arg(long, value_parser = parse_duration)]
@@ -138,14 +150,22 @@ pub enum DeadCommand {
     },
 }
 
+/// The subcommands of `queue`: pausing, resuming and removing a whole queue.
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
     /// Stop workers from taking jobs of a queue (enqueueing goes on).
-    Pause { queue: String },
+    Pause {
+        /// The queue to pause.
+        queue: String,
+    },
     /// Let workers take jobs of a queue again.
-    Resume { queue: String },
+    Resume {
+        /// The queue to resume.
+        queue: String,
+    },
     /// Delete a queue and all its keys (it must be empty and unused unless --force).
     Remove {
+        /// The queue to remove.
         queue: String,
         /// Drop the jobs it still holds, those active on workers included.
         #[arg(long)]

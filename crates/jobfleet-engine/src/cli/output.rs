@@ -1,8 +1,8 @@
 //! Printing for the operators' commands: aligned tables for people, JSON for scripts.
 //!
-//! Everything a command prints on stdout goes through [`line`] (the `outln!` macro), never
+//! Everything a command prints on stdout goes through [`line()`] (the `outln!` macro), never
 //! `println!`: `println!` panics when the reader has gone away (`jobfleet jobs list --json |
-//! head -c 100`), while [`line`] turns a closed pipe into [`StdoutClosed`], which the command
+//! head -c 100`), while [`line()`] turns a closed pipe into [`StdoutClosed`], which the command
 //! returns like any error and `main` turns into a quiet exit 0, as `grep` or `ls` end when
 //! `head` has what it wanted.
 
@@ -87,6 +87,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints a value as pretty JSON on stdout, for the commands' `--json` output.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(value)?)
 }

@@ -82,7 +82,7 @@ pub async fn list<S: Send + Sync + 'static>(
         let last = client.last_tick(&s.queue, &s.name).await?;
         let state = match &last {
             Some((_, id)) => Some(match client.show(id).await {
-                Ok(job) => job.state,
+                Ok(job) => job.state.to_string(),
                 Err(crate::queue::QueueError::NotFound(_)) => "finished or removed".to_owned(),
                 Err(e) => return Err(e.into()),
             }),

@@ -24,15 +24,21 @@ pub enum JobError {
 }
 
 impl JobError {
+    /// A failure worth retrying: the job runs again after the kind's backoff, or goes to dead once
+    /// its attempts are used up.
     pub fn retry(e: impl Into<BoxError>) -> Self {
         JobError::Retry(e.into())
     }
+    /// A failure that retrying cannot fix: the job goes to dead at once, whatever attempts are left.
     pub fn fatal(e: impl Into<BoxError>) -> Self {
         JobError::Fatal(e.into())
     }
+    /// Not a failure: the job runs again after `after`, and the attempt is not counted.
     pub fn snooze(after: Duration) -> Self {
         JobError::Snooze(after)
     }
+    /// A failure that must not be retried before `after` (a Retry-After): the attempt is counted and
+    /// the retry waits the longer of `after` and the kind's backoff.
     pub fn retry_after(e: impl Into<BoxError>, after: Duration) -> Self {
         JobError::RetryAfter(e.into(), after)
     }

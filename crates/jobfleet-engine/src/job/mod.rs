@@ -1,6 +1,7 @@
-//! The job layer of the engine, on top of the queue store: what a job kind is (`JobArgs`, `Job`), what a handler is
-//! told (`JobContext`), what it answers (`JobError`), its policy (`spec`), the registry that
-//! pairs kinds with specs, and the typed client that enqueues them with their spec applied.
+//! The job layer of the engine, on top of the queue store: what a job kind is (`JobArgs`,
+//! `Job`), what a handler is told (`JobContext`), what it answers (`JobError`), its policy
+//! (`spec`), the registry that pairs kinds with specs, and the typed client that enqueues them
+//! with their spec applied.
 //!
 //! A kind is two impls on one args struct: `JobArgs` names it (producers need only this), and
 //! `Job<S>` runs it with the application's state `S`.
@@ -9,6 +10,7 @@ pub mod client;
 pub mod error;
 pub mod registry;
 pub mod spec;
+mod specs;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::spec::{JobSpec, SpecError};
+pub use super::specs::Specs;
 use super::{Job, JobContext, JobError};
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
@@ -109,33 +110,56 @@ impl<S: Send + Sync + 'static> HandlerSet<S> {
     }
 }
 
+/// Why specs and handlers cannot be paired into a registry, or a job cannot be built from it;
+/// each message names the file or the kind so that the process stops with something to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The folder of specs cannot be read; the message says how to point at it. The I/O
     /// error is in the message rather than chained, so that the hint comes last.
     #[error("{}", folder_text(path, error))]
     Folder {
+        /// The folder that was looked in.
         path: PathBuf,
+        /// Why it could not be read.
         error: std::io::Error,
     },
+    /// A spec file is not valid; the error names the file and the field.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// A spec names a kind that no handler was registered for (a typo in the file name, or a
+    /// handler left out of the binary).
     #[error("{path}: no handler is registered for job kind {kind:?} (known kinds: {known})")]
     NoHandler {
+        /// The spec file.
         path: String,
+        /// The kind the spec is for.
         kind: String,
+        /// The kinds that have handlers, comma-separated.
         known: String,
     },
     #[error("job kind {kind:?} has a handler but no spec: add {dir}/{kind}.toml")]
-    NoSpec { kind: String, dir: String },
+    /// A handler was registered for a kind that has no spec, so its queue and retries are
+    /// unknown.
+    NoSpec {
+        /// The kind without a spec.
+        kind: String,
+        /// The folder the spec belongs in.
+        dir: String,
+    },
+    /// Two folders hold a spec of the same kind; which one applies would be a guess.
     #[error("job kind {kind:?} has two specs: {first} and {second}")]
     Twice {
+        /// The kind with two specs.
         kind: String,
+        /// The first spec file found.
         first: String,
+        /// The second spec file found.
         second: String,
     },
+    /// A job was asked for of a kind the registry does not know: the kind, then the known kinds.
     #[error("unknown job kind {0:?} (known kinds: {1})")]
     UnknownKind(String, String),
+    /// The args of a job do not decode as its kind's args; the message says which field and why.
     #[error("{0}")]
     BadArgs(String),
 }
@@ -154,89 +178,6 @@ fn folder_text(path: &Path, error: &std::io::Error) -> String {
          jobs.dir is taken from the folder above it)",
         path.display()
     )
-}
-
-/// The specs of a program's kinds, by kind: what enqueueing needs (see
-/// [`Specs::new_job`]).
-#[derive(Clone, Debug, Default)]
-pub struct Specs {
-    specs: BTreeMap<String, JobSpec>,
-}
-
-impl Specs {
-    /// Reads every `<kind>.toml` of the folders, in order; a kind in two folders is an error
-    /// naming both files.
-    pub fn load(dirs: &[&Path]) -> Result<Self, RegistryError> {
-        let mut specs = Self::default();
-        let mut from: HashMap<String, PathBuf> = HashMap::new();
-        for dir in dirs {
-            for path in spec_files(dir)? {
-                let spec = JobSpec::load(&path)?;
-                if let Some(first) = from.insert(spec.kind.clone(), path.clone()) {
-                    return Err(RegistryError::Twice {
-                        kind: spec.kind,
-                        first: first.display().to_string(),
-                        second: path.display().to_string(),
-                    });
-                }
-                specs.specs.insert(spec.kind.clone(), spec);
-            }
-        }
-        Ok(specs)
-    }
-
-    /// Specs of the caller's, e.g. from [`JobSpec::parse`]; a kind given twice is an error.
-    pub fn from_specs(list: impl IntoIterator<Item = JobSpec>) -> Result<Self, RegistryError> {
-        let mut specs = Self::default();
-        for spec in list {
-            if specs.specs.contains_key(&spec.kind) {
-                return Err(RegistryError::Twice {
-                    first: spec.kind.clone(),
-                    second: spec.kind.clone(),
-                    kind: spec.kind,
-                });
-            }
-            specs.specs.insert(spec.kind.clone(), spec);
-        }
-        Ok(specs)
-    }
-
-    /// The spec of a kind, or an error listing the known kinds.
-    pub fn spec(&self, kind: &str) -> Result<&JobSpec, RegistryError> {
-        self.specs.get(kind).ok_or_else(|| {
-            let known: Vec<&str> = self.specs.keys().map(String::as_str).collect();
-            RegistryError::UnknownKind(kind.to_owned(), known.join(", "))
-        })
-    }
-
-    /// Every spec, by kind.
-    pub fn iter(&self) -> impl Iterator<Item = &JobSpec> {
-        self.specs.values()
-    }
-
-    /// The unique-key TTL of a kind: its spec's, or one hour.
-    pub fn unique_ttl(&self, kind: &str) -> Duration {
-        self.specs
-            .get(kind)
-            .and_then(|s| s.unique.as_ref().map(|u| u.ttl))
-            .unwrap_or(Duration::from_secs(3600))
-    }
-}
-
-/// The `*.toml` files of a folder, sorted.
-fn spec_files(dir: &Path) -> Result<Vec<PathBuf>, RegistryError> {
-    let folder_err = |error| RegistryError::Folder {
-        path: dir.to_owned(),
-        error,
-    };
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(folder_err)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .map_err(folder_err)?;
-    paths.retain(|p| p.extension().is_some_and(|e| e == "toml"));
-    paths.sort();
-    Ok(paths)
 }
 
 /// A registered kind: its handler and its policy.

@@ -1,16 +1,20 @@
 //! Job specs: the policy of a job kind, read from `jobs/<kind>.toml`.
 
+use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
+use chrono_tz::Tz;
+use serde::{Deserialize, Deserializer};
 
+use crate::cron::Cron;
 use crate::queue::{Backoff, validate_queue_name};
 
 /// The policy of one job kind. The kind is the file's name.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
+    /// The job kind, taken from the file's name (or given to `JobSpec::parse`), not from the TOML.
     #[serde(skip)]
     pub kind: String,
     /// The queue jobs of this kind go to unless the producer names another.
@@ -18,7 +22,9 @@ pub struct JobSpec {
     /// A run that takes longer is cancelled and counts as a failed attempt.
     #[serde(with = "crate::settings::duration")]
     pub timeout: Duration,
+    /// How often and how soon a failed job is tried again.
     pub retry: RetrySpec,
+    /// When set, jobs of this kind are unique by their unique key while it is held.
     #[serde(default)]
     pub unique: Option<UniqueSpec>,
     /// When the scheduler enqueues this kind; a kind may have several schedules.
@@ -44,14 +50,16 @@ pub struct ScheduleSpec {
     /// Unique across all specs; defaults to the kind (or `kind-2`, `kind-3`... for more).
     #[serde(default)]
     pub name: String,
-    /// Five fields, or six with seconds first (see `crate::cron`).
-    pub cron: String,
-    /// An IANA time zone the expression is read in.
-    #[serde(default = "utc")]
-    pub timezone: String,
+    /// Five fields, or six with seconds first (see `crate::cron`), parsed when the spec
+    /// is read.
+    pub cron: CronExpr,
+    /// The IANA time zone the expression is read in; UTC when the spec names none.
+    #[serde(default = "utc", deserialize_with = "time_zone")]
+    pub timezone: Tz,
     /// The args of every job enqueued, as a TOML table.
     #[serde(default = "empty_args")]
     pub args: toml::Table,
+    /// What happens to ticks that passed while no scheduler ran.
     #[serde(default)]
     pub missed: Missed,
     /// How far back a `run_once` catch-up may reach.
@@ -59,20 +67,83 @@ pub struct ScheduleSpec {
     pub catch_up: Duration,
 }
 
-/// A TOML error on one line: where it is, the line itself, and what is wrong.
-fn toml_error(text: &str, e: &toml::de::Error) -> String {
+/// A cron expression parsed once, when its spec is read, with the text it was written as
+/// (which the `schedules` command and the scheduler's log show).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CronExpr {
+    text: String,
+    cron: Cron,
+}
+
+impl CronExpr {
+    /// Parses an expression; the error says which field is wrong and why.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(Self {
+            text: text.to_owned(),
+            cron: Cron::parse(text)?,
+        })
+    }
+
+    /// The expression as written in the spec.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The parsed expression, which computes the ticks.
+    pub fn cron(&self) -> &Cron {
+        &self.cron
+    }
+}
+
+impl fmt::Display for CronExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for CronExpr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+fn time_zone<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse()
+        .map_err(|_| serde::de::Error::custom(format!("{name:?} is not an IANA time zone")))
+}
+
+/// A TOML syntax error on one line: where it is, the line itself, and what is wrong.
+fn toml_syntax(text: &str, e: &toml::de::Error) -> String {
+    located(text, e, "")
+}
+
+/// A spec that is valid TOML but not a valid spec: as `toml_syntax`, naming the field
+/// (`schedule[0].cron`) unless the fault is in the document as a whole.
+fn toml_error(text: &str, e: &serde_path_to_error::Error<toml::de::Error>) -> String {
+    let path = e.path().to_string();
+    let field = if path == "." {
+        String::new()
+    } else {
+        format!("{path}: ")
+    };
+    located(text, e.inner(), &field)
+}
+
+fn located(text: &str, e: &toml::de::Error, field: &str) -> String {
     match e.span() {
         Some(span) => {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
             let source = text.lines().nth(line - 1).unwrap_or("").trim();
-            format!("line {line} ({source}): {}", e.message().trim())
+            format!("line {line} ({source}): {field}{}", e.message().trim())
         }
-        None => e.message().trim().to_owned(),
+        None => format!("{field}{}", e.message().trim()),
     }
 }
 
-fn utc() -> String {
-    "UTC".to_owned()
+fn utc() -> Tz {
+    Tz::UTC
 }
 
 fn empty_args() -> toml::Table {
@@ -102,6 +173,7 @@ pub struct RetrySpec {
 }
 
 impl RetrySpec {
+    /// The backoff this retry policy stands for, as the queue store applies it.
     pub fn backoff(&self) -> Backoff {
         Backoff {
             base: self.base,
@@ -111,6 +183,7 @@ impl RetrySpec {
     }
 }
 
+/// Uniqueness of a kind: a second job with a unique key that is still held is not enqueued.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UniqueSpec {
@@ -123,7 +196,9 @@ pub struct UniqueSpec {
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct SpecError {
+    /// The file (or, for a spec given as text, the kind) the error is about.
     pub path: String,
+    /// What is wrong, starting with the field (`retry.max_attempts: ...`).
     pub message: String,
 }
 
@@ -150,7 +225,9 @@ impl JobSpec {
             path: kind.to_owned(),
             message,
         };
-        let mut spec: JobSpec = toml::from_str(text).map_err(|e| err(toml_error(text, &e)))?;
+        let document = toml::Deserializer::parse(text).map_err(|e| err(toml_syntax(text, &e)))?;
+        let mut spec: JobSpec =
+            serde_path_to_error::deserialize(document).map_err(|e| err(toml_error(text, &e)))?;
         spec.kind = kind.to_owned();
         let many = spec.schedules.len() > 1;
         for (i, s) in spec.schedules.iter_mut().enumerate() {
@@ -185,10 +262,6 @@ impl JobSpec {
         }
         for (i, s) in self.schedules.iter().enumerate() {
             let at = format!("schedule[{i}]");
-            crate::cron::Cron::parse(&s.cron).map_err(|e| format!("{at}.cron: {e}"))?;
-            s.timezone
-                .parse::<chrono_tz::Tz>()
-                .map_err(|_| format!("{at}.timezone: {:?} is not an IANA time zone", s.timezone))?;
             let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
             if s.name.len() > 64 || !s.name.bytes().all(allowed) {
                 return Err(format!(
@@ -238,7 +311,8 @@ jitter = 0.2
         let spec = JobSpec::load(&write(dir.path(), "board.toml", &text)).unwrap();
         let names: Vec<&str> = spec.schedules.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["board", "board-2"]);
-        assert_eq!(spec.schedules[0].timezone, "UTC");
+        assert_eq!(spec.schedules[0].timezone, Tz::UTC);
+        assert_eq!(spec.schedules[1].cron.as_str(), "0 0 * * MON");
         assert_eq!(spec.schedules[1].missed, Missed::RunOnce);
         assert_eq!(spec.schedules[1].args["period"].as_str(), Some("week"));
     }

@@ -19,16 +19,27 @@ use super::{QueueError, Result, now_ms};
 /// Counters and depths of one queue; every figure is an O(1) read.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct QueueStats {
+    /// The queue's name.
     pub queue: String,
+    /// True while workers take no jobs of the queue (see `pause`).
     pub paused: bool,
+    /// Jobs ready to run, waiting for a worker.
     pub pending: u64,
+    /// Jobs enqueued with a delay, not yet due.
     pub scheduled: u64,
+    /// Jobs leased to workers right now.
     pub active: u64,
+    /// Jobs that failed and wait for their next attempt.
     pub retry: u64,
+    /// Jobs that used up their attempts or failed fatally; kept for operators until evicted.
     pub dead: u64,
+    /// Jobs that succeeded, since the queue's counters began.
     pub processed: u64,
+    /// Failed attempts (retried, dead, or lost with a worker's lease), since the counters began.
     pub failed: u64,
+    /// Jobs enqueued, duplicates not included, since the counters began.
     pub enqueued: u64,
+    /// Dead jobs evicted by the dead set's caps of age and count, since the counters began.
     pub dead_evicted: u64,
     /// Age of the job at the head of pending, in milliseconds.
     pub oldest_pending_ms: Option<i64>,
@@ -39,17 +50,34 @@ pub struct QueueStats {
 pub struct MinuteStats {
     /// Start of the minute, in seconds since the epoch.
     pub minute_start: i64,
+    /// Jobs that succeeded in that minute.
     pub processed: u64,
+    /// Failed attempts in that minute.
     pub failed: u64,
 }
 
 /// The result of a bulk retry of dead jobs.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct RetryReport {
+    /// Dead jobs that matched the filter (and were retried, unless this was a dry run).
     pub matched: u64,
+    /// Dead jobs looked at.
     pub scanned: u64,
+    /// True when nothing was changed, only counted.
     pub dry_run: bool,
 }
+
+/// The reply of `stats`'s pipeline: the lengths of pending, scheduled, retry and dead,
+/// whether the queue is paused, its counters hash, and the job at the head of pending.
+type StatsReply = (
+    u64,
+    u64,
+    u64,
+    u64,
+    bool,
+    HashMap<String, String>,
+    Option<Vec<u8>>,
+);
 
 fn u(h: &HashMap<String, String>, k: &str) -> u64 {
     h.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
@@ -57,12 +85,12 @@ fn u(h: &HashMap<String, String>, k: &str) -> u64 {
 
 /// Where a found job is: the key and whether it is a list.
 fn location(k: &QueueKeys, info: &JobInfo) -> (String, bool) {
-    match info.state.as_str() {
-        "pending" => (k.pending(), true),
-        "active" => (k.inflight(info.worker.as_deref().unwrap_or_default()), true),
-        "scheduled" => (k.scheduled(), false),
-        "retry" => (k.retry(), false),
-        _ => (k.dead(), false),
+    match info.state {
+        JobState::Pending => (k.pending(), true),
+        JobState::Active => (k.inflight(info.worker.as_deref().unwrap_or_default()), true),
+        JobState::Scheduled => (k.scheduled(), false),
+        JobState::Retry => (k.retry(), false),
+        JobState::Dead => (k.dead(), false),
     }
 }
 
@@ -120,16 +148,7 @@ impl QueueClient {
     /// The counters of one queue in one pipelined round trip.
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
         let k = self.queue(queue)?;
-        #[allow(clippy::type_complexity)]
-        let (pending, scheduled, retry, dead, paused, counters, head): (
-            u64,
-            u64,
-            u64,
-            u64,
-            bool,
-            HashMap<String, String>,
-            Option<Vec<u8>>,
-        ) = redis::pipe()
+        let (pending, scheduled, retry, dead, paused, counters, head): StatsReply = redis::pipe()
             .llen(k.pending())
             .zcard(k.scheduled())
             .zcard(k.retry())
@@ -220,9 +239,12 @@ impl QueueClient {
 
     /// Runs one job again now: a dead job gets a fresh set of attempts, a retrying or
     /// scheduled job is made due at once. Returns the state it was in.
-    pub async fn retry_job(&self, id: &str) -> Result<String> {
+    pub async fn retry_job(&self, id: &str) -> Result<JobState> {
         let job = self.show(id).await?;
-        if !matches!(job.state.as_str(), "dead" | "retry" | "scheduled") {
+        if !matches!(
+            job.state,
+            JobState::Dead | JobState::Retry | JobState::Scheduled
+        ) {
             return Err(QueueError::Invalid(format!(
                 "job {id} is {}; only dead, retry and scheduled jobs can be retried",
                 job.state
@@ -230,7 +252,7 @@ impl QueueClient {
         }
         let k = self.keys.queue(&job.queue);
         let (key, is_list) = location(&k, &job);
-        let new = if job.state == "dead" {
+        let new = if job.state == JobState::Dead {
             Self::revived(&job)
         } else {
             None
@@ -301,7 +323,7 @@ impl QueueClient {
 
     /// Deletes one job in any state; returns the state it was in. Deleting an active job
     /// makes its worker's result stale: it is ignored.
-    pub async fn delete(&self, id: &str) -> Result<String> {
+    pub async fn delete(&self, id: &str) -> Result<JobState> {
         let job = self.show(id).await?;
         let k = self.keys.queue(&job.queue);
         let (key, is_list) = location(&k, &job);

@@ -6,9 +6,9 @@ use std::time::Duration;
 use redis::Value;
 use redis::aio::ConnectionManager;
 
+pub use super::calls::{AckReport, Call, Fetched, ReapReport, Settle, SettleAction, SettleReport};
 use super::envelope::Leased;
 use super::keys::{Keys, QueueKeys, validate_queue_name};
-use super::payload::Header;
 use super::scripts::Scripts;
 use super::{QueueError, Result, StoreSettings, bytes, int, now_ms};
 
@@ -36,141 +36,13 @@ impl std::fmt::Debug for QueueClient {
 /// (at most a lease), short enough that the replies of workers gone for good disappear.
 const REPLY_TTL_SECS: u64 = 3600;
 
-/// One ack or settle call, named so that Redis recognises its retries: a call whose reply was
-/// lost (a dropped connection, a restarted Redis) is sent again with the same `Call`, and
-/// answers what the first one did instead of reporting its jobs stale. Calls on one lane of one
-/// worker must not overlap in time; the worker's acker has the lanes `ack` and `settle`, its
-/// hand-back at shutdown `requeue` and its fetcher's hand-back of orphaned jobs `reconcile`.
-#[derive(Clone, Debug)]
-pub struct Call {
-    lane: &'static str,
-    id: String,
-}
-
-impl Call {
-    pub fn new(lane: &'static str) -> Self {
-        Self {
-            lane,
-            id: ulid::Ulid::generate().to_string(),
-        }
-    }
-}
-
-/// What to do with a leased job that did not succeed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SettleAction {
-    /// A failed attempt, to run again at the due time.
-    Retry,
-    /// Run later at the due time without consuming the attempt.
-    Snooze,
-    /// Handed back at shutdown, to the head of the queue, without consuming the attempt.
-    Requeue,
-    /// To the dead set.
-    Kill,
-}
-
-impl SettleAction {
-    fn as_str(self) -> &'static str {
-        match self {
-            SettleAction::Retry => "retry",
-            SettleAction::Snooze => "snooze",
-            SettleAction::Requeue => "requeue",
-            SettleAction::Kill => "kill",
-        }
-    }
-}
-
-/// One non-success outcome for `settle`.
-#[derive(Clone, Debug)]
-pub struct Settle<'a> {
-    pub job: &'a Leased,
-    pub action: SettleAction,
-    /// Milliseconds since the epoch; ignored for requeue and kill.
-    pub due_ms: i64,
-    /// Why the attempt failed (retry, kill).
-    pub error: String,
-}
-
-impl Settle<'_> {
-    /// The job to store instead of the leased one: a failed attempt is counted in the header
-    /// with its error; snoozed and handed-back jobs are stored unchanged (empty).
-    fn replacement(&self, now: i64) -> Vec<u8> {
-        if matches!(self.action, SettleAction::Snooze | SettleAction::Requeue) {
-            return Vec::new();
-        }
-        match &self.job.header {
-            Ok(h) => Header {
-                attempts: h.next_attempt(),
-                failed_at: now,
-                error: self.error.clone(),
-                ..h.clone()
-            }
-            .encode_bytes(self.job.body_bytes()),
-            // An undecodable job is kept whole as the body of a valid dead entry, so an
-            // operator still sees exactly what was received.
-            Err(_) => Header {
-                attempts: 1,
-                max_attempts: 1,
-                id: self.job.id(),
-                failed_at: now,
-                unique: String::new(),
-                error: self.error.clone(),
-            }
-            .encode_bytes(&self.job.stored),
-        }
-    }
-}
-
-/// Counts returned by `settle`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SettleReport {
-    pub retried: u64,
-    pub snoozed: u64,
-    pub requeued: u64,
-    pub killed: u64,
-    pub stale: u64,
-    pub evicted_by_age: u64,
-    pub evicted_by_count: u64,
-    /// Positions (in the call's slice) of the jobs whose result was stale.
-    pub stale_at: Vec<usize>,
-}
-
-/// Counts returned by `ack`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AckReport {
-    pub acked: u64,
-    pub stale: u64,
-    /// Positions (in the call's slice) of the jobs whose result was stale: the store no longer
-    /// had them in this worker's in-flight list, so nothing of them changed.
-    pub stale_at: Vec<usize>,
-}
-
-/// Counts returned by `reap`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReapReport {
-    pub requeued: u64,
-    pub killed: u64,
-    pub evicted_by_age: u64,
-    pub evicted_by_count: u64,
-    /// The workers whose expired leases were taken back.
-    pub workers: Vec<String>,
-}
-
-/// The result of one fetch call.
-#[derive(Clone, Debug, Default)]
-pub struct Fetched {
-    pub paused: bool,
-    /// When the next delayed or retrying job is due, in ms since the epoch.
-    pub next_due_ms: Option<i64>,
-    pub promoted: u64,
-    pub jobs: Vec<Leased>,
-}
-
 impl QueueClient {
+    /// The namespace's key builder, from which every queue's keys are made.
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
 
+    /// The settings this client was connected with.
     pub fn settings(&self) -> &StoreSettings {
         &self.settings
     }
@@ -387,7 +259,6 @@ impl QueueClient {
             .key(keys.dead())
             .key(keys.stats())
             .arg(keys.prefix())
-            .arg(now)
             .arg(self.minute_ttl())
             .arg(self.settings.dead_max_jobs)
             .arg(self.dead_cutoff(now))

@@ -18,11 +18,15 @@ pub struct Envelope {
     pub id: String,
     /// The stable kind name that selects the handler.
     pub kind: String,
+    /// The queue the job was enqueued to.
     pub queue: String,
+    /// The job's args as JSON, decoded by its kind's handler.
     pub args: Value,
+    /// Runs allowed in all, the first included; copied into the header where the scripts read it.
     pub max_attempts: u32,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// The key that made the job unique, released when the job finishes or dies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique_key: Option<String>,
     /// Milliseconds since the Unix epoch; absent for a job that was ready at once.
@@ -36,15 +40,21 @@ pub struct Envelope {
 /// A job to enqueue. Fill it from a spec with `jobs::Registry::new_job`, or by hand.
 #[derive(Clone, Debug)]
 pub struct NewJob {
+    /// The job's id; None lets the store assign a new ULID.
     pub id: Option<String>,
+    /// The stable kind name that selects the handler.
     pub kind: String,
+    /// The queue it goes to.
     pub queue: String,
+    /// The args as JSON, as the kind's handler decodes them.
     pub args: Value,
+    /// Runs allowed in all, the first included.
     pub max_attempts: u32,
     /// Milliseconds since the Unix epoch.
     pub run_at: Option<i64>,
     /// The unique key and how long it is held at most.
     pub unique: Option<(String, Duration)>,
+    /// A retry policy for this one job instead of its kind's.
     pub backoff: Option<Backoff>,
 }
 
@@ -63,6 +73,8 @@ impl NewJob {
         }
     }
 
+    /// Chooses the id, so that a second enqueue with the same id is a duplicate (within the store's
+    /// `id_dedupe_ttl`) rather than a second job.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
         self
@@ -74,6 +86,7 @@ impl NewJob {
         self
     }
 
+    /// Sets the runs allowed in all; 0 is taken as 1.
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n.max(1);
         self
@@ -85,11 +98,14 @@ impl NewJob {
         self
     }
 
+    /// Makes the job unique by `key`: while a job holding the key exists (for at most `ttl`), an
+    /// enqueue with the same key returns the existing job instead.
     pub fn unique(mut self, key: impl Into<String>, ttl: Duration) -> Self {
         self.unique = Some((key.into(), ttl));
         self
     }
 
+    /// Retries this job with `backoff` instead of its kind's policy.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = Some(backoff);
         self
@@ -125,6 +141,7 @@ pub struct Enqueued {
 /// A job leased to this worker by `fetch`.
 #[derive(Clone, Debug)]
 pub struct Leased {
+    /// The queue it was fetched from.
     pub queue: String,
     /// The worker whose in-flight list holds the job. Together with `stored` it is the lease
     /// token: every later state change applies only while the job is still in that list.
@@ -186,14 +203,20 @@ impl Leased {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
+    /// Ready to run, in the queue's pending list.
     Pending,
+    /// Enqueued with a delay, in the scheduled set until due.
     Scheduled,
+    /// Leased to a worker, in that worker's in-flight list.
     Active,
+    /// Failed, in the retry set until its next attempt is due.
     Retry,
+    /// Out of attempts or failed fatally, in the dead set until retried, deleted or evicted.
     Dead,
 }
 
 impl JobState {
+    /// The state's name as the CLI takes it and JSON shows it.
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Pending => "pending",
@@ -202,6 +225,12 @@ impl JobState {
             JobState::Retry => "retry",
             JobState::Dead => "dead",
         }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

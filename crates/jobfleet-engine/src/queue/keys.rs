@@ -137,12 +137,15 @@ impl QueueKeys {
         format!("{}{}", self.prefix, suffix)
     }
 
+    /// The list of jobs ready to run, taken from the head.
     pub fn pending(&self) -> String {
         self.key("pending")
     }
+    /// The sorted set of delayed jobs, scored by due time (ms).
     pub fn scheduled(&self) -> String {
         self.key("scheduled")
     }
+    /// The sorted set of failed jobs waiting for their next attempt, scored by due time (ms).
     pub fn retry(&self) -> String {
         self.key("retry")
     }
@@ -169,12 +172,15 @@ impl QueueKeys {
     pub fn reply(&self, worker: &str, lane: &str) -> String {
         format!("{}reply:{}:{}", self.prefix, worker, lane)
     }
+    /// The sorted set of dead jobs, scored by time of death (ms).
     pub fn dead(&self) -> String {
         self.key("dead")
     }
+    /// The optional capped history of completed job ids, scored by finish time (ms).
     pub fn completed(&self) -> String {
         self.key("completed")
     }
+    /// Present while the queue is paused.
     pub fn paused(&self) -> String {
         self.key("paused")
     }
@@ -182,6 +188,7 @@ impl QueueKeys {
     pub fn ticks(&self) -> String {
         self.key("ticks")
     }
+    /// The hash of the queue's lifetime counters (`processed`, `failed`, `enqueued`, ...).
     pub fn stats(&self) -> String {
         self.key("stats")
     }
@@ -189,6 +196,7 @@ impl QueueKeys {
     pub fn wake(&self) -> String {
         self.key("wake")
     }
+    /// The lock of one unique key, holding the id of the job that holds it.
     pub fn unique(&self, key: &str) -> String {
         format!("{}{}{}", self.prefix, UNIQUE_SUFFIX, key)
     }

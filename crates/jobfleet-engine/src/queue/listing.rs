@@ -16,12 +16,17 @@ use super::{QueueError, Result};
 /// Everything stored about one job.
 #[derive(Clone, Debug, Serialize)]
 pub struct JobInfo {
+    /// The job's id (for an undecodable entry, `undecodable-` and a hash of its bytes).
     pub id: String,
+    /// The queue it is in.
     pub queue: String,
+    /// Its kind, or `?` when the stored job cannot be decoded.
     pub kind: String,
-    pub state: String,
+    /// Where in the queue it was found.
+    pub state: JobState,
     /// Runs that already ended in failure.
     pub attempts: u32,
+    /// Runs allowed in all, from the header.
     pub max_attempts: u32,
     /// The envelope, or None when the stored JSON cannot be decoded.
     pub envelope: Option<Envelope>,
@@ -33,7 +38,9 @@ pub struct JobInfo {
     pub raw: Option<String>,
     /// The worker holding an active job.
     pub worker: Option<String>,
+    /// The error of its last failed run.
     pub error: Option<String>,
+    /// When its last run failed, in ms since the epoch.
     pub failed_at: Option<i64>,
     /// Due time (scheduled, retry) or time of death (dead), in ms.
     pub score: Option<i64>,
@@ -73,7 +80,7 @@ impl JobInfo {
             kind: envelope
                 .as_ref()
                 .map_or_else(|| "?".to_owned(), |e| e.kind.clone()),
-            state: state.as_str().to_owned(),
+            state,
             attempts: header.attempts,
             max_attempts: header.max_attempts,
             raw: envelope.is_none().then(|| escape_bytes(&stored)),
@@ -91,7 +98,9 @@ impl JobInfo {
 /// A page of a listing and the cursor of the next one.
 #[derive(Clone, Debug, Serialize)]
 pub struct Page {
+    /// The jobs of this page.
     pub jobs: Vec<JobInfo>,
+    /// Where the next page starts; None on the last page.
     pub next_cursor: Option<u64>,
 }
 
@@ -150,7 +159,6 @@ impl QueueClient {
                     _ => k.dead(),
                 };
                 let pairs: Vec<(Vec<u8>, f64)> = con.zrange_withscores(set, start, stop).await?;
-                #[allow(clippy::cast_possible_truncation)]
                 pairs
                     .into_iter()
                     .map(|(s, score)| JobInfo::from_stored(queue, state, s, Some(score as i64)))
@@ -194,7 +202,6 @@ impl QueueClient {
                     .query_async(&mut con)
                     .await?;
                 if let Some((stored, score)) = items.into_iter().find(|(s, _)| is(s)) {
-                    #[allow(clippy::cast_possible_truncation)]
                     return Ok(Some(JobInfo::from_stored(
                         queue,
                         state,

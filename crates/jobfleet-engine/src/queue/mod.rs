@@ -1,5 +1,38 @@
 //! The queue engine: jobs in Redis, moved between states by Lua scripts.
 //!
+//! # The data model
+//!
+//! Every key of a queue `q` in namespace `ns` starts with `ns:{q}:` (one Cluster hash tag, so
+//! one slot; the full table is in `keys`). A queue holds its jobs in five structures, and a
+//! job's state is the structure that holds it:
+//!
+//! - `pending`, a list: jobs ready to run, taken from the head by `fetch`;
+//! - `scheduled`, a sorted set scored by due time (ms): delayed and snoozed jobs;
+//! - `retry`, a sorted set scored by due time (ms): jobs waiting for their next attempt;
+//! - `inflight:<worker>`, one list per worker: the jobs leased to it, with the worker's lease
+//!   deadline in the `leases` sorted set (scored by Redis's clock);
+//! - `dead`, a sorted set scored by time of death (ms), capped by age and count.
+//!
+//! Beside them: `stats` (lifetime counters) and `stats:<minute>` (per-minute counts),
+//! `unique:<key>` (the id of the job holding a unique key), `paused`, `ticks` (the last tick
+//! of each schedule), `completed` (an opt-in history), `reaped:<worker>` and
+//! `reply:<worker>:<lane>` (what a retried call must answer), and the `wake` channel. The
+//! namespace has `ns:queues`, and the registries of live workers and schedulers.
+//!
+//! A stored job is one string, a header the scripts read and rewrite followed by the envelope
+//! JSON only Rust decodes (see `payload` for the header and `envelope` for the JSON):
+//!
+//! ```text
+//! jf|0|5|01J9ZK7R3M4X|0|0:0:\n{"id":"01J9ZK7R3M4X","kind":"send_receipt","queue":"receipts",...}
+//! ```
+//!
+//! Every change of state moves that exact string from one structure to another inside one
+//! Lua script (`scripts`), which also keeps the counters; a worker's later calls apply only
+//! while the job is still in its in-flight list, which fences out a worker whose lease
+//! expired.
+//!
+//! # The modules
+//!
 //! `client` holds the calls on a worker's path (enqueue, fetch, ack, settle, extend, reap),
 //! `admin` the operators' calls (stats, listings, retry, delete, purge, pause), `remove` the
 //! removal of a whole queue, `workers` the registry of live worker processes. Every key comes
@@ -7,6 +40,7 @@
 
 pub mod admin;
 pub mod backoff;
+mod calls;
 pub mod client;
 mod connect;
 mod enqueue;
@@ -35,18 +69,24 @@ pub enum QueueError {
     /// display already includes its causes and a chain would print them twice.
     #[error("redis: {0}")]
     Redis(redis::RedisError),
+    /// A queue name that cannot be used (empty, too long, or with a character that breaks keys).
     #[error(transparent)]
     InvalidQueue(#[from] keys::InvalidQueueName),
+    /// A script answered something the client cannot read; a bug or a foreign script.
     #[error("unexpected reply from {script}: {detail}")]
     Reply {
+        /// The script that answered.
         script: &'static str,
+        /// What was wrong with the answer.
         detail: String,
     },
     /// serde_json's error is in the message, not chained, for the same reason as Redis's.
     #[error("could not encode job: {0}")]
     Encode(serde_json::Error),
+    /// No job with this id exists in any queue (it may have finished).
     #[error("no job with id {0}")]
     NotFound(String),
+    /// A request that cannot be carried out; the message says why.
     #[error("{0}")]
     Invalid(String),
     /// A bulk enqueue failed part-way; it says which jobs were stored.
@@ -56,8 +96,11 @@ pub enum QueueError {
     /// for (with the address, password masked).
     #[error("{setting} ({}) expired {during}", connect::shown(*limit))]
     Timeout {
+        /// The setting whose limit passed.
         setting: &'static str,
+        /// Its value.
         limit: Duration,
+        /// What was waited for.
         during: String,
     },
 }
@@ -74,6 +117,7 @@ impl From<serde_json::Error> for QueueError {
     }
 }
 
+/// The result of a queue store call.
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
 
 /// Settings of the store that every process shares.

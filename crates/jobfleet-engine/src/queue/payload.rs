@@ -11,6 +11,17 @@
 //! (or lost their worker); the run a worker starts is `attempts + 1`. The unique key and the
 //! error are length-prefixed so they may contain any byte. The Lua side of this format is
 //! `parse_job`/`build_job` in `scripts/prelude.lua`; the tests below pin both to one example.
+//!
+//! A job with the unique key `order:7` whose second run failed (so `attempts` is 2 of 5):
+//!
+//! ```text
+//! jf|2|5|01J9ZK7R3M4X|1718000000000|7:order:79:timed out\n{"id":"01J9ZK7R3M4X",...}
+//! ```
+//!
+//! A new job has `attempts` 0, `failed at` 0 and an empty error (`0:`). Only the reaper decodes
+//! the header in Lua; a worker's settle call and the operators' repairs send the rewritten
+//! job whole. An entry that is not a readable header (written by someone else) is never
+//! dropped: it is named `undecodable-<hash>` and ends in the dead set inside a valid header.
 
 use std::fmt::Write;
 
@@ -19,7 +30,9 @@ use std::fmt::Write;
 pub struct Header {
     /// Runs that already ended in failure.
     pub attempts: u32,
+    /// Runs allowed in all, the first included.
     pub max_attempts: u32,
+    /// The job's id, which finds it without decoding the JSON (see `peek_id`).
     pub id: String,
     /// Milliseconds since the epoch of the last failure; 0 for none.
     pub failed_at: i64,

@@ -23,10 +23,15 @@ const BATCH: usize = 1000;
 /// What a queue held when it was removed.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Removed {
+    /// The removed queue's name.
     pub queue: String,
+    /// Jobs that were ready to run.
     pub pending: u64,
+    /// Jobs that waited for their due time.
     pub scheduled: u64,
+    /// Jobs that waited for their next attempt.
     pub retry: u64,
+    /// Dead jobs.
     pub dead: u64,
     /// Jobs leased to workers (in their in-flight lists).
     pub active: u64,

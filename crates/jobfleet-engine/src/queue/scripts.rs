@@ -15,19 +15,30 @@ fn compile(body: &str) -> Script {
 /// All scripts of the queue engine.
 #[derive(Debug)]
 pub struct Scripts {
+    /// `enqueue.lua`: stores new jobs, pending or scheduled, honouring ids and unique keys.
     pub enqueue: Script,
+    /// `fetch.lua`: promotes due jobs and leases pending ones to a worker.
     pub fetch: Script,
+    /// `ack.lua`: deletes jobs that succeeded, if the worker still holds them.
     pub ack: Script,
+    /// `settle.lua`: retries, snoozes, hands back or kills jobs that did not succeed.
     pub settle: Script,
+    /// `extend.lua`: renews a worker's lease.
     pub extend: Script,
+    /// `reap.lua`: takes back the jobs of workers whose lease expired.
     pub reap: Script,
+    /// `trim_dead.lua`: evicts dead jobs past the age and count caps.
     pub trim_dead: Script,
+    /// `replace.lua`: moves exact stored jobs for the operators' repairs.
     pub replace: Script,
+    /// `remove.lua`: deletes the keys of a queue that is being removed.
     pub remove: Script,
+    /// `enqueue_tick.lua`: claims one schedule tick and enqueues its job in one step.
     pub enqueue_tick: Script,
 }
 
 impl Scripts {
+    /// Compiles every script with the prelude; nothing is sent to Redis until a script first runs.
     pub fn new() -> Self {
         Self {
             enqueue: compile(include_str!("scripts/enqueue.lua")),

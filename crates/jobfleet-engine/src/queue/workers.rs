@@ -17,8 +17,11 @@ use super::{Result, now_ms};
 /// One job a worker holds.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct InFlight {
+    /// The job's id.
     pub id: String,
+    /// The queue it was leased from.
     pub queue: String,
+    /// Its kind.
     pub kind: String,
     /// Milliseconds since the epoch; None while the job waits in the prefetch buffer.
     pub started_at: Option<i64>,
@@ -29,12 +32,19 @@ pub struct InFlight {
 pub struct WorkerInfo {
     /// host + pid + random suffix, unique across restarts.
     pub id: String,
+    /// The host the process runs on.
     pub host: String,
+    /// Its process id.
     pub pid: u32,
+    /// The queues it serves, in the configured order.
     pub queues: Vec<String>,
+    /// How many jobs it runs at once.
     pub concurrency: usize,
+    /// When it started, in ms since the epoch.
     pub started_at: i64,
+    /// When it last reported, in ms since the epoch; an entry that stops reporting expires.
     pub heartbeat_at: i64,
+    /// The jobs it holds right now.
     pub in_flight: Vec<InFlight>,
     /// Where its `/metrics` is served, as a scrape target (`host:port`); None when the server
     /// is off. Absent in the descriptions of workers from before it was added.
@@ -47,9 +57,13 @@ pub struct WorkerInfo {
 pub struct SchedulerInfo {
     /// host + pid + random suffix, like a worker's.
     pub id: String,
+    /// The host the process runs on.
     pub host: String,
+    /// Its process id.
     pub pid: u32,
+    /// When it started, in ms since the epoch.
     pub started_at: i64,
+    /// When it last reported, in ms since the epoch; an entry that stops reporting expires.
     pub heartbeat_at: i64,
     /// As for a worker.
     pub metrics_addr: Option<String>,

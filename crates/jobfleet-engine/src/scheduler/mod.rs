@@ -34,15 +34,25 @@ use ticks::{Due, Ticks};
 /// One schedule, ready to run.
 #[derive(Clone, Debug)]
 pub struct Schedule {
+    /// The schedule's name, unique across all specs; part of every tick's job id.
     pub name: String,
+    /// The kind of job each tick enqueues.
     pub kind: String,
+    /// The queue of the kind's spec, which the ticks' jobs go to.
     pub queue: String,
+    /// The cron expression as written in the spec, for display.
     pub expr: String,
+    /// The parsed expression, which computes the ticks.
     pub cron: Cron,
+    /// The time zone the expression is read in.
     pub tz: Tz,
+    /// The args of every job enqueued, as JSON.
     pub args: serde_json::Value,
+    /// What happens to ticks missed while no scheduler ran.
     pub missed: Missed,
+    /// How far back a `run_once` catch-up may reach.
     pub catch_up: Duration,
+    /// Runs allowed in all for every tick's job, from the kind's retry policy.
     pub max_attempts: u32,
 }
 
@@ -121,11 +131,9 @@ pub fn schedules<S>(registry: &Registry<S>, disabled: &[String]) -> Result<Vec<S
                 name: s.name.clone(),
                 kind: spec.kind.clone(),
                 queue: spec.queue.clone(),
-                expr: s.cron.clone(),
-                cron: Cron::parse(&s.cron).map_err(|e| format!("jobs/{}.toml: {e}", spec.kind))?,
-                tz: s.timezone.parse().map_err(|_| {
-                    format!("jobs/{}.toml: bad time zone {:?}", spec.kind, s.timezone)
-                })?,
+                expr: s.cron.as_str().to_owned(),
+                cron: s.cron.cron().clone(),
+                tz: s.timezone,
                 args,
                 missed: s.missed,
                 catch_up: s.catch_up,
@@ -376,6 +384,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// How often a scheduler refreshes its registry entry, how long the entry lives without
 /// one, and the limit of one registry call.
 const SCHEDULER_HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a scheduler's registry entry lives without a heartbeat; a scheduler that stops
+/// reporting for longer is no longer listed.
 pub const SCHEDULER_TTL: Duration = Duration::from_secs(15);
 const REGISTRY_CALL: Duration = Duration::from_secs(5);
 

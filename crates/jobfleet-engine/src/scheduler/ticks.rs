@@ -24,6 +24,7 @@ const MAX_WALK: u64 = 1_000_000;
 /// One lost tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lost {
+    /// The tick (its scheduled instant) that was not enqueued.
     pub tick: DateTime<Utc>,
     /// Failed attempts; 0 when the scheduler never got to try it.
     pub attempts: u32,

@@ -37,6 +37,7 @@ const MASK: &str = "***";
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
     }
@@ -46,6 +47,7 @@ impl Secret {
         &self.0
     }
 
+    /// True when no secret was given.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -69,6 +71,7 @@ impl fmt::Display for Secret {
 pub struct SecretUrl(String);
 
 impl SecretUrl {
+    /// Wraps a URL that may carry a credential.
     pub fn new(url: impl Into<String>) -> Self {
         Self(url.into())
     }
@@ -78,6 +81,7 @@ impl SecretUrl {
         &self.0
     }
 
+    /// True when no URL was given.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

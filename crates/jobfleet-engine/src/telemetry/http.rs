@@ -27,6 +27,7 @@ pub struct Health {
 }
 
 impl Health {
+    /// Health that counts as ready now and goes stale after `stale_after` without contact.
     pub fn new(stale_after: Duration) -> Self {
         Self {
             last_ok_ms: AtomicI64::new(now_ms()),
@@ -44,6 +45,7 @@ impl Health {
         now_ms() - self.last_ok_ms.load(Ordering::Relaxed)
     }
 
+    /// True while the last contact with Redis is recent enough for `/readyz` to answer ready.
     pub fn healthy(&self) -> bool {
         self.age_ms() <= i64::try_from(self.stale_after.as_millis()).unwrap_or(i64::MAX)
     }

@@ -37,6 +37,7 @@ fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterV
 }
 
 impl Metrics {
+    /// A fresh set of the engine's metrics in a registry of its own, which `/metrics` serves.
     pub fn new() -> Self {
         let registry = Registry::new();
         let duration = HistogramVec::new(

@@ -15,18 +15,25 @@ use crate::settings::duration;
 
 pub use metrics::Metrics;
 
+/// How log lines are written.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object a line, for log collectors.
     Json,
 }
 
+/// The `[telemetry]` section: logs, metrics and health.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
+    /// The format of log lines.
     pub log_format: LogFormat,
+    /// Which events are logged, as an `EnvFilter` directive (`info`, `jobfleet_engine=debug`).
     pub log_filter: String,
+    /// Where a worker serves `/metrics`, `/livez` and `/readyz`; empty for none.
     pub http_addr: String,
     /// `/readyz` fails once the last answer from Redis is older than this.
     #[serde(with = "duration")]

@@ -41,6 +41,7 @@ impl QueueSelection {
         Ok(Self { queues, strict })
     }
 
+    /// The served queues' names, in the configured order.
     pub fn names(&self) -> Vec<String> {
         self.queues.iter().map(|(q, _)| q.clone()).collect()
     }
@@ -55,6 +56,7 @@ impl QueueSelection {
         self.queues.is_empty()
     }
 
+    /// True when the queues are fetched in the listed order rather than at random by weight.
     pub fn is_strict(&self) -> bool {
         self.strict
     }

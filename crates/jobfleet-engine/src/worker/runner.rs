@@ -44,8 +44,11 @@ pub enum Outcome {
     Ack,
     /// Did not succeed: retried, snoozed, handed back or killed, with the error text.
     Settle {
+        /// Which of retry, snooze, hand-back or kill.
         action: SettleAction,
+        /// When a retry or snooze is due, in ms since the epoch.
         due_ms: i64,
+        /// The error text stored in the header.
         error: String,
     },
 }
@@ -84,8 +87,11 @@ impl Outcome {
 /// The result of one run, with what the metrics and logs need.
 #[derive(Debug)]
 pub struct Ran {
+    /// The kind of the job that ran.
     pub kind: String,
+    /// What happens to the job now.
     pub outcome: Outcome,
+    /// How long the run took.
     pub elapsed: Duration,
 }
 

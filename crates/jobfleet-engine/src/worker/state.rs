@@ -24,9 +24,13 @@ pub(super) const MAX_BATCH: usize = 1000;
 /// What a worker did, returned when it stops.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WorkerReport {
+    /// Jobs that succeeded.
     pub completed: u64,
+    /// Jobs that failed and were scheduled for another attempt.
     pub retried: u64,
+    /// Jobs that went to the dead set.
     pub dead: u64,
+    /// Jobs snoozed without counting an attempt.
     pub snoozed: u64,
     /// Handed back to pending at shutdown, or found in the in-flight list unknown to the process.
     pub requeued: u64,

@@ -1,16 +1,16 @@
 -- reap: takes back the jobs of workers whose lease expired (they died, hung or lost Redis).
 --
 -- KEYS[1] leases set, KEYS[2] pending list, KEYS[3] dead set, KEYS[4] stats hash
--- ARGV[1] queue prefix, ARGV[2] unused (the server's clock is used), ARGV[3] TTL of
--- per-minute stats (s),
--- ARGV[4] dead cap by count, ARGV[5] dead cutoff (ms), ARGV[6] max workers per call
+-- ARGV[1] queue prefix, ARGV[2] TTL of per-minute stats (s), ARGV[3] dead cap by count,
+-- ARGV[4] dead cutoff (ms), ARGV[5] max workers per call
+-- Lease deadlines are compared with the server's clock (server_now), never the caller's.
 -- Returns {requeued, killed, evicted by age, evicted by count, then the reaped workers' ids}.
 -- The expired run counts as a failed attempt: it is written into the job's header with the
 -- error, and a job that already used its last attempt goes to dead instead of running again,
 -- so a job that kills its worker cannot loop forever. Requeued jobs go to the head of pending.
 -- An entry without a readable header goes to dead inside a valid header that gives the reason.
-local now, ttl = server_now(), tonumber(ARGV[3])
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))
+local now, ttl = server_now(), tonumber(ARGV[2])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
 local front, dead = {}, {}
 for _, worker in ipairs(expired) do
   local key = inflight_key(worker)
@@ -54,7 +54,7 @@ count(KEYS[4], 'failed', taken, now, ttl)
 count(KEYS[4], 'dead', #dead / 2)
 local ev = {0, 0}
 if #dead > 0 then
-  ev = trim_dead(KEYS[3], KEYS[4], tonumber(ARGV[5]), tonumber(ARGV[4]), 1000, 'dead_evicted')
+  ev = trim_dead(KEYS[3], KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[3]), 1000, 'dead_evicted')
 end
 wake(#front)
 local out = {#front, #dead / 2, ev[1], ev[2]}
