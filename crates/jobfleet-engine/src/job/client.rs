@@ -15,9 +15,10 @@ use std::time::Duration;
 use serde_json::Value;
 use sha1::{Digest, Sha1};
 
-use super::registry::RegistryError;
-use super::registry::Specs;
-use super::{JobArgs, JobError};
+use super::args::JobArgs;
+use super::error::JobError;
+use super::registry_error::RegistryError;
+use super::specs::Specs;
 use crate::queue::{Backoff, Enqueued, NewJob, QueueClient, QueueError, now_ms};
 
 /// Why a job was not enqueued.

@@ -6,119 +6,18 @@
 //! A kind is two impls on one args struct: `JobArgs` names it (producers need only this), and
 //! `Job<S>` runs it with the application's state `S`.
 
+mod args;
 pub mod client;
+mod context;
 pub mod error;
 pub mod registry;
+mod registry_error;
 pub mod spec;
 mod specs;
 
-use std::future::Future;
-use std::sync::Arc;
-
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
+pub use args::JobArgs;
 pub use client::{Client, Enqueue, EnqueueError};
+pub use context::{Attempt, Job, JobContext};
 pub use error::{JobError, error_chain};
 pub use registry::{HandlerSet, Registry, RegistryError, Specs};
 pub use spec::JobSpec;
-
-/// The args of a job kind, with the kind's stable name. A producer needs only this to enqueue
-/// a job: the handler may live in another binary.
-pub trait JobArgs: Serialize + DeserializeOwned + Send + 'static {
-    /// The stable name stored with every job; renaming it orphans queued jobs.
-    const KIND: &'static str;
-}
-
-/// What running a job kind means, given the application's state `S`.
-pub trait Job<S>: JobArgs {
-    /// Runs one attempt. The error says what happens next (see [`JobError`]).
-    fn run(self, ctx: JobContext<S>) -> impl Future<Output = Result<(), JobError>> + Send;
-}
-
-/// What a handler knows about the job it runs, and what it may use: the application's state
-/// and a client that enqueues further jobs with their specs applied.
-#[derive(Debug)]
-pub struct JobContext<S> {
-    /// The job's id.
-    pub id: String,
-    /// The queue it was taken from.
-    pub queue: String,
-    /// 1 for the first run.
-    pub attempt: u32,
-    /// Runs in all, the first included.
-    pub max_attempts: u32,
-    /// When the job was enqueued (for a scheduled job, its tick): relative periods such as
-    /// "previous week" are resolved against it, not against the clock of the worker that
-    /// happens to run it, maybe late.
-    pub enqueued_at: chrono::DateTime<chrono::Utc>,
-    state: Arc<S>,
-    client: Client,
-}
-
-// Written out rather than derived: a derive would require `S: Clone`, but only the `Arc` is
-// cloned.
-impl<S> Clone for JobContext<S> {
-    fn clone(&self) -> Self {
-        Self {
-            id: self.id.clone(),
-            queue: self.queue.clone(),
-            attempt: self.attempt,
-            max_attempts: self.max_attempts,
-            enqueued_at: self.enqueued_at,
-            state: self.state.clone(),
-            client: self.client.clone(),
-        }
-    }
-}
-
-/// Where a job stands, as the worker tells its handler.
-#[derive(Clone, Debug)]
-pub struct Attempt {
-    /// The job's id.
-    pub id: String,
-    /// The queue it was taken from.
-    pub queue: String,
-    /// 1 for the first run.
-    pub attempt: u32,
-    /// Runs in all, the first included.
-    pub max_attempts: u32,
-    /// When the job was enqueued, in ms since the Unix epoch.
-    pub enqueued_at_ms: i64,
-}
-
-impl<S> JobContext<S> {
-    /// The context of one attempt.
-    pub fn new(attempt: Attempt, state: Arc<S>, client: Client) -> Self {
-        Self {
-            id: attempt.id,
-            queue: attempt.queue,
-            attempt: attempt.attempt,
-            max_attempts: attempt.max_attempts,
-            enqueued_at: chrono::DateTime::from_timestamp_millis(attempt.enqueued_at_ms)
-                .unwrap_or_else(chrono::Utc::now),
-            state,
-            client,
-        }
-    }
-
-    /// The application's state.
-    pub fn state(&self) -> &S {
-        &self.state
-    }
-
-    /// The application's state, shared.
-    pub fn state_arc(&self) -> &Arc<S> {
-        &self.state
-    }
-
-    /// The client that enqueues further jobs (their specs apply).
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// Whether this run is the job's last attempt: a failure sends it to dead.
-    pub fn is_last_attempt(&self) -> bool {
-        self.attempt >= self.max_attempts
-    }
-}

@@ -7,16 +7,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::spec::{JobSpec, SpecError};
+use super::context::{Job, JobContext};
+use super::error::JobError;
+pub use super::registry_error::RegistryError;
+use super::spec::JobSpec;
 pub use super::specs::Specs;
-use super::{Job, JobContext, JobError};
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
 /// A type-erased handler: decodes the args into the kind's struct, then runs it.
@@ -108,76 +110,6 @@ impl<S: Send + Sync + 'static> HandlerSet<S> {
     pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.handlers.keys().copied()
     }
-}
-
-/// Why specs and handlers cannot be paired into a registry, or a job cannot be built from it;
-/// each message names the file or the kind so that the process stops with something to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// The folder of specs cannot be read; the message says how to point at it. The I/O
-    /// error is in the message rather than chained, so that the hint comes last.
-    #[error("{}", folder_text(path, error))]
-    Folder {
-        /// The folder that was looked in.
-        path: PathBuf,
-        /// Why it could not be read.
-        error: std::io::Error,
-    },
-    /// A spec file is not valid; the error names the file and the field.
-    #[error(transparent)]
-    Spec(#[from] SpecError),
-    /// A spec names a kind that no handler was registered for (a typo in the file name, or a
-    /// handler left out of the binary).
-    #[error("{path}: no handler is registered for job kind {kind:?} (known kinds: {known})")]
-    NoHandler {
-        /// The spec file.
-        path: String,
-        /// The kind the spec is for.
-        kind: String,
-        /// The kinds that have handlers, comma-separated.
-        known: String,
-    },
-    #[error("job kind {kind:?} has a handler but no spec: add {dir}/{kind}.toml")]
-    /// A handler was registered for a kind that has no spec, so its queue and retries are
-    /// unknown.
-    NoSpec {
-        /// The kind without a spec.
-        kind: String,
-        /// The folder the spec belongs in.
-        dir: String,
-    },
-    /// Two folders hold a spec of the same kind; which one applies would be a guess.
-    #[error("job kind {kind:?} has two specs: {first} and {second}")]
-    Twice {
-        /// The kind with two specs.
-        kind: String,
-        /// The first spec file found.
-        first: String,
-        /// The second spec file found.
-        second: String,
-    },
-    /// A job was asked for of a kind the registry does not know: the kind, then the known kinds.
-    #[error("unknown job kind {0:?} (known kinds: {1})")]
-    UnknownKind(String, String),
-    /// The args of a job do not decode as its kind's args; the message says which field and why.
-    #[error("{0}")]
-    BadArgs(String),
-}
-
-/// "cannot read the job specs folder jobs (in /srv): No such file ...; set JOBFLEET__JOBS__DIR
-/// ...": a relative folder names the working folder it was looked for in, as running a command
-/// from elsewhere is the usual reason for not finding it.
-fn folder_text(path: &Path, error: &std::io::Error) -> String {
-    let within = match std::env::current_dir() {
-        Ok(cwd) if path.is_relative() => format!(" (in {})", cwd.display()),
-        _ => String::new(),
-    };
-    format!(
-        "cannot read the job specs folder {}{within}: {error}; set JOBFLEET__JOBS__DIR to the \
-         folder of job specs, or JOBFLEET_CONFIG_DIR to the project's config folder (a relative \
-         jobs.dir is taken from the folder above it)",
-        path.display()
-    )
 }
 
 /// A registered kind: its handler and its policy.

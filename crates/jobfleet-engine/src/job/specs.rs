@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::registry::RegistryError;
+use super::registry_error::RegistryError;
 use super::spec::JobSpec;
 
 /// The specs of a program's kinds, by kind: what enqueueing needs (see
