@@ -7,8 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Job, JobArgs, JobContext, JobError, Resources, chain_job};
+use super::resources::{Resources, chain_job};
 use crate::chain::receipts;
+use crate::job::{Job, JobArgs, JobContext, JobError};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

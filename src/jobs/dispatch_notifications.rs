@@ -9,10 +9,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::resources::Resources;
 use super::send_notification::SendNotification;
-use super::{Job, JobArgs, JobContext, JobError, Resources};
 use crate::config::NotifySettings;
 use crate::db::notifications::{self, Pending};
+use crate::job::{Job, JobArgs, JobContext, JobError};
 use crate::job::{RegistryError, Specs};
 use crate::notify::{Channel, Event};
 use crate::queue::NewJob;

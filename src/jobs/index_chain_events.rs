@@ -6,8 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Job, JobArgs, JobContext, JobError, Resources, chain_job};
+use super::resources::{Resources, chain_job};
 use crate::chain::indexer;
+use crate::job::{Job, JobArgs, JobContext, JobError};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,9 +12,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use super::{Job, JobArgs, JobContext, JobError, Resources};
+use super::resources::Resources;
 use crate::db::snapshots::{self, SnapshotRow};
 use crate::ipfs::{IpfsError, KuboClient, Unpinned};
+use crate::job::{Job, JobArgs, JobContext, JobError};
 
 /// Snapshots read per query; the loop goes on until none is left.
 const BATCH: i64 = 500;
@@ -26,7 +27,7 @@ pub struct PruneSnapshots {}
 #[derive(Debug, thiserror::Error)]
 pub enum PruneError {
     /// Each error is shown in the message and not chained, so that its cause is said once.
-    #[error("database: {}", crate::jobs::error_chain(.0))]
+    #[error("database: {}", crate::job::error_chain(.0))]
     Db(sqlx::Error),
     #[error("snapshot {id} of market {market_id}: {error}")]
     Ipfs {

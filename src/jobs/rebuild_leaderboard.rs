@@ -7,8 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Job, JobArgs, JobContext, JobError, Resources};
+use super::resources::Resources;
 use crate::db::points::{self, Period};
+use crate::job::{Job, JobArgs, JobContext, JobError};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

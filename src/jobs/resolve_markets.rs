@@ -14,8 +14,9 @@
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::{Job, JobArgs, JobContext, JobError, Resources, chain_job};
+use super::resources::{Resources, chain_job};
 use crate::chain::{ORACLE_SNOOZE, resolution};
+use crate::job::{Job, JobArgs, JobContext, JobError};
 use crate::queue::NewJob;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -17,8 +17,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Job, JobArgs, JobContext, JobError, Resources};
+use super::resources::Resources;
 use crate::db::notifications::{self, Attempt, Delivery, Status};
+use crate::job::{Job, JobArgs, JobContext, JobError};
 use crate::notify::guard;
 use crate::notify::webhook::{self, Post};
 use crate::notify::{Channel, Event, Notifier, NotifyError, Rendered};
@@ -106,7 +107,7 @@ impl Job<Resources> for SendNotification {
                 };
                 attempt.response_code = e.response_code();
                 attempt.excerpt = e.excerpt();
-                attempt.error = Some(crate::jobs::error_chain(&e));
+                attempt.error = Some(crate::job::error_chain(&e));
                 if let Err(log) = notifications::log_attempt(pool, &attempt).await {
                     tracing::warn!(id = row.id, error = %log, "the failed attempt was not logged");
                 }

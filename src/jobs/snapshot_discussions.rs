@@ -16,10 +16,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use super::{Job, JobArgs, JobContext, JobError, Resources};
+use super::resources::Resources;
 use crate::db::snapshots;
 use crate::ipfs::document::{self, DocumentError, Window};
 use crate::ipfs::{IpfsError, KuboClient};
+use crate::job::{Job, JobArgs, JobContext, JobError};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,7 +34,7 @@ pub struct SnapshotDiscussions {
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     /// sqlx's error is shown in the message and not chained, so that its cause is said once.
-    #[error("database: {}", crate::jobs::error_chain(.0))]
+    #[error("database: {}", crate::job::error_chain(.0))]
     Db(sqlx::Error),
     #[error(transparent)]
     Ipfs(#[from] IpfsError),

@@ -10,9 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Job, JobArgs, JobContext, JobError, Resources, chain_job};
+use super::resources::{Resources, chain_job};
 use crate::chain::balances;
 use crate::db;
+use crate::job::{Job, JobArgs, JobContext, JobError};
 use crate::queue::NewJob;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
