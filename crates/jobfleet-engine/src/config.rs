@@ -48,8 +48,10 @@ pub struct RedisSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerSettings {
-    /// The queues served, weighted (`emails=3,default=1`) or plain (`emails,default`).
-    pub queues: String,
+    /// The queues served, weighted (`emails=3,default=1`) or plain (`emails,default`), parsed
+    /// when the configuration is read.
+    #[serde(deserialize_with = "queue_selection")]
+    pub queues: QueueSelection,
     /// Fetch the queues in the listed order instead of at random by weight.
     pub strict: bool,
     /// How many jobs run at once.
@@ -223,8 +225,6 @@ impl WorkerSettings {
         if self.poll_interval < Duration::from_millis(10) {
             return Err(invalid("worker.poll_interval", "must be at least 10ms"));
         }
-        QueueSelection::parse(&self.queues, self.strict)
-            .map_err(|e| invalid("worker.queues", e))?;
         Ok(())
     }
 }
@@ -241,7 +241,10 @@ impl WorkerSettings {
         let strict = strict.unwrap_or(self.strict);
         Ok(WorkerConfig {
             id: crate::queue::workers::new_worker_id(),
-            queues: QueueSelection::parse(queues.unwrap_or(&self.queues), strict)?,
+            queues: match queues {
+                Some(list) => QueueSelection::parse(list, strict)?,
+                None => self.queues.clone().with_strict(strict),
+            },
             concurrency: concurrency.unwrap_or(self.concurrency).max(1),
             prefetch: self.prefetch,
             lease: self.lease,
@@ -249,4 +252,10 @@ impl WorkerSettings {
             poll_interval: self.poll_interval,
         })
     }
+}
+
+/// `worker.queues` parsed as it is read (the config crate's error adds the key).
+fn queue_selection<'de, D: serde::Deserializer<'de>>(d: D) -> Result<QueueSelection, D::Error> {
+    let text = String::deserialize(d)?;
+    QueueSelection::parse(&text, false).map_err(serde::de::Error::custom)
 }

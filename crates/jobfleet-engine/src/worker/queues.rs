@@ -41,6 +41,12 @@ impl QueueSelection {
         Ok(Self { queues, strict })
     }
 
+    /// The same queues, served in strict order or by weight.
+    pub fn with_strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
     /// The served queues' names, in the configured order.
     pub fn names(&self) -> Vec<String> {
         self.queues.iter().map(|(q, _)| q.clone()).collect()
