@@ -15,7 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 
-use super::Engine;
+use super::engine::Engine;
 use super::output::{errln, outln};
 use crate::builtin;
 use crate::queue::{Backoff, NewJob, QueueClient};

@@ -9,7 +9,7 @@ use chrono::DateTime;
 use clap::Args;
 use serde_json::Value;
 
-use super::Engine;
+use super::engine::Engine;
 use super::output::{json, outln, time};
 use crate::job::Registry;
 use crate::queue::{LATEST_MS, NewJob, PartialEnqueue, QueueError, now_ms};

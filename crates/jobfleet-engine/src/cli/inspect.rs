@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::Engine;
+use super::engine::Engine;
 use super::output::outln;
 use super::output::{age, json, table, time};
 use crate::queue::JobState;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::Engine;
+use super::engine::Engine;
 use super::output::json;
 use super::output::outln;
 use crate::queue::admin::RetryReport;

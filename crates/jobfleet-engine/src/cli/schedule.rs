@@ -8,7 +8,7 @@ use chrono::{TimeZone, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::Engine;
+use super::engine::Engine;
 use super::output::{errln, outln};
 use super::output::{json, table, time};
 use super::worker::{serve_telemetry, shutdown_signal};

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use super::Engine;
+use super::engine::Engine;
 use crate::job::Registry;
 use crate::queue::QueueClient;
 use crate::telemetry::Metrics;

@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// Where the layers come from; `from_env` reads the process environment.
 #[derive(Clone, Debug)]

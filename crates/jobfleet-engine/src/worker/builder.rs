@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::config::WorkerConfig;
+use super::queues::QueueSelection;
 use super::runner::Runtime;
 use super::state::{JobObserver, Worker};
-use super::{QueueSelection, WorkerConfig};
 use crate::job::{Client, Registry};
 use crate::queue::QueueClient;
 use crate::telemetry::Metrics;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::WorkerConfig;
+use super::config::WorkerConfig;
 use super::runner::Runtime;
 use crate::queue::{Leased, QueueClient};
 use crate::telemetry::Metrics;
