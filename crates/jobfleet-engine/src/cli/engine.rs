@@ -84,11 +84,7 @@ impl<S: Send + Sync + 'static> Engine<S> {
     /// spec, is an error naming the file.
     pub fn registry(&self) -> anyhow::Result<Arc<Registry<S>>> {
         let dirs: Vec<&std::path::Path> = self.spec_dirs.iter().map(PathBuf::as_path).collect();
-        let registry = match dirs.as_slice() {
-            [one] => Registry::load(one, self.handlers.clone())?,
-            many => Registry::load_dirs(many, self.handlers.clone())?,
-        };
-        Ok(Arc::new(registry))
+        Ok(Arc::new(Registry::load_dirs(&dirs, self.handlers.clone())?))
     }
 
     /// The application's state for a process that runs jobs.

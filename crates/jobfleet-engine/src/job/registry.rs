@@ -159,10 +159,11 @@ impl<S> std::fmt::Debug for Registry<S> {
 impl<S: Send + Sync + 'static> Registry<S> {
     /// Pairs the handlers with the specs in `dir`; every spec needs a handler and vice versa.
     pub fn load(dir: &Path, handlers: HandlerSet<S>) -> Result<Self, RegistryError> {
-        Self::pair(Specs::load(&[dir])?, handlers, &dir.display().to_string())
+        Self::load_dirs(&[dir], handlers)
     }
 
-    /// Pairs the handlers with specs from several folders (see [`Specs::load`]).
+    /// Pairs the handlers with specs from several folders (see [`Specs::load`]); a spec
+    /// without a handler is named by its file.
     pub fn load_dirs(dirs: &[&Path], handlers: HandlerSet<S>) -> Result<Self, RegistryError> {
         let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
         Self::pair(Specs::load(dirs)?, handlers, &shown.join(" or "))
@@ -177,7 +178,9 @@ impl<S: Send + Sync + 'static> Registry<S> {
         for spec in specs.iter() {
             let Some(kind) = handlers.handlers.get(spec.kind.as_str()) else {
                 return Err(RegistryError::NoHandler {
-                    path: spec_path(dir, &spec.kind),
+                    path: specs
+                        .source(&spec.kind)
+                        .map_or_else(|| spec_path(dir, &spec.kind), |p| p.display().to_string()),
                     kind: spec.kind.clone(),
                     known: known.join(", "),
                 });
@@ -342,6 +345,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("two specs") && e.contains("ping"), "{e}");
+        // A spec without a handler is named by the file it is in, whichever folder that is.
+        let d = spec_dir(&["ghost"]);
+        let e = Registry::load_dirs(&[a.path(), b.path(), d.path()], handlers())
+            .unwrap_err()
+            .to_string();
+        let ghost = d.path().join("ghost.toml").display().to_string();
+        assert!(e.starts_with(&format!("{ghost}: no handler")), "{e}");
     }
 
     #[test]

@@ -16,6 +16,8 @@ use super::spec::JobSpec;
 #[derive(Clone, Debug, Default)]
 pub struct Specs {
     specs: BTreeMap<String, JobSpec>,
+    /// The file each spec was read from; none for a spec written in code.
+    sources: HashMap<String, PathBuf>,
 }
 
 impl Specs {
@@ -23,11 +25,10 @@ impl Specs {
     /// naming both files.
     pub fn load(dirs: &[&Path]) -> Result<Self, RegistryError> {
         let mut specs = Self::default();
-        let mut from: HashMap<String, PathBuf> = HashMap::new();
         for dir in dirs {
             for path in spec_files(dir)? {
                 let spec = JobSpec::load(&path)?;
-                if let Some(first) = from.insert(spec.kind.clone(), path.clone()) {
+                if let Some(first) = specs.sources.insert(spec.kind.clone(), path.clone()) {
                     return Err(RegistryError::Twice {
                         kind: spec.kind,
                         first: first.display().to_string(),
@@ -54,6 +55,11 @@ impl Specs {
             specs.specs.insert(spec.kind.clone(), spec);
         }
         Ok(specs)
+    }
+
+    /// The file a kind's spec was read from; `None` for a spec written in code.
+    pub fn source(&self, kind: &str) -> Option<&Path> {
+        self.sources.get(kind).map(PathBuf::as_path)
     }
 
     /// The spec of a kind, or an error listing the known kinds.
