@@ -147,6 +147,23 @@ _jf_anvil_path() {
 
 # Sets ANVIL_BIN (which the tests read) to the anvil of node_modules, running `npm ci` first
 # when it is missing.
+# The board's browser tests: Debian's chromium (playwright-core drives it; no chromedriver is
+# needed) and playwright-core from package-lock.json.
+ensure_browser() {
+	CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+	if [ ! -x "$CHROMIUM" ]; then
+		jf_log "installing chromium (Debian's) for the board's browser tests"
+		_jf_apt_install chromium
+		[ -x "$CHROMIUM" ] || jf_die "no $CHROMIUM after installing chromium; set CHROMIUM to its path"
+	fi
+	export CHROMIUM
+	if [ ! -d "$JF_ROOT/node_modules/playwright-core" ]; then
+		ensure_node
+		jf_log "installing playwright-core from the npm registry (package-lock.json)"
+		(cd "$JF_ROOT" && npm ci --ignore-scripts --no-audit --no-fund) >&2 || jf_die "npm ci failed"
+	fi
+}
+
 ensure_anvil() {
 	if ! ANVIL_BIN="$(_jf_anvil_path)"; then
 		ensure_node

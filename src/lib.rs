@@ -4,6 +4,7 @@
 //! names the application has always used. See ARCHITECTURE.md for the bird's-eye view, the
 //! code map and the invariants.
 
+pub mod board;
 pub mod chain;
 pub mod cli;
 pub mod config;

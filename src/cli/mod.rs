@@ -1,6 +1,7 @@
 //! The command line: the engine's operator commands (`jobfleet_engine::cli`) over the
-//! marketplace's kinds and state, plus the marketplace's own commands (migrate, demo, chain,
-//! snapshots), one file per group. `anyhow` lives here and in `main`, the edges.
+//! marketplace's kinds and state, the web board (`jobfleet_web::cli`) with the marketplace's
+//! pages, plus the marketplace's own commands (migrate, demo, chain, snapshots), one file per
+//! group. `anyhow` lives here and in `main`, the edges.
 
 mod chain;
 mod demo;
@@ -50,6 +51,8 @@ pub enum Command {
     /// Discussion snapshots on IPFS: list a market's, verify one.
     #[command(subcommand)]
     Snapshots(snapshots::SnapshotsCommand),
+    /// Serve the web board and the HTTP API; manage their users and tokens.
+    Web(jobfleet_web::cli::WebArgs),
 }
 
 /// What the marketplace's commands need: the settings.
@@ -89,6 +92,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(cmd) => demo::run(&app, cmd).await,
         Command::Chain(cmd) => chain::run(&app, cmd).await,
         Command::Snapshots(cmd) => snapshots::run(&app, cmd).await,
+        Command::Web(args) => {
+            let pages = crate::board::pages(&app.settings)?;
+            jobfleet_web::cli::run(args, &engine(&app.settings), &app.settings.web, pages).await
+        }
         Command::Migrate => {
             let applied = crate::db::migrate(&app.settings.database)
                 .await

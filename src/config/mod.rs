@@ -36,6 +36,9 @@ pub struct Settings {
     pub chain: crate::chain::settings::ChainSettings,
     pub ipfs: IpfsSettings,
     pub notify: NotifySettings,
+    /// `[web]`, the board and the API (`jobfleet web`); every key has a default.
+    #[serde(default)]
+    pub web: jobfleet_web::WebSettings,
 }
 
 pub use jobfleet_engine::config::EngineSettings;
@@ -100,6 +103,7 @@ impl Settings {
             }
         }
         self.ipfs.validate()?;
+        self.web.validate()?;
         self.notify.validate()?;
         self.chain.validate()
     }

@@ -205,3 +205,37 @@ pub async fn log_attempt(pool: &PgPool, a: &Attempt<'_>) -> Result<(), sqlx::Err
     .await?;
     Ok(())
 }
+
+/// One delivery attempt as operators see it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub notification_id: i64,
+    pub subject: String,
+    pub channel: String,
+    pub attempt: i32,
+    pub status: String,
+    pub response_code: Option<i32>,
+    pub error: Option<String>,
+    pub duration_ms: Option<i32>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The newest delivery attempts, of one status when given (`sent`, `failed`, `retrying`).
+pub async fn recent_deliveries(
+    pool: &PgPool,
+    status: Option<&str>,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT x.id, x.notification_id, n.subject, x.channel, x.attempt, x.status,
+                x.response_code, x.error, x.duration_ms, x.created_at
+         FROM notification_deliveries x JOIN notifications n ON n.id = x.notification_id
+         WHERE $1::text IS NULL OR x.status = $1
+         ORDER BY x.id DESC LIMIT $2",
+    )
+    .bind(status)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

@@ -36,6 +36,7 @@ pub mod probe;
 pub mod process;
 pub mod redis;
 pub mod store;
+pub mod web;
 
 // `self::` is required: without it `redis` would be ambiguous between this
 // child module and the `redis` crate the test may also depend on.

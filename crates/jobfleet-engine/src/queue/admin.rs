@@ -45,6 +45,19 @@ pub struct QueueStats {
     pub oldest_pending_ms: Option<i64>,
 }
 
+impl QueueStats {
+    /// How many jobs the queue holds in `state`.
+    pub fn count(&self, state: JobState) -> u64 {
+        match state {
+            JobState::Pending => self.pending,
+            JobState::Scheduled => self.scheduled,
+            JobState::Active => self.active,
+            JobState::Retry => self.retry,
+            JobState::Dead => self.dead,
+        }
+    }
+}
+
 /// Processed and failed jobs of one minute.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct MinuteStats {
@@ -83,8 +96,29 @@ fn u(h: &HashMap<String, String>, k: &str) -> u64 {
     h.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+/// Where an operator's repair moves jobs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Move {
+    /// To the tail of pending, to run now.
+    Pending,
+    /// To the dead set, killed.
+    Dead,
+    /// Nowhere: deleted.
+    Delete,
+}
+
+impl Move {
+    fn as_str(self) -> &'static str {
+        match self {
+            Move::Pending => "pending",
+            Move::Dead => "dead",
+            Move::Delete => "delete",
+        }
+    }
+}
+
 /// Where a found job is: the key and whether it is a list.
-fn location(k: &QueueKeys, info: &JobInfo) -> (String, bool) {
+pub(super) fn location(k: &QueueKeys, info: &JobInfo) -> (String, bool) {
     match info.state {
         JobState::Pending => (k.pending(), true),
         JobState::Active => (k.inflight(info.worker.as_deref().unwrap_or_default()), true),
@@ -203,12 +237,13 @@ impl QueueClient {
     }
 
     /// Moves exact stored jobs out of `from` (a list or a sorted set): to the tail of pending
-    /// (with a replacement, or unchanged) or nowhere (delete). Returns how many moved.
-    async fn replace(
+    /// or to the dead set (with a replacement, or unchanged), or nowhere (delete). Returns how
+    /// many moved.
+    pub(super) async fn replace(
         &self,
         queue: &str,
         from: (&str, bool),
-        to_pending: bool,
+        to: Move,
         jobs: &[(&JobInfo, Option<Vec<u8>>)],
     ) -> Result<u64> {
         let k = self.queue(queue)?;
@@ -216,9 +251,11 @@ impl QueueClient {
         inv.key(from.0)
             .key(k.pending())
             .key(k.stats())
+            .key(k.dead())
             .arg(k.prefix())
             .arg(if from.1 { "list" } else { "zset" })
-            .arg(if to_pending { "pending" } else { "delete" });
+            .arg(to.as_str())
+            .arg(now_ms());
         for (job, new) in jobs {
             let unique = Header::decode(&job.stored)
                 .map(|(h, _)| h.unique)
@@ -232,7 +269,7 @@ impl QueueClient {
     }
 
     /// A dead job made new: no attempts used, its last error kept for the record.
-    fn revived(job: &JobInfo) -> Option<Vec<u8>> {
+    pub(super) fn revived(job: &JobInfo) -> Option<Vec<u8>> {
         let (h, body) = Header::decode(&job.stored).ok()?;
         Some(Header { attempts: 0, ..h }.encode_bytes(body))
     }
@@ -258,7 +295,7 @@ impl QueueClient {
             None
         };
         if self
-            .replace(&job.queue, (&key, is_list), true, &[(&job, new)])
+            .replace(&job.queue, (&key, is_list), Move::Pending, &[(&job, new)])
             .await?
             == 0
         {
@@ -310,7 +347,7 @@ impl QueueClient {
                 let pairs: Vec<(&JobInfo, Option<Vec<u8>>)> =
                     matching.iter().map(|j| (j, Self::revived(j))).collect();
                 moved = self
-                    .replace(queue, (&k.dead(), false), true, &pairs)
+                    .replace(queue, (&k.dead(), false), Move::Pending, &pairs)
                     .await?;
             }
             if scanned < BATCH {
@@ -328,7 +365,7 @@ impl QueueClient {
         let k = self.keys.queue(&job.queue);
         let (key, is_list) = location(&k, &job);
         if self
-            .replace(&job.queue, (&key, is_list), false, &[(&job, None)])
+            .replace(&job.queue, (&key, is_list), Move::Delete, &[(&job, None)])
             .await?
             == 0
         {

@@ -278,11 +278,13 @@ impl QueueClient {
             .key(keys.pending())
             .key(keys.ticks())
             .key(keys.stats())
+            .key(keys.tick_history(schedule))
             .arg(keys.prefix())
             .arg(schedule)
             .arg(tick_ms)
             .arg(stored)
             .arg(&env.id)
+            .arg(TICK_HISTORY)
             .invoke_async(&mut self.con.clone())
             .await?;
         Ok(created == 1)
@@ -296,11 +298,33 @@ impl QueueClient {
             .arg(schedule)
             .query_async(&mut self.con.clone())
             .await?;
-        Ok(v.and_then(|v| {
-            let (t, id) = v.split_once('|')?;
-            Some((t.parse().ok()?, id.to_owned()))
-        }))
+        Ok(v.as_deref().and_then(tick))
     }
+
+    /// The last ticks (at most [`TICK_HISTORY`]) a schedule enqueued into a queue, newest
+    /// first: (tick ms, job id). A schedule whose ticks predate the history has its last one.
+    pub async fn ticks(&self, queue: &str, schedule: &str) -> Result<Vec<(i64, String)>> {
+        let keys = self.queue(queue)?;
+        let list: Vec<String> = redis::cmd("LRANGE")
+            .arg(keys.tick_history(schedule))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.con.clone())
+            .await?;
+        if list.is_empty() {
+            return Ok(self.last_tick(queue, schedule).await?.into_iter().collect());
+        }
+        Ok(list.iter().filter_map(|v| tick(v)).collect())
+    }
+}
+
+/// Ticks kept in each schedule's history.
+pub const TICK_HISTORY: u32 = 20;
+
+/// A tick as stored, "tick ms|job id".
+fn tick(v: &str) -> Option<(i64, String)> {
+    let (t, id) = v.split_once('|')?;
+    Some((t.parse().ok()?, id.to_owned()))
 }
 
 /// Checks every job before anything is written, so a bad job in a bulk enqueue leaves no part

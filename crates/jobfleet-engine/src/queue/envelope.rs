@@ -74,7 +74,7 @@ impl NewJob {
     }
 
     /// Chooses the id, so that a second enqueue with the same id is a duplicate (within the store's
-    /// `id_dedupe_ttl`) rather than a second job.
+    /// `id_dedupe_ttl`, even once the first job ran) rather than a second job.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
         self

@@ -15,7 +15,9 @@
 //! | `ns:{q}:reaped:<worker>`    | string     | marks a worker whose jobs the reaper took back  |
 //! | `ns:{q}:reply:<worker>:<l>` | string     | "call id|reply" of a worker's last ack/settle   |
 //! | `ns:{q}:completed`          | sorted set | opt-in capped history: job id -> finish (ms)    |
+//! | `ns:{q}:attempts:<id>`      | list       | a job's last 25 failed attempts, newest first   |
 //! | `ns:{q}:ticks`              | hash       | schedule -> "last tick ms|job id" (scheduler)   |
+//! | `ns:{q}:tickhist:<sched>`   | list       | "tick ms|job id" of the last ticks, capped      |
 //! | `ns:{q}:unique:<key>`       | string     | id of the job holding a unique key, with a TTL  |
 //! | `ns:{q}:paused`             | string     | present while the queue is paused               |
 //! | `ns:{q}:stats`              | hash       | counters (enqueued, processed, failed, active)  |
@@ -26,6 +28,16 @@
 //! | `ns:worker:<id>`            | string     | JSON description of a live worker, with a TTL   |
 //! | `ns:schedulers`             | sorted set | scheduler id -> last heartbeat (ms)             |
 //! | `ns:scheduler:<id>`         | string     | JSON description of a live scheduler, with TTL  |
+//! | `ns:web:users`              | hash       | board user -> JSON (role, argon2id hash)        |
+//! | `ns:web:session:<digest>`   | string     | JSON of one signed-in session, with a TTL       |
+//! | `ns:web:tokens`             | hash       | API token name -> JSON (scopes, digest)         |
+//! | `ns:web:token:<digest>`     | string     | the name of the API token with this digest      |
+//! | `ns:web:audit`              | list       | operators' actions as JSON, newest first, capped |
+//! | `ns:web:failures:<user>`    | string     | failed sign-ins of one user name, with a TTL    |
+//!
+//! The `web` keys belong to the board and the HTTP API (`jobfleet-web`); no script touches
+//! them. Sessions and tokens are stored under the SHA-256 digest of the secret, never the
+//! secret itself.
 //!
 //! A stored job is one string (see `payload.rs`), so a job's state is the structure that holds
 //! it. The Lua scripts receive the queue prefix as `ARGV[1]` and append the same suffixes as
@@ -38,6 +50,8 @@ use std::fmt;
 pub const INFLIGHT_SUFFIX: &str = "inflight:";
 /// Suffix of a unique-lock key, shared with the Lua prelude (`unique_key`).
 pub const UNIQUE_SUFFIX: &str = "unique:";
+/// Suffix of a job's history of failed attempts, shared with the Lua prelude (`attempts_key`).
+pub const ATTEMPTS_SUFFIX: &str = "attempts:";
 /// Suffix of a per-minute statistics hash, shared with the Lua prelude (`minute_key`).
 pub const MINUTE_SUFFIX: &str = "stats:";
 
@@ -112,6 +126,46 @@ impl Keys {
     /// Description of one live scheduler.
     pub fn scheduler(&self, id: &str) -> String {
         format!("{}:scheduler:{}", self.ns, id)
+    }
+
+    /// The keys of the web board and the HTTP API.
+    pub fn web(&self) -> WebKeys {
+        WebKeys {
+            prefix: format!("{}:web:", self.ns),
+        }
+    }
+}
+
+/// The keys of the web board and the HTTP API, all under `ns:web:`.
+#[derive(Clone, Debug)]
+pub struct WebKeys {
+    prefix: String,
+}
+
+impl WebKeys {
+    /// The hash of the board's users: name -> JSON record.
+    pub fn users(&self) -> String {
+        format!("{}users", self.prefix)
+    }
+    /// One session, by the hex SHA-256 digest of its cookie.
+    pub fn session(&self, digest: &str) -> String {
+        format!("{}session:{digest}", self.prefix)
+    }
+    /// The hash of the API tokens: name -> JSON record.
+    pub fn tokens(&self) -> String {
+        format!("{}tokens", self.prefix)
+    }
+    /// The name of the API token whose hex SHA-256 digest is `digest`.
+    pub fn token(&self, digest: &str) -> String {
+        format!("{}token:{digest}", self.prefix)
+    }
+    /// The capped list of operators' actions, newest first.
+    pub fn audit(&self) -> String {
+        format!("{}audit", self.prefix)
+    }
+    /// The count of recent failed sign-ins of one user name.
+    pub fn failures(&self, user: &str) -> String {
+        format!("{}failures:{user}", self.prefix)
     }
 }
 
@@ -188,6 +242,10 @@ impl QueueKeys {
     pub fn ticks(&self) -> String {
         self.key("ticks")
     }
+    /// The last ticks of one schedule, newest first, capped.
+    pub fn tick_history(&self, schedule: &str) -> String {
+        format!("{}tickhist:{}", self.prefix, schedule)
+    }
     /// The hash of the queue's lifetime counters (`processed`, `failed`, `enqueued`, ...).
     pub fn stats(&self) -> String {
         self.key("stats")
@@ -199,6 +257,10 @@ impl QueueKeys {
     /// The lock of one unique key, holding the id of the job that holds it.
     pub fn unique(&self, key: &str) -> String {
         format!("{}{}{}", self.prefix, UNIQUE_SUFFIX, key)
+    }
+    /// The history of one job's failed attempts, newest first.
+    pub fn attempts(&self, id: &str) -> String {
+        format!("{}{}{}", self.prefix, ATTEMPTS_SUFFIX, id)
     }
     /// Statistics of the minute starting at `minute * 60` seconds since the epoch.
     pub fn minute(&self, minute: i64) -> String {
@@ -246,6 +308,8 @@ mod tests {
             q.unique("u"),
             q.minute(7),
             q.reply("w1", "ack"),
+            q.tick_history("s"),
+            q.attempts("j"),
         ] {
             assert!(key.starts_with("jobfleet:{emails}:"), "{key}");
         }
@@ -260,6 +324,7 @@ mod tests {
         assert_eq!(q.reply("w", "ack"), format!("{}reply:w:ack", q.prefix()));
         assert_eq!(q.unique("k"), format!("{}unique:k", q.prefix()));
         assert_eq!(q.minute(3), format!("{}stats:3", q.prefix()));
+        assert_eq!(q.attempts("j"), format!("{}attempts:j", q.prefix()));
     }
 
     #[test]
@@ -272,6 +337,21 @@ mod tests {
             Keys::new("a*b?[c]\\").queue("q").scan_pattern(),
             "a\\*b\\?\\[c\\]\\\\:{q}:*"
         );
+    }
+
+    #[test]
+    fn web_keys_live_under_the_namespace() {
+        let w = Keys::new("ns").web();
+        for key in [
+            w.users(),
+            w.session("d"),
+            w.tokens(),
+            w.token("d"),
+            w.audit(),
+            w.failures("u"),
+        ] {
+            assert!(key.starts_with("ns:web:"), "{key}");
+        }
     }
 
     #[test]

@@ -95,6 +95,33 @@ impl JobInfo {
     }
 }
 
+/// One failed attempt of a job, from its history (`attempts:<id>`, the last 25).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// When it failed, in ms since the epoch.
+    pub failed_at: i64,
+    /// Which attempt it was, from 1.
+    pub attempt: u32,
+    /// The worker that ran it.
+    pub worker: String,
+    /// Its error.
+    pub error: String,
+}
+
+impl AttemptRecord {
+    /// Reads one entry, "<failed at>|<attempt>|<worker>|<error>"; None for anything else.
+    fn parse(entry: &[u8]) -> Option<Self> {
+        let text = String::from_utf8_lossy(entry);
+        let mut parts = text.splitn(4, '|');
+        Some(Self {
+            failed_at: parts.next()?.parse().ok()?,
+            attempt: parts.next()?.parse().ok()?,
+            worker: parts.next()?.to_owned(),
+            error: parts.next()?.to_owned(),
+        })
+    }
+}
+
 /// A page of a listing and the cursor of the next one.
 #[derive(Clone, Debug, Serialize)]
 pub struct Page {
@@ -174,7 +201,7 @@ impl QueueClient {
 
     /// Finds a job by id in one queue: the sorted sets by SCAN cursor, then the in-flight
     /// lists, then the pending list in ranges of 1,000.
-    async fn find_in(&self, queue: &str, id: &str) -> Result<Option<JobInfo>> {
+    pub(super) async fn find_in(&self, queue: &str, id: &str) -> Result<Option<JobInfo>> {
         let k = self.queue(queue)?;
         let mut con = self.connection();
         // An undecodable entry has no header to match, only the name derived from its bytes.
@@ -241,6 +268,29 @@ impl QueueClient {
         }
     }
 
+    /// The failed attempts of a job (newest first, at most 25), kept as long as a dead job
+    /// is; empty for a job that never failed or whose history expired.
+    pub async fn attempts(&self, queue: &str, id: &str) -> Result<Vec<AttemptRecord>> {
+        let k = self.queue(queue)?;
+        let raw: Vec<Vec<u8>> = self.connection().lrange(k.attempts(id), 0, -1).await?;
+        Ok(raw.iter().filter_map(|e| AttemptRecord::parse(e)).collect())
+    }
+
+    /// When a job that is no longer stored completed, from the opt-in history of completed
+    /// jobs (`worker.completed_history`): its queue and finish time (ms). One ZSCORE per queue.
+    pub async fn completed_at(&self, id: &str) -> Result<Option<(String, i64)>> {
+        let names = self.queue_names().await?;
+        let mut pipe = redis::pipe();
+        for q in &names {
+            pipe.zscore(self.keys.queue(q).completed(), id);
+        }
+        let scores: Vec<Option<f64>> = pipe.query_async(&mut self.connection()).await?;
+        Ok(names
+            .into_iter()
+            .zip(scores)
+            .find_map(|(q, s)| s.map(|s| (q, s as i64))))
+    }
+
     /// Finds a job by id in any queue.
     pub async fn show(&self, id: &str) -> Result<JobInfo> {
         for queue in self.queue_names().await? {
@@ -249,5 +299,26 @@ impl QueueClient {
             }
         }
         Err(QueueError::NotFound(id.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_read_back_with_errors_that_hold_the_separator() {
+        let a = AttemptRecord::parse(b"1700|2|host:1:ab|boom | again").unwrap();
+        assert_eq!(
+            a,
+            AttemptRecord {
+                failed_at: 1700,
+                attempt: 2,
+                worker: "host:1:ab".into(),
+                error: "boom | again".into()
+            }
+        );
+        assert!(AttemptRecord::parse(b"x|2|w|e").is_none());
+        assert!(AttemptRecord::parse(b"1|2|w").is_none());
     }
 }

@@ -34,7 +34,8 @@
 //! # The modules
 //!
 //! `client` holds the calls on a worker's path (enqueue, fetch, ack, settle, extend, reap),
-//! `admin` the operators' calls (stats, listings, retry, delete, purge, pause), `remove` the
+//! `admin` the operators' calls (stats, listings, retry, delete, purge, pause), `operate` their
+//! actions on many jobs at once (a board's bulk retry, delete and kill), `remove` the
 //! removal of a whole queue, `workers` the registry of live worker processes. Every key comes
 //! from `keys`, every script from `scripts`.
 
@@ -47,6 +48,7 @@ mod enqueue;
 pub mod envelope;
 pub mod keys;
 pub mod listing;
+pub mod operate;
 pub mod payload;
 pub mod remove;
 pub mod scripts;
@@ -58,9 +60,10 @@ pub use backoff::Backoff;
 pub use client::{
     AckReport, Call, Fetched, QueueClient, ReapReport, Settle, SettleAction, SettleReport,
 };
-pub use enqueue::{LATEST_MS, PartialEnqueue};
+pub use enqueue::{LATEST_MS, PartialEnqueue, TICK_HISTORY};
 pub use envelope::{Enqueued, Envelope, JobState, Leased, NewJob};
-pub use keys::{Keys, QueueKeys, validate_queue_name};
+pub use keys::{Keys, QueueKeys, WebKeys, validate_queue_name};
+pub use operate::{ActReport, Action};
 
 /// What can go wrong talking to the queue store.
 #[derive(Debug, thiserror::Error)]

@@ -183,6 +183,21 @@ pub fn scrape_target(bound: SocketAddr) -> String {
     }
 }
 
+/// The routes of the telemetry server: `/metrics`, `/livez`, `/readyz` and `/healthz`, for a
+/// process that serves them beside routes of its own (the web board does).
+pub fn router<T: Clone + Send + Sync + 'static>(
+    metrics: Metrics,
+    health: Arc<Health>,
+) -> Router<T> {
+    Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        // The old name of readiness, kept for the probes that use it.
+        .route("/healthz", get(readyz))
+        .with_state(AppState { metrics, health })
+}
+
 /// Binds the server (see `bind` for a taken port) and serves it until `cancel`; returns the
 /// bound address.
 pub async fn serve(
@@ -194,13 +209,7 @@ pub async fn serve(
 ) -> std::io::Result<SocketAddr> {
     let listener = bind(addr, reserved).await?;
     let bound = listener.local_addr()?;
-    let app = Router::new()
-        .route("/metrics", get(metrics_page))
-        .route("/livez", get(livez))
-        .route("/readyz", get(readyz))
-        // The old name of readiness, kept for the probes that use it.
-        .route("/healthz", get(readyz))
-        .with_state(AppState { metrics, health });
+    let app = router(metrics, health);
     tokio::spawn(async move {
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move { cancel.cancelled().await });

@@ -1,4 +1,5 @@
--- ack: completes leased jobs; nothing of them is kept but the opt-in history.
+-- ack: completes leased jobs; nothing of them is kept but the opt-in history (their history
+-- of failed attempts goes too).
 --
 -- KEYS[1] the worker's in-flight list, KEYS[2] leases set, KEYS[3] stats hash,
 -- KEYS[4] completed history set
@@ -18,7 +19,8 @@ for i = 8, #ARGV, 3 do
   local job, id, uniq = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if redis.call('LREM', KEYS[1], 1, job) == 1 then
     acked = acked + 1
-    release_unique(uniq, id)
+    end_unique(uniq, id)
+    forget_attempts(job)
     history[#history + 1] = now
     history[#history + 1] = id
   else

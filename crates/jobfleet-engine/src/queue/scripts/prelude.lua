@@ -91,6 +91,36 @@ local function release_unique(uniq, id)
   end
 end
 
+-- Failed attempts kept per job, and the key of a job's history of them.
+local ATTEMPTS_KEPT = 25
+local function attempts_key(id) return prefix .. 'attempts:' .. id end
+
+-- Appends a failed attempt of `stored` (its header already updated with the failure) to the
+-- job's bounded history, newest first, as "<failed at ms>|<attempt>|<worker>|<error>", kept
+-- `keep_s` seconds (as long as a dead job is kept).
+local function record_attempt(stored, worker, keep_s)
+  local j = parse_job(stored)
+  if not j or j.id == '' then return end
+  local k = attempts_key(j.id)
+  redis.call('LPUSH', k, j.failed .. '|' .. j.attempts .. '|' .. worker .. '|' .. j.err)
+  redis.call('LTRIM', k, 0, ATTEMPTS_KEPT - 1)
+  redis.call('EXPIRE', k, math.max(math.floor(keep_s), 1))
+end
+
+-- Deletes the history of attempts of a stored job that leaves the store for good (it
+-- completed, was deleted or evicted). Only a job that failed before has one.
+local function forget_attempts(job)
+  local attempts, id = string.match(job, '^jf|(%d+)|%d+|([^|]*)|')
+  if id and id ~= '' and attempts ~= '0' then redis.call('DEL', attempts_key(id)) end
+end
+
+-- Releases a job's unique lock when the job ends by itself (it completed or died). The lock a
+-- producer's own id implies ('id:<id>') is kept until its TTL, so that a producer retrying a
+-- request whose reply it lost is answered with the first job even after that job ran.
+local function end_unique(uniq, id)
+  if uniq and string.sub(uniq, 1, 3) ~= 'id:' then release_unique(uniq, id) end
+end
+
 -- Adds n to a lifetime counter and, when minute_ttl is given, to the per-minute history.
 local function count(stats_key, field, n, now_ms, minute_ttl)
   if n ~= 0 then
@@ -110,13 +140,16 @@ end
 local function trim_dead(dead_key, stats_key, cutoff, max_count, limit, field)
   local old = redis.call('ZRANGEBYSCORE', dead_key, '-inf', cutoff, 'LIMIT', 0, limit)
   chunked('ZREM', dead_key, old)
-  local by_count = 0
+  local by_count = {}
   local excess = redis.call('ZCARD', dead_key) - max_count
   if excess > 0 then
-    by_count = redis.call('ZREMRANGEBYRANK', dead_key, 0, math.min(excess, limit) - 1)
+    by_count = redis.call('ZRANGE', dead_key, 0, math.min(excess, limit) - 1)
+    chunked('ZREM', dead_key, by_count)
   end
-  count(stats_key, field, #old + by_count)
-  return {#old, by_count}
+  for _, job in ipairs(old) do forget_attempts(job) end
+  for _, job in ipairs(by_count) do forget_attempts(job) end
+  count(stats_key, field, #old + #by_count)
+  return {#old, #by_count}
 end
 
 -- The server's clock in ms. Lease deadlines are set and checked with it, so that clock skew

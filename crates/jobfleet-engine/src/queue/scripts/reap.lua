@@ -9,7 +9,9 @@
 -- error, and a job that already used its last attempt goes to dead instead of running again,
 -- so a job that kills its worker cannot loop forever. Requeued jobs go to the head of pending.
 -- An entry without a readable header goes to dead inside a valid header that gives the reason.
+-- The expired run is added to the job's history of attempts, like a failure settle records.
 local now, ttl = server_now(), tonumber(ARGV[2])
+local keep = (now - tonumber(ARGV[4])) / 1000
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
 local front, dead = {}, {}
 for _, worker in ipairs(expired) do
@@ -24,10 +26,11 @@ for _, worker in ipairs(expired) do
       j.attempts = math.min(j.attempts + 1, MAX_U32)
       j.failed = now
       j.err = err
+      record_attempt(build_job(j), name, keep)
       if j.attempts >= j.max then
         dead[#dead + 1] = now
         dead[#dead + 1] = build_job(j)
-        release_unique(j.uniq, j.id)
+        end_unique(j.uniq, j.id)
       else
         front[#front + 1] = build_job(j)
       end

@@ -1,15 +1,18 @@
--- replace: an operator's move of exact stored jobs: retry from dead, run now, or delete.
+-- replace: an operator's move of exact stored jobs: retry from dead, run now, kill, or delete.
 --
 -- KEYS[1] the list or set the jobs are in (pending, scheduled, retry, dead, or an in-flight
--- list), KEYS[2] pending list, KEYS[3] stats hash
+-- list), KEYS[2] pending list, KEYS[3] stats hash, KEYS[4] dead set
 -- ARGV[1] queue prefix, ARGV[2] 'list' or 'zset' (the type of KEYS[1]), ARGV[3] action
--- ('pending': move to the tail of pending; 'delete': remove), then 4 values per job:
+-- ('pending': move to the tail of pending; 'dead': move to the dead set, scored ARGV[4];
+-- 'delete': remove), ARGV[4] now (ms), then 4 values per job:
 --   the stored job, the job to push instead ('' to keep it), id, unique key
 -- Returns the number of jobs moved. A job that is no longer where it was found (a worker took
--- it meanwhile) is skipped, so an operator's action never duplicates a job.
-local is_list, action = ARGV[2] == 'list', ARGV[3]
-local moved, push = 0, {}
-for i = 4, #ARGV, 4 do
+-- it meanwhile) is skipped, so an operator's action never duplicates a job. A job deleted or
+-- killed gives up its unique lock, as a job that dies does; a job deleted takes its history of
+-- failed attempts with it.
+local is_list, action, now = ARGV[2] == 'list', ARGV[3], ARGV[4]
+local moved, push, dead = 0, {}, {}
+for i = 5, #ARGV, 4 do
   local job, new = ARGV[i], ARGV[i + 1]
   local removed
   if is_list then
@@ -19,16 +22,23 @@ for i = 4, #ARGV, 4 do
   end
   if removed == 1 then
     moved = moved + 1
+    if new == '' then new = job end
     if action == 'pending' then
-      if new == '' then new = job end
       push[#push + 1] = new
     else
       release_unique(ARGV[i + 3], ARGV[i + 2])
+      if action == 'delete' then forget_attempts(job) end
+      if action == 'dead' then
+        dead[#dead + 1] = now
+        dead[#dead + 1] = new
+      end
     end
   end
 end
 chunked('RPUSH', KEYS[2], push)
--- An operator deleting a job from a worker's in-flight list makes it no longer active.
+chunked('ZADD', KEYS[4], dead)
+count(KEYS[3], 'dead', #dead / 2)
+-- An operator taking a job from a worker's in-flight list makes it no longer active.
 if is_list and KEYS[1] ~= KEYS[2] then redis.call('HINCRBY', KEYS[3], 'active', -moved) end
 wake(#push)
 return moved

@@ -13,11 +13,15 @@
 --           time, or straight to pending when already due
 --   snooze  run again at the due time, unchanged: the attempt is not consumed
 --   requeue handed back at shutdown: to the head of pending, unchanged
---   kill    the updated job to the dead set; its unique lock is released
+--   kill    the updated job to the dead set; its unique lock is released (not the one its
+--           own id implies, which lasts its TTL: see end_unique)
 -- Returns {retried, snoozed, requeued, killed, stale, evicted by age, evicted by count, then the
 -- 1-based positions of the stale jobs among the call's jobs}.
 -- Every job is fenced like in ack.lua: only a job still in this worker's in-flight list moves.
+-- A retried or killed job's failure is added to its history of attempts (`attempts:<id>`),
+-- kept as long as a dead job is.
 local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+local keep = (now - tonumber(ARGV[5])) / 1000
 local n = {retry = 0, snooze = 0, requeue = 0, kill = 0}
 local ready, front, retry, sched = {}, {}, {}, {}
 local again = remembered(ARGV[6], ARGV[7], ARGV[8])
@@ -30,11 +34,12 @@ for i = 10, #ARGV, 6 do
     stale_at[#stale_at + 1] = (i - 10) / 6 + 1
   else
     n[action] = n[action] + 1
+    if action == 'retry' or action == 'kill' then record_attempt(new, ARGV[6], keep) end
     if action == 'requeue' then
       front[#front + 1] = job
     elseif action == 'kill' then
       redis.call('ZADD', KEYS[6], now, new)
-      release_unique(ARGV[i + 5], ARGV[i + 4])
+      end_unique(ARGV[i + 5], ARGV[i + 4])
     elseif due <= now then
       ready[#ready + 1] = new
     elseif action == 'retry' then

@@ -1,0 +1,153 @@
+//! `/jobs/<id>`: everything stored about one job (its envelope, its args pretty-printed, its
+//! state and its failures), and the actions that apply to it.
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use serde::Deserialize;
+
+use jobfleet_engine::queue::{Action, JobState, now_ms};
+
+use super::{failed, page};
+use crate::access::{Refusal, SignedForm, Viewer};
+use crate::render::format::{relative, time};
+use crate::render::layout::{Section, csrf, enc, with_msg};
+use crate::state::Shared;
+use crate::store::audit::AuditEntry;
+
+/// The job page's query: a message from the last action.
+#[derive(Debug, Deserialize)]
+pub struct JobQuery {
+    msg: Option<String>,
+}
+
+/// The job's page.
+pub async fn show(
+    State(app): State<Shared>,
+    Extension(viewer): Extension<Viewer>,
+    Path(id): Path<String>,
+    Query(q): Query<JobQuery>,
+) -> Result<Response, Refusal> {
+    let job = match app.client.show(&id).await {
+        Ok(job) => job,
+        Err(e) => {
+            let mut refusal = failed(e);
+            if let Some(msg) = q.msg {
+                refusal.1 = format!("{msg}. {}", refusal.1);
+            }
+            return Err(refusal);
+        }
+    };
+    let attempts = app
+        .client
+        .attempts(&job.queue, &job.id)
+        .await
+        .map_err(failed)?;
+    let now = now_ms();
+    let args = job
+        .envelope
+        .as_ref()
+        .map(|e| serde_json::to_string_pretty(&e.args).unwrap_or_default());
+    let base = format!("/jobs/{}", enc(&job.id));
+    let body = html! {
+        dl.facts #job-facts {
+            dt { "Id" } dd #job-id { code { (job.id) } }
+            dt { "Kind" } dd #job-kind { (job.kind) }
+            dt { "Queue" } dd { a href={"/queues/" (enc(&job.queue)) "?state=" (job.state.as_str())} { (job.queue) } }
+            dt { "State" } dd #job-state data-state=(job.state.as_str()) { (job.state.as_str()) }
+            dt { "Attempts" } dd { (job.attempts) " failed of " (job.max_attempts) " allowed" }
+            @if let Some(env) = &job.envelope {
+                dt { "Enqueued" } dd { (time(Some(env.created_at))) " (" (relative(Some(env.created_at), now)) ")" }
+                @if let Some(at) = env.run_at { dt { "Run at" } dd { (time(Some(at))) } }
+                @if let Some(u) = &env.unique_key { dt { "Unique key" } dd { code { (u) } } }
+            }
+            @if let Some(score) = job.score {
+                dt { (if job.state == JobState::Dead { "Died" } else { "Due" }) } dd { (time(Some(score))) " (" (relative(Some(score), now)) ")" }
+            }
+            @if let Some(w) = &job.worker { dt { "Worker" } dd { code { (w) } } }
+        }
+        @if let Some(err) = &job.error {
+            h2 { "Last failure" }
+            p { "At " (time(job.failed_at)) ":" }
+            pre.error #job-error { (err) }
+        }
+        @if !attempts.is_empty() {
+            h2 { "Failed attempts" }
+            table #job-attempts {
+                thead { tr { th { "Attempt" } th { "Failed" } th { "Worker" } th { "Error" } } }
+                tbody { @for a in &attempts { tr {
+                    td.num { (a.attempt) } td { (time(Some(a.failed_at))) }
+                    td { code { (a.worker) } } td.error { (a.error) }
+                } } }
+            }
+        }
+        @if let Some(why) = &job.undecodable {
+            h2 { "This stored job cannot be decoded" }
+            p.error { (why) }
+            pre #job-raw { (job.raw.clone().unwrap_or_default()) }
+        }
+        @if let Some(args) = &args {
+            h2 { "Args" }
+            pre #job-args { (args) }
+        }
+        @if let Some(env) = &job.envelope {
+            h2 { "Envelope" }
+            pre #job-envelope { (serde_json::to_string_pretty(env).unwrap_or_default()) }
+        }
+        @if viewer.can_operate() {
+            div.actions {
+                @for a in [Action::Retry, Action::Kill, Action::Delete] {
+                    @if a.applies_to(job.state) {
+                        form.inline method="post" action={(base) "/" (a.as_str())} {
+                            (csrf(&viewer))
+                            button type="submit" data-action=(a.as_str()) { (a.as_str()) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(
+        &app,
+        &viewer,
+        Section::Queues,
+        format!("Job {}", job.id),
+        q.msg,
+    )
+    .render(body))
+}
+
+/// POST `/jobs/<id>/<action>`: retry, kill or delete one job.
+pub async fn act(
+    State(app): State<Shared>,
+    Path((id, action)): Path<(String, String)>,
+    form: SignedForm,
+) -> Result<Response, Refusal> {
+    let viewer = form.operator()?;
+    let action: Action = action
+        .parse()
+        .map_err(|e: String| Refusal(StatusCode::NOT_FOUND, e))?;
+    let was = match action {
+        Action::Retry => app.client.retry_job(&id).await,
+        Action::Kill => app.client.kill(&id).await,
+        Action::Delete => app.client.delete(&id).await,
+    }
+    .map_err(failed)?;
+    let msg = format!("{} done (the job was {})", action.as_str(), was.as_str());
+    app.audit(AuditEntry::new(
+        &viewer.name,
+        action.as_str(),
+        &format!("job {id}"),
+        std::slice::from_ref(&id),
+        msg.clone(),
+    ))
+    .await;
+    let to = if action == Action::Delete {
+        with_msg("/", &format!("job {id} deleted"))
+    } else {
+        with_msg(&format!("/jobs/{}", enc(&id)), &msg)
+    };
+    Ok(Redirect::to(&to).into_response())
+}
