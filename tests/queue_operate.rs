@@ -242,3 +242,35 @@ async fn a_job_that_succeeds_at_last_leaves_no_history_behind() {
         .unwrap();
     assert!(c.attempts("default", &id).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_job_is_found_by_id_deep_in_a_long_pending_list() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    let mut ids = Vec::new();
+    for chunk in 0..5 {
+        let done = c
+            .enqueue_bulk((0..5_000).map(|i| noop(chunk * 5_000 + i)).collect())
+            .await
+            .unwrap();
+        ids.extend(done.into_iter().map(|e| e.id));
+    }
+    c.enqueue(noop(0).id("producers-own-id")).await.unwrap();
+    // A ULID id by its time, a producer's id by the scan, both in pending.
+    for id in [
+        &ids[17_321],
+        &ids[0],
+        &ids[24_999],
+        &"producers-own-id".to_owned(),
+    ] {
+        let job = c.show(id).await.unwrap();
+        assert_eq!(
+            (job.id.as_str(), job.state),
+            (id.as_str(), JobState::Pending)
+        );
+    }
+    assert!(
+        c.show("01ARZ3NDEKTSV4RRFFQ69G5FAV").await.is_err(),
+        "a ULID that is nowhere"
+    );
+}

@@ -6,21 +6,17 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use jobfleet_engine::cli::{Engine, shutdown_signal};
-use jobfleet_engine::telemetry::Metrics;
-use jobfleet_engine::telemetry::http::{Health, watch_redis};
+use jobfleet_engine::telemetry::http::watch_redis;
 use jobfleet_engine::{errln, outln};
 
 use crate::board::{AppPages, router, serve};
 use crate::settings::WebSettings;
-use crate::state::{NewJobFn, WebState};
 use crate::store::WebStore;
 use crate::store::tokens::Scope;
 use crate::store::users::Role;
@@ -43,6 +39,9 @@ enum WebCommand {
     /// Manage the API's bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Time the board's pages and the API while a queue holds many jobs (in a namespace of
+    /// its own, deleted afterwards).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +93,7 @@ pub async fn run<S: Send + Sync + 'static>(
         WebCommand::Serve => serve_board(engine, web, pages).await,
         WebCommand::User(cmd) => users(&store(engine).await?, cmd).await,
         WebCommand::Token(cmd) => tokens(&store(engine).await?, cmd).await,
+        WebCommand::Bench(args) => crate::bench::run(engine, web, args).await,
     }
 }
 
@@ -101,46 +101,12 @@ async fn store<S: Send + Sync + 'static>(engine: &Engine<S>) -> anyhow::Result<W
     Ok(WebStore::new(&engine.client().await?))
 }
 
-/// The board's state from the engine: its store, its kinds' specs and schedules.
-pub async fn state<S: Send + Sync + 'static>(
-    engine: &Engine<S>,
-    web: &WebSettings,
-) -> anyhow::Result<WebState> {
-    web.validate()?;
-    let client = engine.client().await?;
-    let registry = engine.registry()?;
-    let disabled = &engine.settings.scheduler.disabled;
-    let schedules = jobfleet_engine::scheduler::schedules(&registry, &[])
-        .map_err(anyhow::Error::msg)?
-        .into_iter()
-        .map(|s| {
-            let off = disabled.contains(&s.name);
-            (s, off)
-        })
-        .collect();
-    let specs = registry.shared_specs().clone();
-    let kinds = registry.clone();
-    let new_job: NewJobFn = Arc::new(move |kind, args| kinds.new_job(kind, args));
-    Ok(WebState {
-        store: WebStore::new(&client),
-        client,
-        settings: web.clone(),
-        specs,
-        new_job,
-        schedules,
-        worker_ttl: (engine.settings.worker.lease * 2).max(Duration::from_secs(10)),
-        nav: Vec::new(),
-        metrics: Metrics::new(),
-        health: Arc::new(Health::new(engine.settings.telemetry.ready_timeout)),
-    })
-}
-
 async fn serve_board<S: Send + Sync + 'static>(
     engine: &Engine<S>,
     web: &WebSettings,
     pages: AppPages,
 ) -> anyhow::Result<ExitCode> {
-    let state = state(engine, web).await?;
+    let state = crate::setup::state(engine, web).await?;
     let addr: SocketAddr = web.http_addr.parse().context("web.http_addr")?;
     let cancel = CancellationToken::new();
     tokio::spawn(watch_redis(

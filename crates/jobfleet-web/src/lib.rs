@@ -3,11 +3,13 @@
 
 pub mod access;
 pub mod api;
+pub mod bench;
 pub mod board;
 pub mod cli;
 pub mod pages;
 pub mod render;
 pub mod settings;
+pub mod setup;
 pub mod state;
 pub mod store;
 

@@ -95,6 +95,21 @@ impl JobInfo {
     }
 }
 
+/// Entries of pending read around the position a ULID id's time points at.
+pub const NEAR: usize = 2000;
+
+/// A text matched literally by a `MATCH` glob: `*`, `?`, `[`, `]` and `\` escaped.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// One failed attempt of a job, from its history (`attempts:<id>`, the last 25).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct AttemptRecord {
@@ -199,9 +214,18 @@ impl QueueClient {
         })
     }
 
-    /// Finds a job by id in one queue: the sorted sets by SCAN cursor, then the in-flight
-    /// lists, then the pending list in ranges of 1,000.
+    /// Finds a job by id in one queue: the sorted sets by SCAN cursor, the in-flight lists,
+    /// then (with `pending`) the pending list.
     pub(super) async fn find_in(&self, queue: &str, id: &str) -> Result<Option<JobInfo>> {
+        if let Some(job) = self.find_outside_pending(queue, id).await? {
+            return Ok(Some(job));
+        }
+        self.find_in_pending(queue, id).await
+    }
+
+    /// Looks for a job in a queue's sorted sets (by `ZSCAN MATCH` on the header's id) and its
+    /// in-flight lists: the structures that are cheap to search.
+    async fn find_outside_pending(&self, queue: &str, id: &str) -> Result<Option<JobInfo>> {
         let k = self.queue(queue)?;
         let mut con = self.connection();
         // An undecodable entry has no header to match, only the name derived from its bytes.
@@ -209,7 +233,7 @@ impl QueueClient {
         let pattern = if derived {
             "*".to_owned()
         } else {
-            format!("jf|*|*|{id}|*")
+            format!("jf|*|*|{}|*", glob_escape(id))
         };
         let is = |s: &[u8]| peek_id(s) == Some(id) || (derived && undecodable_id(s) == id);
         for (state, set) in [
@@ -242,30 +266,72 @@ impl QueueClient {
                 cursor = next;
             }
         }
-        if let Some(job) = self
+        Ok(self
             .active_jobs(queue)
             .await?
             .into_iter()
-            .find(|j| j.id == id)
-        {
-            return Ok(Some(job));
+            .find(|j| j.id == id))
+    }
+
+    /// Looks for a job in a queue's pending list. Pending is in enqueue order, and a ULID id
+    /// (the ids the store makes) starts with its enqueue time, so for one the search starts
+    /// with a binary search on the ids' time and reads [`NEAR`] entries around where the job
+    /// should be. A job not there (a producer's own id, a job handed back to the head) is
+    /// looked for in ranges of 1,000 from the head, which takes as long as pending is long.
+    async fn find_in_pending(&self, queue: &str, id: &str) -> Result<Option<JobInfo>> {
+        let k = self.queue(queue)?;
+        let mut con = self.connection();
+        let derived = id.starts_with("undecodable-");
+        let is = |s: &[u8]| peek_id(s) == Some(id) || (derived && undecodable_id(s) == id);
+        let found =
+            |stored: &Vec<u8>| JobInfo::from_stored(queue, JobState::Pending, stored.clone(), None);
+        if id.parse::<ulid::Ulid>().is_ok() {
+            let at = self.ulid_position(&k.pending(), id).await?;
+            let from = at.saturating_sub(NEAR / 2);
+            let near: Vec<Vec<u8>> = con
+                .lrange(k.pending(), from as isize, (from + NEAR) as isize)
+                .await?;
+            if let Some(stored) = near.iter().find(|s| is(s)) {
+                return Ok(Some(found(stored)));
+            }
         }
         let mut start = 0isize;
         loop {
             let chunk: Vec<Vec<u8>> = con.lrange(k.pending(), start, start + 999).await?;
             if let Some(stored) = chunk.iter().find(|s| is(s)) {
-                return Ok(Some(JobInfo::from_stored(
-                    queue,
-                    JobState::Pending,
-                    stored.clone(),
-                    None,
-                )));
+                return Ok(Some(found(stored)));
             }
             if chunk.len() < 1000 {
                 return Ok(None);
             }
             start += 1000;
         }
+    }
+
+    /// The first position of a list whose job's id sorts at or after the time part of the
+    /// ULID `id` (its first 10 characters), by binary search with `LINDEX`: about 20 round
+    /// trips for a million jobs. Entries whose id is no ULID sort by whatever their id is, so
+    /// the answer is a good guess, not a promise.
+    async fn ulid_position(&self, list: &str, id: &str) -> Result<usize> {
+        let mut con = self.connection();
+        let target = &id[..10.min(id.len())];
+        let len: usize = con.llen(list).await?;
+        let (mut lo, mut hi) = (0usize, len);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let stored: Option<Vec<u8>> = con.lindex(list, mid as isize).await?;
+            let time = stored
+                .as_deref()
+                .and_then(peek_id)
+                .map(|i| i[..10.min(i.len())].to_owned())
+                .unwrap_or_default();
+            if time.as_str() < target {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
     }
 
     /// The failed attempts of a job (newest first, at most 25), kept as long as a dead job
@@ -291,10 +357,19 @@ impl QueueClient {
             .find_map(|(q, s)| s.map(|s| (q, s as i64))))
     }
 
-    /// Finds a job by id in any queue.
+    /// Finds a job by id in any queue: first in every queue's sorted sets and in-flight
+    /// lists, which are quick to search, then in their pending lists (see
+    /// `find_in_pending`), so that a job in a small queue is not found only after a scan of
+    /// a long one.
     pub async fn show(&self, id: &str) -> Result<JobInfo> {
-        for queue in self.queue_names().await? {
-            if let Some(job) = self.find_in(&queue, id).await? {
+        let names = self.queue_names().await?;
+        for queue in &names {
+            if let Some(job) = self.find_outside_pending(queue, id).await? {
+                return Ok(job);
+            }
+        }
+        for queue in &names {
+            if let Some(job) = self.find_in_pending(queue, id).await? {
                 return Ok(job);
             }
         }
