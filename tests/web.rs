@@ -352,6 +352,44 @@ async fn the_board_retries_kills_and_deletes_jobs() {
     let p = s.post(&format!("/jobs/{}/delete", ids[2]), &[]).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
     assert!(client.show(&ids[2]).await.is_err());
+    // A job that failed shows each failed attempt, with its worker and error.
+    let failing = client
+        .enqueue(NewJob::new("noop", "default", json!({})).id("failing"))
+        .await
+        .unwrap();
+    let leased = client
+        .fetch("default", 10, Duration::from_secs(30), "host:1:w")
+        .await
+        .unwrap()
+        .jobs;
+    let mine = leased
+        .iter()
+        .find(|j| j.id() == failing.id)
+        .expect("leased");
+    let outcome = jobfleet::queue::Settle {
+        job: mine,
+        action: jobfleet::queue::SettleAction::Retry,
+        due_ms: jobfleet::queue::now_ms() + 60_000,
+        error: "<i>boom</i>".into(),
+    };
+    client
+        .settle(
+            "default",
+            "host:1:w",
+            &jobfleet::queue::Call::new("settle"),
+            &[outcome],
+        )
+        .await
+        .unwrap();
+    let page = s.get("/jobs/failing").await.body;
+    assert!(
+        page.contains("Failed attempts") && page.contains("host:1:w"),
+        "{page}"
+    );
+    assert!(
+        page.contains("&lt;i&gt;boom&lt;/i&gt;") && !page.contains("<i>boom"),
+        "{page}"
+    );
     let audit = s.get("/audit").await.body;
     for action in ["kill", "retry", "delete-all", "delete"] {
         assert!(
@@ -553,5 +591,64 @@ async fn the_api_answers_with_the_status_codes_it_documents() {
     assert_eq!(
         api.get("/api/v1/queues", Some(&reader)).await.0,
         StatusCode::UNAUTHORIZED
+    );
+}
+
+#[sqlx::test]
+async fn the_marketplace_pages_show_the_outbox_and_the_deliveries_escaped(pool: sqlx::PgPool) {
+    let redis = TestRedis::start();
+    let db = support::chain::database_url(&pool);
+    let row =
+        support::chain::outbox_row(&pool, "approve:7", "approveMarket", json!({"marketId": 7}))
+            .await;
+    sqlx::query("UPDATE chain_outbox SET status = 'FAILED', last_error = '<script>alert(1)</script> reverted' WHERE id = $1")
+        .bind(row)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let user: i64 = sqlx::query_scalar("INSERT INTO users (handle) VALUES ('ann') RETURNING id")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let note: i64 = sqlx::query_scalar(
+        "INSERT INTO notifications (user_id, event, payload, dedupe_key) VALUES ($1, 'market.approved', '{}', 'n1') RETURNING id",
+    )
+    .bind(user)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO notification_deliveries (notification_id, channel, attempt, status, response_code, error)
+         VALUES ($1, 'webhook', 2, 'failed', 500, '<b>upstream</b> said no')",
+    )
+    .bind(note)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let board = board_with_users(&redis, &[("DATABASE_URL", &db)]).await;
+    let s = board.sign_in(VIEWER.0, VIEWER.1).await.unwrap();
+    let outbox = s.get("/market/outbox?status=FAILED").await;
+    assert_eq!(outbox.status, StatusCode::OK, "{}", outbox.body);
+    assert!(
+        outbox.body.contains("approveMarket") && outbox.body.contains("&lt;script&gt;alert(1)"),
+        "{}",
+        outbox.body
+    );
+    assert!(!outbox.body.contains("<script>alert"));
+    let empty = s.get("/market/outbox?status=CONFIRMED").await.body;
+    assert!(empty.contains("No outbox row here."), "{empty}");
+    let deliveries = s.get("/market/deliveries").await;
+    assert_eq!(deliveries.status, StatusCode::OK);
+    assert!(
+        deliveries
+            .body
+            .contains("&lt;b&gt;upstream&lt;/b&gt; said no")
+            && deliveries.body.contains("500"),
+        "{}",
+        deliveries.body
+    );
+    assert!(
+        s.get("/").await.body.contains("href=\"/market/outbox\""),
+        "the pages are in the navigation"
     );
 }

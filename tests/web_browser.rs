@@ -82,6 +82,28 @@ async fn an_operator_retries_a_dead_job_and_pauses_a_queue_in_a_real_browser() {
         .await
         .unwrap();
     client.kill(&dead.id).await.unwrap();
+    // Something for the other pages to show: a worker running a long job, and ticks.
+    client
+        .enqueue(NewJob::new("sleep", "default", json!({"ms": 120_000})))
+        .await
+        .unwrap();
+    let _worker = Process::start(
+        &url,
+        &[
+            ("JOBFLEET__WORKER__QUEUES", "default"),
+            ("JOBFLEET__TELEMETRY__HTTP_ADDR", ""),
+        ],
+        &["worker"],
+    );
+    let minute = jobfleet::queue::now_ms() / 60_000 * 60_000;
+    for i in (1..=3).rev() {
+        let tick = minute - i * 30_000;
+        let job = NewJob::new("noop", "default", json!({})).id(format!("fleet-heartbeat:{tick}"));
+        client
+            .enqueue_tick("fleet-heartbeat", tick, job)
+            .await
+            .unwrap();
+    }
     add_user(&url, "ops", "operator", "operator-password");
     let board = Board::start(&url, &[]).await;
     let shots = screenshots();

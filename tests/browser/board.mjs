@@ -63,11 +63,18 @@ try {
   check(await page.locator("#queue-paused").isVisible(), "the queue shows as paused");
   await shot("06-queue-paused");
 
-  for (const [path, name] of [["/schedules", "07-schedules"], ["/workers", "08-workers"], ["/audit", "09-audit"]]) {
-    await page.goto(`${base}${path}`);
-    check(page.url() === `${base}${path}`, `${path} opens`);
-    await shot(name);
+  await page.goto(`${base}/schedules`);
+  check(await page.locator('#schedules tr[data-schedule="fleet-heartbeat"] ul.ticks li').count() === 3, "the schedule shows its last ticks");
+  await shot("07-schedules");
+  // The worker registers within a heartbeat; the page refreshes by hand here.
+  for (let i = 0; i < 50 && await page.locator("section.worker table.inflight").count() === 0; i++) {
+    await page.goto(`${base}/workers`);
+    if (await page.locator("section.worker table.inflight").count() === 0) await page.waitForTimeout(200);
   }
+  check(await page.locator("section.worker table.inflight td", { hasText: "sleep" }).count() === 1, "the worker shows its running job");
+  await shot("08-workers");
+  await page.goto(`${base}/audit`);
+  await shot("09-audit");
   check((await page.textContent("#audit")).includes("retry"), "the audit log has the retry");
 
   await Promise.all([page.waitForURL(/\/login/), page.click("#signout")]);

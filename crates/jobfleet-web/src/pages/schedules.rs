@@ -24,11 +24,16 @@ pub struct SchedulesQuery {
     msg: Option<String>,
 }
 
-/// The state of a tick's job in words: its state while it is stored, else that it ended.
+/// The state of a tick's job in words: its state while it is stored, `completed` while the
+/// queue's completed history keeps it, else that it ended.
 async fn outcome(app: &Shared, id: &str) -> Result<String, Refusal> {
     match app.client.show(id).await {
         Ok(job) => Ok(job.state.as_str().to_owned()),
-        Err(QueueError::NotFound(_)) => Ok("finished or removed".to_owned()),
+        Err(QueueError::NotFound(_)) => match app.client.completed_at(id).await {
+            Ok(Some(_)) => Ok("completed".to_owned()),
+            Ok(None) => Ok("finished or removed".to_owned()),
+            Err(e) => Err(failed(e)),
+        },
         Err(e) => Err(failed(e)),
     }
 }
