@@ -652,3 +652,39 @@ async fn the_marketplace_pages_show_the_outbox_and_the_deliveries_escaped(pool: 
         "the pages are in the navigation"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_page_filters_by_kind_and_searches_args_a_window_at_a_time() {
+    let redis = TestRedis::start();
+    let client = client(&redis.url()).await;
+    let mut jobs = Vec::new();
+    for i in 0..300 {
+        let kind = if i % 3 == 0 { "sleep" } else { "noop" };
+        let tag = if i == 250 { "needle" } else { "hay" };
+        jobs.push(NewJob::new(kind, "default", json!({ "i": i, "tag": tag })));
+    }
+    // In order, so that a job's rank is its number.
+    client.enqueue_bulk_ordered(jobs).await.unwrap();
+    let board = board_with_users(&redis, &[]).await;
+    let s = board.sign_in(VIEWER.0, VIEWER.1).await.unwrap();
+    let rows = |body: &str| body.matches("<tr data-id=").count();
+    let sleeps = s.get("/queues/default?state=pending&kind=sleep").await.body;
+    assert_eq!(rows(&sleeps), 50, "a full page of the kind");
+    assert!(!sleeps.contains("<td>noop</td>"), "only the kind asked for");
+    assert!(sleeps.contains("id=\"next-page\""), "and a next page");
+    let rest = s
+        .get("/queues/default?state=pending&cursor=151&kind=sleep")
+        .await
+        .body;
+    assert_eq!(rows(&rest), 49);
+    assert!(
+        !rest.contains("id=\"next-page\""),
+        "the queue ends within this window"
+    );
+    let needle = s
+        .get("/queues/default?state=pending&q=%22needle%22")
+        .await
+        .body;
+    assert_eq!(rows(&needle), 1, "{needle}");
+    assert!(needle.contains("Searched 300 jobs"), "{needle}");
+}

@@ -104,16 +104,19 @@ async fn page_of(
     let mut found = Vec::new();
     let mut at = q.cursor;
     let end = q.cursor + FILTER_WINDOW;
-    while at < end && (found.len() as u64) < size {
-        let chunk = (end - at).min(500);
+    loop {
+        if at >= end || found.len() as u64 >= size {
+            return Ok((found, Some(at), at - q.cursor));
+        }
         let p = app
             .client
-            .list(queue, state, at, chunk)
+            .list(queue, state, at, (end - at).min(500))
             .await
             .map_err(failed)?;
-        let n = p.jobs.len() as u64;
+        let (last, got) = (p.next_cursor.is_none(), p.jobs.len());
+        let mut read = 0;
         for job in p.jobs {
-            at += 1;
+            read += 1;
             if matches(&job, kind, search) {
                 found.push(job);
                 if found.len() as u64 == size {
@@ -121,11 +124,11 @@ async fn page_of(
                 }
             }
         }
-        if p.next_cursor.is_none() && at >= q.cursor + n {
+        at += read as u64;
+        if last && read == got {
             return Ok((found, None, at - q.cursor));
         }
     }
-    Ok((found, Some(at), at - q.cursor))
 }
 
 /// The queue's page.
