@@ -86,6 +86,23 @@ async fn sign_in_needs_the_right_password_and_every_page_needs_a_sign_in() {
         csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
         "{csp}"
     );
+    // The board counts what it answered, by route template, and the sign-ins by outcome.
+    let _ = s.get("/queues/default").await;
+    let metrics = http
+        .get(format!("{}/metrics", board.base()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"jobfleet_web_requests_total{method="GET",route="/queues/{queue}",status="200"} 1"#,
+        r#"jobfleet_web_sign_ins_total{outcome="failed"} 2"#,
+        r#"jobfleet_web_sign_ins_total{outcome="ok"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
     // Signing out ends the session on the server, not only in the browser.
     let out = s.post("/logout", &[]).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);

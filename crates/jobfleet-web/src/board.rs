@@ -132,9 +132,11 @@ pub fn router(state: WebState, pages: AppPages) -> Router {
             state.metrics.clone(),
             state.health.clone(),
         ));
+    let metrics = state.web_metrics.clone();
     public
         .merge(api)
         .merge(signed_in)
+        .layer(from_fn_with_state(metrics, crate::metrics::count))
         .layer(from_fn(security_headers))
 }
 

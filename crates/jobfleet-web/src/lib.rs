@@ -6,6 +6,7 @@ pub mod api;
 pub mod bench;
 pub mod board;
 pub mod cli;
+pub mod metrics;
 pub mod pages;
 pub mod render;
 pub mod settings;

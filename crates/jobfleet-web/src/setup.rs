@@ -8,6 +8,7 @@ use jobfleet_engine::cli::Engine;
 use jobfleet_engine::telemetry::Metrics;
 use jobfleet_engine::telemetry::http::Health;
 
+use crate::metrics::WebMetrics;
 use crate::settings::WebSettings;
 use crate::state::{NewJobFn, WebState};
 use crate::store::WebStore;
@@ -40,6 +41,8 @@ pub fn state_with<S: Send + Sync + 'static>(
     let specs = registry.shared_specs().clone();
     let kinds = registry.clone();
     let new_job: NewJobFn = Arc::new(move |kind, args| kinds.new_job(kind, args));
+    let metrics = Metrics::new();
+    let web_metrics = WebMetrics::new(metrics.registry());
     Ok(WebState {
         store: WebStore::new(&client),
         client,
@@ -49,7 +52,8 @@ pub fn state_with<S: Send + Sync + 'static>(
         schedules,
         worker_ttl: (engine.settings.worker.lease * 2).max(Duration::from_secs(10)),
         nav: Vec::new(),
-        metrics: Metrics::new(),
+        metrics,
+        web_metrics,
         health: Arc::new(Health::new(engine.settings.telemetry.ready_timeout)),
     })
 }

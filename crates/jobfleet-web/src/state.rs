@@ -11,6 +11,7 @@ use jobfleet_engine::telemetry::Metrics;
 use jobfleet_engine::telemetry::http::Health;
 use serde_json::Value;
 
+use crate::metrics::WebMetrics;
 use crate::settings::WebSettings;
 use crate::store::WebStore;
 use crate::store::audit::AuditEntry;
@@ -50,6 +51,8 @@ pub struct WebState {
     pub metrics: Metrics,
     /// Its readiness, served at `/readyz`.
     pub health: Arc<Health>,
+    /// The board's own counters, in the same registry.
+    pub web_metrics: WebMetrics,
 }
 
 impl std::fmt::Debug for WebState {

@@ -135,6 +135,12 @@ impl Metrics {
             .inc_by(by_count);
     }
 
+    /// The registry `/metrics` serves, for a process that adds collectors of its own (the
+    /// web board's request counters).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -113,6 +113,10 @@ pub async fn submit(
     let failures = store.failures(&name).await.map_err(super::store_failed)?;
     if failures >= app.settings.max_failed_logins {
         tracing::warn!(user = %name, failures, "sign-in refused: too many failed sign-ins");
+        app.web_metrics
+            .sign_ins
+            .with_label_values(&["refused"])
+            .inc();
         return Ok(again(
             &next,
             "Too many failed sign-ins for this name: wait and try again later.",
@@ -128,6 +132,7 @@ pub async fn submit(
                 .clear_failures(&name)
                 .await
                 .map_err(super::store_failed)?;
+            app.web_metrics.sign_ins.with_label_values(&["ok"]).inc();
             let ttl = app.settings.session_ttl;
             let (value, _) = store
                 .start_session(&user.name, ttl)
@@ -164,6 +169,10 @@ pub async fn submit(
                 .await
                 .map_err(super::store_failed)?;
             tracing::warn!(user = %name, failures = n, "failed sign-in");
+            app.web_metrics
+                .sign_ins
+                .with_label_values(&["failed"])
+                .inc();
             // Slowed down in the request itself, so that guessing costs the guesser time.
             tokio::time::sleep(failure_delay(n).min(Duration::from_secs(8))).await;
             Ok(again(&next, "Wrong user name or password."))
