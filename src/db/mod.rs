@@ -12,6 +12,7 @@ pub mod notifications;
 pub mod onchain;
 pub mod outbox;
 pub mod points;
+pub mod retention;
 pub mod settings;
 pub mod snapshots;
 
