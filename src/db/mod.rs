@@ -15,6 +15,7 @@ pub mod points;
 pub mod retention;
 pub mod settings;
 pub mod snapshots;
+pub mod stats;
 
 use std::time::Duration;
 

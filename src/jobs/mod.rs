@@ -9,6 +9,7 @@ pub mod aggregate_votes;
 pub mod confirm_transactions;
 pub mod dispatch_notifications;
 pub mod index_chain_events;
+pub mod platform_stats;
 pub mod prune_records;
 pub mod prune_snapshots;
 pub mod rebuild_leaderboard;
@@ -49,6 +50,7 @@ pub fn handlers() -> HandlerSet<Resources> {
         .register::<dispatch_notifications::DispatchNotifications>()
         .register::<send_notification::SendNotification>()
         .register::<prune_records::PruneRecords>()
+        .register::<platform_stats::PlatformStats>()
 }
 
 #[cfg(test)]
