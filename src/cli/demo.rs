@@ -1,7 +1,9 @@
 //! `jobfleet demo seed` fills the database with realistic data; `jobfleet demo bench` measures
-//! the database jobs on the sizes of the speed goals, in a scratch database it drops after;
-//! `jobfleet demo kubo` serves the Kubo RPC stand-in for the snapshot jobs.
+//! the database jobs on the sizes of the speed goals (`--prune`: the pruning of a million old
+//! delivery rows, `bench_prune.rs`), in a scratch database it drops after; `jobfleet demo
+//! kubo` serves the Kubo RPC stand-in for the snapshot jobs.
 
+use std::future::Future;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -26,13 +28,20 @@ pub enum DemoCommand {
         #[arg(long)]
         if_empty: bool,
     },
-    /// Time aggregate_votes and rebuild_leaderboard on the speed goals' sizes.
+    /// Time aggregate_votes and rebuild_leaderboard on the speed goals' sizes, or, with
+    /// --prune, prune_records on a million delivery rows past their retention.
     Bench {
         #[command(flatten)]
         size: SizeArgs,
         /// Print the query plans (EXPLAIN ANALYZE) of the statements that matter.
         #[arg(long)]
         explain: bool,
+        /// Time prune_records instead: the deletion of --deliveries old delivery rows.
+        #[arg(long, conflicts_with_all = ["explain", "users", "markets", "votes", "points"])]
+        prune: bool,
+        /// With --prune: delivery rows past their retention (four per notification).
+        #[arg(long, default_value_t = 1_000_000, requires = "prune")]
+        deliveries: i64,
     },
     /// Serve the Kubo RPC stand-in (in memory) until SIGTERM or SIGINT, for the snapshot jobs.
     Kubo {
@@ -115,18 +124,35 @@ pub async fn run(app: &App, cmd: DemoCommand) -> anyhow::Result<ExitCode> {
             running.stop().await?;
             Ok(ExitCode::SUCCESS)
         }
-        DemoCommand::Bench { size, explain } => {
-            bench(
+        DemoCommand::Bench {
+            prune: true,
+            deliveries,
+            ..
+        } => {
+            let settings = app.settings.retention.clone();
+            in_scratch_database(app, |url| async move {
+                super::bench_prune::bench_in(&url, &settings, deliveries.max(1)).await
+            })
+            .await
+        }
+        DemoCommand::Bench { size, explain, .. } => {
+            let size = size.or(100_000, 10_000, 100, 1_000_000, 1_000_000);
+            in_scratch_database(
                 app,
-                size.or(100_000, 10_000, 100, 1_000_000, 1_000_000),
-                explain,
+                |url| async move { bench_in(&url, size, explain).await },
             )
             .await
         }
     }
 }
 
-async fn bench(app: &App, size: SeedSize, explain: bool) -> anyhow::Result<ExitCode> {
+/// Runs `body` on a scratch database `jobfleet_bench_<8 hex digits>` created on the configured
+/// server, then drops it (ending other sessions on it), also when `body` failed.
+async fn in_scratch_database<F, Fut>(app: &App, body: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<ExitCode>>,
+{
     let base = app.settings.database.url.expose();
     let (server, _) = base
         .rsplit_once('/')
@@ -135,7 +161,7 @@ async fn bench(app: &App, size: SeedSize, explain: bool) -> anyhow::Result<ExitC
     sqlx::Postgres::create_database(&url)
         .await
         .context("cannot create the scratch database")?;
-    let result = bench_in(&url, size, explain).await;
+    let result = body(url.clone()).await;
     if let Err(e) = sqlx::Postgres::force_drop_database(&url).await {
         errln!("warning: could not drop the scratch database: {e}");
     }

@@ -3,6 +3,7 @@
 //! pages, plus the marketplace's own commands (migrate, demo, chain, snapshots), one file per
 //! group. `anyhow` lives here and in `main`, the edges.
 
+mod bench_prune;
 mod chain;
 mod demo;
 mod sink;

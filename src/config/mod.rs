@@ -9,6 +9,7 @@
 use serde::Deserialize;
 
 pub use crate::db::governance::GovernanceSettings;
+pub use crate::db::retention::RetentionSettings;
 pub use crate::db::settings::DatabaseSettings;
 pub use crate::ipfs::settings::IpfsSettings;
 pub use crate::notify::settings::{NotifySettings, SmtpSettings, SmtpTls};
@@ -36,6 +37,7 @@ pub struct Settings {
     pub chain: crate::chain::settings::ChainSettings,
     pub ipfs: IpfsSettings,
     pub notify: NotifySettings,
+    pub retention: RetentionSettings,
     /// `[web]`, the board and the API (`jobfleet web`); every key has a default.
     #[serde(default)]
     pub web: jobfleet_web::WebSettings,
@@ -105,6 +107,7 @@ impl Settings {
         self.ipfs.validate()?;
         self.web.validate()?;
         self.notify.validate()?;
+        self.retention.validate()?;
         self.chain.validate()
     }
 

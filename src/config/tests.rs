@@ -229,3 +229,47 @@ fn private_webhooks_are_off_in_every_environment_unless_set() {
     let s = Settings::load_from(&sources(&on, None)).unwrap();
     assert!(s.notify.allow_private_webhooks);
 }
+
+#[test]
+fn retention_defaults_are_days_and_a_bad_one_names_its_key() {
+    let s = Settings::load_from(&sources(&[], None)).unwrap();
+    let days = |n: u64| Duration::from_secs(n * 86_400);
+    let r = &s.retention;
+    assert_eq!(
+        (
+            r.notifications,
+            r.outbox_confirmed,
+            r.outbox_failed,
+            r.chain_events,
+            r.platform_stats
+        ),
+        (days(30), days(90), days(180), days(90), days(400))
+    );
+    let s = Settings::load_from(&sources(
+        &[("JOBFLEET__RETENTION__CHAIN_EVENTS", "7d")],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(s.retention.chain_events, days(7));
+    for key in [
+        "notifications",
+        "outbox_confirmed",
+        "outbox_failed",
+        "chain_events",
+        "platform_stats",
+    ] {
+        let var = format!("JOBFLEET__RETENTION__{}", key.to_uppercase());
+        // Shorter than a day would cut off deliveries still being retried.
+        let err = Settings::load_from(&sources(&[(&var, "23h")], None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("retention.{key}: must be at least 1day")),
+            "{err}"
+        );
+        let err = Settings::load_from(&sources(&[(&var, "a month")], None))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{err}");
+    }
+}

@@ -12,8 +12,10 @@ pub mod notifications;
 pub mod onchain;
 pub mod outbox;
 pub mod points;
+pub mod retention;
 pub mod settings;
 pub mod snapshots;
+pub mod stats;
 
 use std::time::Duration;
 

@@ -9,6 +9,8 @@ pub mod aggregate_votes;
 pub mod confirm_transactions;
 pub mod dispatch_notifications;
 pub mod index_chain_events;
+pub mod platform_stats;
+pub mod prune_records;
 pub mod prune_snapshots;
 pub mod rebuild_leaderboard;
 pub mod resolve_markets;
@@ -47,6 +49,8 @@ pub fn handlers() -> HandlerSet<Resources> {
         .register::<prune_snapshots::PruneSnapshots>()
         .register::<dispatch_notifications::DispatchNotifications>()
         .register::<send_notification::SendNotification>()
+        .register::<prune_records::PruneRecords>()
+        .register::<platform_stats::PlatformStats>()
 }
 
 #[cfg(test)]

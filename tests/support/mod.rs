@@ -35,6 +35,7 @@ pub mod notify;
 pub mod probe;
 pub mod process;
 pub mod redis;
+pub mod retention;
 pub mod store;
 pub mod web;
 
