@@ -664,6 +664,18 @@ async fn the_marketplace_pages_show_the_outbox_and_the_deliveries_escaped(pool: 
         "{}",
         deliveries.body
     );
+    let empty = s.get("/market/stats").await.body;
+    assert!(empty.contains("No figures yet"), "{empty}");
+    let period = jobfleet::db::stats::StatsPeriod::ending_at(chrono::Utc::now());
+    assert!(jobfleet::db::stats::record(&pool, period).await.unwrap());
+    let figures = s.get("/market/stats").await;
+    assert_eq!(figures.status, StatusCode::OK, "{}", figures.body);
+    assert!(
+        figures.body.contains("<table id=\"stats\">")
+            && figures.body.contains("Points issued per quarter hour"),
+        "{}",
+        figures.body
+    );
     assert!(
         s.get("/").await.body.contains("href=\"/market/outbox\""),
         "the pages are in the navigation"

@@ -1,9 +1,10 @@
 //! The marketplace's pages of the web board (read-only, from PostgreSQL): the chain's
-//! transaction outbox and the notification deliveries. They are mounted into `jobfleet web`
+//! transaction outbox, the notification deliveries and the platform's figures. They are mounted into `jobfleet web`
 //! beside the engine's pages, behind the same sign-in, and drawn with the board's layout.
 
 mod deliveries;
 mod outbox;
+mod stats;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub fn pages(settings: &Settings) -> anyhow::Result<AppPages> {
     let router = Router::new()
         .route(outbox::PATH, get(outbox::show))
         .route(deliveries::PATH, get(deliveries::show))
+        .route(stats::PATH, get(stats::show))
         .with_state(db);
     Ok(AppPages {
         nav: vec![
@@ -46,6 +48,10 @@ pub fn pages(settings: &Settings) -> anyhow::Result<AppPages> {
             NavLink {
                 label: "Deliveries".into(),
                 path: deliveries::PATH.into(),
+            },
+            NavLink {
+                label: "Platform".into(),
+                path: stats::PATH.into(),
             },
         ],
         router,

@@ -107,6 +107,19 @@ pub async fn get(pool: &PgPool, start: DateTime<Utc>) -> Result<Option<StatsRow>
     .await
 }
 
+/// The newest `limit` rows, newest first, for the board's page.
+pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<StatsRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT period_start, period_end, users, wallets, markets_by_state,
+                proposal_votes_last_hour, dispute_votes_last_hour, outbox_by_status,
+                notifications_pending, points_issued, recorded_at
+         FROM platform_stats ORDER BY period_start DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
