@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use jobfleet_engine::queue::payload::valid_id;
 use jobfleet_engine::queue::{
-    Enqueued, LATEST_MS, NewJob, QueueError, now_ms, validate_queue_name,
+    Action, Enqueued, LATEST_MS, NewJob, QueueError, now_ms, validate_queue_name,
 };
 
 use super::auth::Caller;
@@ -277,13 +277,7 @@ pub async fn retry(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ActionResponse>, Failure> {
-    caller.need(Scope::Operate)?;
-    let was = app.client.retry_job(&id).await?;
-    record(&app, &caller, "retry", &id, was.as_str()).await;
-    Ok(Json(ActionResponse {
-        id,
-        previous_state: was.as_str().to_owned(),
-    }))
+    act(&app, &caller, id, Action::Retry).await
 }
 
 /// Delete a job, whatever its state.
@@ -301,24 +295,36 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ActionResponse>, Failure> {
+    act(&app, &caller, id, Action::Delete).await
+}
+
+/// Carries out an operator's action on one job for a token with the operate scope, and
+/// records it in the audit log.
+async fn act(
+    app: &WebState,
+    caller: &Caller,
+    id: String,
+    action: Action,
+) -> Result<Json<ActionResponse>, Failure> {
     caller.need(Scope::Operate)?;
-    let was = app.client.delete(&id).await?;
-    record(&app, &caller, "delete", &id, was.as_str()).await;
+    let was = match action {
+        Action::Retry => app.client.retry_job(&id).await?,
+        Action::Delete => app.client.delete(&id).await?,
+        Action::Kill => app.client.kill(&id).await?,
+    };
+    let name = action.as_str();
+    let entry = AuditEntry::new(
+        &caller.actor(),
+        name,
+        &format!("job {id}"),
+        std::slice::from_ref(&id),
+        format!("{name} done through the API (the job was {was})"),
+    );
+    app.audit(entry).await;
     Ok(Json(ActionResponse {
         id,
         previous_state: was.as_str().to_owned(),
     }))
-}
-
-async fn record(app: &WebState, caller: &Caller, action: &str, id: &str, was: &str) {
-    let entry = AuditEntry::new(
-        &caller.actor(),
-        action,
-        &format!("job {id}"),
-        &[id.to_owned()],
-        format!("{action} done through the API (the job was {was})"),
-    );
-    app.audit(entry).await;
 }
 
 #[cfg(test)]
