@@ -274,3 +274,25 @@ async fn a_job_is_found_by_id_deep_in_a_long_pending_list() {
         "a ULID that is nowhere"
     );
 }
+
+#[tokio::test]
+async fn with_the_attempt_history_off_only_the_last_error_is_kept() {
+    let redis = TestRedis::start();
+    let store = jobfleet::queue::StoreSettings {
+        attempt_history: false,
+        ..jobfleet::queue::StoreSettings::default()
+    };
+    let c = support::app::client_with(&redis.url(), store).await;
+    let id = c.enqueue(noop(0)).await.unwrap().id;
+    let leased = fetch(&c, 1, "w").await;
+    c.settle(
+        "default",
+        "w",
+        &Call::new("settle"),
+        &[settle(&leased[0], SettleAction::Retry, 0)],
+    )
+    .await
+    .unwrap();
+    assert!(c.attempts("default", &id).await.unwrap().is_empty());
+    assert_eq!(c.show(&id).await.unwrap().error.as_deref(), Some("boom"));
+}

@@ -70,6 +70,8 @@ pub struct WorkerSettings {
     pub poll_interval: Duration,
     /// Completed jobs kept per queue as a capped history; 0 keeps none.
     pub completed_history: u64,
+    /// Keep each job's last failed attempts for the board and the API.
+    pub attempt_history: bool,
 }
 
 /// The `[dead]` section: the caps of every queue's dead set.
@@ -175,6 +177,7 @@ impl EngineSettings {
             dead_max_jobs: self.dead.max_jobs,
             dead_max_age: self.dead.max_age,
             completed_history: self.worker.completed_history,
+            attempt_history: self.worker.attempt_history,
             connect_timeout: self.redis.connect_timeout,
             response_timeout: Some(self.redis.response_timeout),
             ..crate::queue::StoreSettings::default()

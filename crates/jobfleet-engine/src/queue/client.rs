@@ -143,7 +143,8 @@ impl QueueClient {
             .arg(self.minute_ttl())
             .arg(worker)
             .arg(&call.id)
-            .arg(REPLY_TTL_SECS);
+            .arg(REPLY_TTL_SECS)
+            .arg(self.history_flag());
         for job in jobs {
             inv.arg(&job.stored).arg(job.id()).arg(job.unique());
         }
@@ -191,7 +192,8 @@ impl QueueClient {
             .arg(worker)
             .arg(call.lane)
             .arg(&call.id)
-            .arg(REPLY_TTL_SECS);
+            .arg(REPLY_TTL_SECS)
+            .arg(self.history_flag());
         for s in jobs {
             inv.arg(&s.job.stored)
                 .arg(s.action.as_str())
@@ -247,6 +249,15 @@ impl QueueClient {
             .await?)
     }
 
+    /// The scripts' switch of the history of failed attempts (`StoreSettings::attempt_history`).
+    fn history_flag(&self) -> &'static str {
+        if self.settings.attempt_history {
+            "1"
+        } else {
+            "0"
+        }
+    }
+
     /// Takes back the jobs of up to `limit` workers whose lease expired.
     pub async fn reap(&self, queue: &str, limit: usize) -> Result<ReapReport> {
         let keys = self.queue(queue)?;
@@ -263,6 +274,7 @@ impl QueueClient {
             .arg(self.settings.dead_max_jobs)
             .arg(self.dead_cutoff(now))
             .arg(limit.max(1))
+            .arg(self.history_flag())
             .invoke_async(&mut self.con.clone())
             .await?;
         if reply.len() < 4 {

@@ -132,6 +132,9 @@ pub struct StoreSettings {
     pub dead_max_age: Duration,
     /// Completed jobs kept as a capped history; 0 keeps none.
     pub completed_history: u64,
+    /// Keep each job's last 25 failed attempts (`attempts:<id>`), which the board shows; it
+    /// costs about 15% of the drain rate of jobs that fail and then succeed.
+    pub attempt_history: bool,
     /// How long per-minute statistics are kept.
     pub minute_stats_ttl: Duration,
     /// Most delayed jobs promoted per set by one fetch.
@@ -151,6 +154,7 @@ impl Default for StoreSettings {
             dead_max_jobs: 10_000,
             dead_max_age: Duration::from_secs(180 * 24 * 3600),
             completed_history: 0,
+            attempt_history: true,
             minute_stats_ttl: Duration::from_secs(24 * 3600),
             promote_batch: 1000,
             id_dedupe_ttl: Duration::from_secs(24 * 3600),

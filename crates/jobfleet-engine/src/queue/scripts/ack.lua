@@ -5,8 +5,9 @@
 -- KEYS[4] completed history set
 -- ARGV[1] queue prefix, ARGV[2] now (ms), ARGV[3] history cap (0: keep no history),
 -- ARGV[4] TTL of per-minute stats (s), ARGV[5] worker id, ARGV[6] call id (the same for every
--- retry of one call), ARGV[7] how long the reply is remembered (s),
--- then 3 values per job: the stored job as leased, its id, its unique key ('' for none)
+-- retry of one call), ARGV[7] how long the reply is remembered (s), ARGV[8] '1' when failed
+-- attempts are kept (their history is deleted with the job), then 3 values per job: the stored
+-- job as leased, its id, its unique key ('' for none)
 -- Returns {acked, stale, then the 1-based positions of the stale jobs among the call's jobs}, so
 -- that the caller counts a stale result as stale and never as completed. The lease token is the pair (worker, stored job): a job that is no
 -- longer in this worker's in-flight list was taken back by the reaper after the lease expired
@@ -15,16 +16,17 @@ local now, cap, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local again = remembered(ARGV[5], 'ack', ARGV[6])
 if again then return again end
 local acked, history, stale_at = 0, {}, {}
-for i = 8, #ARGV, 3 do
+local keep_attempts = ARGV[8] == '1'
+for i = 9, #ARGV, 3 do
   local job, id, uniq = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if redis.call('LREM', KEYS[1], 1, job) == 1 then
     acked = acked + 1
     end_unique(uniq, id)
-    forget_attempts(job)
+    if keep_attempts then forget_attempts(job) end
     history[#history + 1] = now
     history[#history + 1] = id
   else
-    stale_at[#stale_at + 1] = (i - 8) / 3 + 1
+    stale_at[#stale_at + 1] = (i - 9) / 3 + 1
   end
 end
 if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[5]) end

@@ -2,7 +2,8 @@
 --
 -- KEYS[1] leases set, KEYS[2] pending list, KEYS[3] dead set, KEYS[4] stats hash
 -- ARGV[1] queue prefix, ARGV[2] TTL of per-minute stats (s), ARGV[3] dead cap by count,
--- ARGV[4] dead cutoff (ms), ARGV[5] max workers per call
+-- ARGV[4] dead cutoff (ms), ARGV[5] max workers per call, ARGV[6] '1' to keep the history of
+-- failed attempts
 -- Lease deadlines are compared with the server's clock (server_now), never the caller's.
 -- Returns {requeued, killed, evicted by age, evicted by count, then the reaped workers' ids}.
 -- The expired run counts as a failed attempt: it is written into the job's header with the
@@ -12,6 +13,7 @@
 -- The expired run is added to the job's history of attempts, like a failure settle records.
 local now, ttl = server_now(), tonumber(ARGV[2])
 local keep = (now - tonumber(ARGV[4])) / 1000
+local keep_attempts = ARGV[6] == '1'
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
 local front, dead = {}, {}
 for _, worker in ipairs(expired) do
@@ -26,7 +28,7 @@ for _, worker in ipairs(expired) do
       j.attempts = math.min(j.attempts + 1, MAX_U32)
       j.failed = now
       j.err = err
-      record_attempt(build_job(j), name, keep)
+      if keep_attempts then record_attempt(build_job(j), name, keep) end
       if j.attempts >= j.max then
         dead[#dead + 1] = now
         dead[#dead + 1] = build_job(j)
