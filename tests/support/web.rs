@@ -211,6 +211,17 @@ pub fn hidden(html: &str, name: &str) -> Option<String> {
     Some(html[start..start + end].to_owned())
 }
 
+/// The operator and the viewer `board_with_users` makes: (name, password).
+pub const OPS: (&str, &str) = ("ops", "operator-password");
+pub const VIEWER: (&str, &str) = ("vic", "viewer-password");
+
+/// Makes the operator and the viewer, then starts the board.
+pub async fn board_with_users(redis: &super::TestRedis, env: &[(&str, &str)]) -> Board {
+    add_user(&redis.url(), OPS.0, "operator", OPS.1);
+    add_user(&redis.url(), VIEWER.0, "viewer", VIEWER.1);
+    Board::start(&redis.url(), env).await
+}
+
 /// Makes a board user with the real CLI, the password on stdin.
 pub fn add_user(url: &str, name: &str, role: &str, password: &str) {
     let mut cmd: Command = jobfleet(url);
