@@ -296,3 +296,50 @@ async fn with_the_attempt_history_off_only_the_last_error_is_kept() {
     assert!(c.attempts("default", &id).await.unwrap().is_empty());
     assert_eq!(c.show(&id).await.unwrap().error.as_deref(), Some("boom"));
 }
+
+#[tokio::test]
+async fn a_schedules_tick_jobs_are_located_together() {
+    let redis = TestRedis::start();
+    let store = jobfleet::queue::StoreSettings {
+        completed_history: 100,
+        ..jobfleet::queue::StoreSettings::default()
+    };
+    let c = support::app::client_with(&redis.url(), store).await;
+    let ids: Vec<String> = (0..5).map(|t| format!("heartbeat:{t}")).collect();
+    for (t, id) in ids.iter().enumerate() {
+        let job = noop(t).id(id);
+        assert!(c.enqueue_tick("heartbeat", t as i64, job).await.unwrap());
+    }
+    // heartbeat:0 completes, :1 dies, :2 waits for a retry, :3 runs, :4 stays pending.
+    let leased = fetch(&c, 4, "w").await;
+    c.ack("default", "w", &Call::new("ack"), &[&leased[0]])
+        .await
+        .unwrap();
+    let outcomes = [
+        settle(&leased[1], SettleAction::Kill, 0),
+        settle(&leased[2], SettleAction::Retry, now_ms() + 60_000),
+    ];
+    c.settle("default", "w", &Call::new("settle"), &outcomes)
+        .await
+        .unwrap();
+    let found = c.locate("default", &ids).await.unwrap();
+    use jobfleet::queue::listing::Located;
+    assert!(matches!(
+        found.get("heartbeat:0"),
+        Some(Located::Completed(_))
+    ));
+    assert_eq!(
+        found.get("heartbeat:1"),
+        Some(&Located::Stored(JobState::Dead))
+    );
+    assert_eq!(
+        found.get("heartbeat:2"),
+        Some(&Located::Stored(JobState::Retry))
+    );
+    assert_eq!(
+        found.get("heartbeat:3"),
+        Some(&Located::Stored(JobState::Active))
+    );
+    assert_eq!(found.get("heartbeat:4"), None, "pending is not searched");
+    assert!(c.locate("default", &[]).await.unwrap().is_empty());
+}

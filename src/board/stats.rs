@@ -6,8 +6,9 @@ use axum::extract::State;
 use axum::response::Response;
 use jobfleet_web::Nav;
 use jobfleet_web::access::{Refusal, Viewer};
+use jobfleet_web::render::chart::bars;
 use jobfleet_web::render::format::{count, time};
-use maud::{Markup, html};
+use maud::html;
 use serde_json::Value;
 
 use super::{Shared, failed, page};
@@ -19,32 +20,6 @@ pub const PATH: &str = "/market/stats";
 const PERIODS: i64 = 96;
 /// Rows shown in the table: the last six hours.
 const ROWS: usize = 24;
-
-const WIDTH: f64 = 720.0;
-const HEIGHT: f64 = 90.0;
-
-/// A bar per period, oldest first, scaled to the largest; the figures in each bar's title.
-/// Pure, so the drawing is tested without a database.
-pub fn bars(points: &[(i64, u64)], label: &str) -> Markup {
-    let top = points.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1) as f64;
-    let w = WIDTH / points.len().max(1) as f64;
-    let total: u64 = points.iter().map(|(_, v)| v).sum();
-    html! {
-        figure.chart {
-            svg viewBox={"0 0 " (WIDTH) " " (HEIGHT)} role="img" aria-label=(label) preserveAspectRatio="none" {
-                @for (i, (at, v)) in points.iter().enumerate() {
-                    @let h = *v as f64 / top * HEIGHT;
-                    g {
-                        title { (time(Some(*at))) ": " (v) }
-                        rect.processed x=(format!("{:.1}", i as f64 * w)) y=(format!("{:.1}", HEIGHT - h))
-                            width=(format!("{:.1}", (w - 1.0).max(0.5))) height=(format!("{h:.1}")) {}
-                    }
-                }
-            }
-            figcaption { (label) ": " (count(total)) " in the last " (points.len()) " periods" }
-        }
-    }
-}
 
 /// A JSON object of counts as "state n" pairs, the non-zero ones.
 fn counts(v: &Value) -> String {
@@ -108,13 +83,6 @@ pub async fn show(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_bar_per_period_with_its_figure() {
-        let svg = bars(&[(0, 3), (900_000, 0), (1_800_000, 7)], "Points").into_string();
-        assert_eq!(svg.matches("<rect").count(), 3);
-        assert!(svg.contains("10 in the last 3 periods"), "{svg}");
-    }
 
     #[test]
     fn counts_show_the_states_that_have_some() {

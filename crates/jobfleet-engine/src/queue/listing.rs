@@ -5,6 +5,8 @@
 //! queue in bounded steps (SCAN-style cursors for the sets, ranges of the pending list), never
 //! with KEYS and never in one blocking command.
 
+use std::collections::HashMap;
+
 use redis::AsyncCommands;
 use serde::Serialize;
 
@@ -93,6 +95,34 @@ impl JobInfo {
             stored,
         }
     }
+}
+
+/// Where `locate` found a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Located {
+    /// Stored, in this state.
+    Stored(JobState),
+    /// Completed at this time (ms), as the completed history says.
+    Completed(i64),
+}
+
+/// The longest prefix every id shares.
+fn common_prefix(ids: &[String]) -> &str {
+    let first = ids.first().map_or("", String::as_str);
+    let mut len = first.len();
+    for id in &ids[1..] {
+        len = first
+            .bytes()
+            .zip(id.bytes())
+            .take(len)
+            .take_while(|(a, b)| a == b)
+            .count();
+    }
+    // Cut back to a character boundary: ids may hold any UTF-8 a producer wrote.
+    while !first.is_char_boundary(len) {
+        len -= 1;
+    }
+    &first[..len]
 }
 
 /// Entries of pending read around the position a ULID id's time points at.
@@ -342,6 +372,66 @@ impl QueueClient {
         Ok(raw.iter().filter_map(|e| AttemptRecord::parse(e)).collect())
     }
 
+    /// Where the jobs `ids` of one queue are, in a few calls whatever their number: the
+    /// completed history by `ZMSCORE`, each sorted set by one `ZSCAN` pass matching the ids'
+    /// common prefix (a schedule's tick jobs share theirs), and the in-flight lists. Pending is
+    /// not searched (that is `show`'s linear part): an id missing from the answer is pending,
+    /// ended, or removed.
+    pub async fn locate(&self, queue: &str, ids: &[String]) -> Result<HashMap<String, Located>> {
+        let k = self.queue(queue)?;
+        let mut con = self.connection();
+        let mut found = HashMap::new();
+        if ids.is_empty() {
+            return Ok(found);
+        }
+        let scores: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+            .arg(k.completed())
+            .arg(ids)
+            .query_async(&mut con)
+            .await?;
+        for (id, score) in ids.iter().zip(scores) {
+            if let Some(at) = score {
+                found.insert(id.clone(), Located::Completed(at as i64));
+            }
+        }
+        let prefix = common_prefix(ids);
+        let pattern = format!("jf|*|*|{}*", glob_escape(prefix));
+        for (state, set) in [
+            (JobState::Retry, k.retry()),
+            (JobState::Scheduled, k.scheduled()),
+            (JobState::Dead, k.dead()),
+        ] {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, items): (u64, Vec<Vec<u8>>) = redis::cmd("ZSCAN")
+                    .arg(&set)
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut con)
+                    .await?;
+                // ZSCAN answers member, score, member, score: the members are the even ones.
+                for stored in items.iter().step_by(2) {
+                    if let Some(id) = peek_id(stored).filter(|id| ids.iter().any(|i| i == id)) {
+                        found.insert(id.to_owned(), Located::Stored(state));
+                    }
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        for job in self.active_jobs(queue).await? {
+            if ids.contains(&job.id) {
+                found.insert(job.id, Located::Stored(JobState::Active));
+            }
+        }
+        Ok(found)
+    }
+
     /// When a job that is no longer stored completed, from the opt-in history of completed
     /// jobs (`worker.completed_history`): its queue and finish time (ms). One ZSCORE per queue.
     pub async fn completed_at(&self, id: &str) -> Result<Option<(String, i64)>> {
@@ -380,6 +470,18 @@ impl QueueClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_share_their_common_prefix() {
+        let ids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            common_prefix(&ids(&["tick:100", "tick:120", "tick:1"])),
+            "tick:1"
+        );
+        assert_eq!(common_prefix(&ids(&["a", "b"])), "");
+        assert_eq!(common_prefix(&ids(&["only"])), "only");
+        assert_eq!(common_prefix(&ids(&["é1", "é2"])), "é");
+    }
 
     #[test]
     fn attempts_read_back_with_errors_that_hold_the_separator() {

@@ -9,6 +9,7 @@ use chrono::Utc;
 use maud::html;
 use serde::Deserialize;
 
+use jobfleet_engine::queue::listing::Located;
 use jobfleet_engine::queue::{NewJob, QueueError, now_ms};
 
 use super::{failed, page};
@@ -24,18 +25,33 @@ pub struct SchedulesQuery {
     msg: Option<String>,
 }
 
-/// The state of a tick's job in words: its state while it is stored, `completed` while the
-/// queue's completed history keeps it, else that it ended.
-async fn outcome(app: &Shared, id: &str) -> Result<String, Refusal> {
-    match app.client.show(id).await {
-        Ok(job) => Ok(job.state.as_str().to_owned()),
-        Err(QueueError::NotFound(_)) => match app.client.completed_at(id).await {
-            Ok(Some(_)) => Ok("completed".to_owned()),
-            Ok(None) => Ok("finished or removed".to_owned()),
-            Err(e) => Err(failed(e)),
-        },
-        Err(e) => Err(failed(e)),
+/// The state of each tick's job in words, newest first: its state while it is stored,
+/// `completed` while the queue's completed history keeps it, else that it ended. The ticks of
+/// one schedule are looked for together (`locate`: a few calls for all of them); only the
+/// newest, which may still wait in pending, is also looked for there.
+async fn outcomes(
+    app: &Shared,
+    queue: &str,
+    ticks: &[(i64, String)],
+) -> Result<Vec<String>, Refusal> {
+    let ids: Vec<String> = ticks.iter().map(|(_, id)| id.clone()).collect();
+    let found = app.client.locate(queue, &ids).await.map_err(failed)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let state = match found.get(id) {
+            Some(Located::Stored(state)) => state.as_str().to_owned(),
+            Some(Located::Completed(_)) => "completed".to_owned(),
+            None if i == 0 => match app.client.show(id).await {
+                Ok(job) => job.state.as_str().to_owned(),
+                Err(QueueError::NotFound(_)) => "finished or removed".to_owned(),
+                Err(e) => return Err(failed(e)),
+            },
+            // An older tick's job is not looked for in pending, where a backlog may still hold it.
+            None => "finished or removed, or still pending".to_owned(),
+        };
+        out.push(state);
     }
+    Ok(out)
 }
 
 /// The schedules' page.
@@ -48,11 +64,12 @@ pub async fn show(
     let mut rows = Vec::new();
     for (s, disabled) in &app.schedules {
         let ticks = app.client.ticks(&s.queue, &s.name).await.map_err(failed)?;
-        let mut shown = Vec::new();
-        for (at, id) in ticks {
-            let state = outcome(&app, &id).await?;
-            shown.push((at, id, state));
-        }
+        let states = outcomes(&app, &s.queue, &ticks).await?;
+        let shown: Vec<(i64, String, String)> = ticks
+            .into_iter()
+            .zip(states)
+            .map(|((at, id), state)| (at, id, state))
+            .collect();
         rows.push((
             s,
             *disabled,

@@ -80,6 +80,32 @@ pub fn chart(buckets: &[Bucket], label: &str) -> Markup {
     }
 }
 
+/// The height of a one-series chart.
+const BARS_HEIGHT: f64 = 90.0;
+
+/// A chart of one series: a bar per period (start in ms, value), oldest first, scaled to the
+/// largest, with the figures in each bar's title. Pure.
+pub fn bars(points: &[(i64, u64)], label: &str) -> Markup {
+    let top = points.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1) as f64;
+    let w = WIDTH / points.len().max(1) as f64;
+    let total: u64 = points.iter().map(|(_, v)| v).sum();
+    html! {
+        figure.chart {
+            svg viewBox={"0 0 " (WIDTH) " " (BARS_HEIGHT)} role="img" aria-label=(label) preserveAspectRatio="none" {
+                @for (i, (at, v)) in points.iter().enumerate() {
+                    @let h = *v as f64 / top * BARS_HEIGHT;
+                    g {
+                        title { (super::format::time(Some(*at))) ": " (v) }
+                        rect.processed x=(format!("{:.1}", i as f64 * w)) y=(format!("{:.1}", BARS_HEIGHT - h))
+                            width=(format!("{:.1}", (w - 1.0).max(0.5))) height=(format!("{h:.1}")) {}
+                    }
+                }
+            }
+            figcaption { (label) ": " (super::format::count(total)) " in the last " (points.len()) " periods" }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +138,13 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_one_series_chart_has_a_bar_per_period_with_its_figure() {
+        let svg = bars(&[(0, 3), (900_000, 0), (1_800_000, 7)], "Points").into_string();
+        assert_eq!(svg.matches("<rect").count(), 3);
+        assert!(svg.contains("10 in the last 3 periods"), "{svg}");
     }
 
     #[test]
