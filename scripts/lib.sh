@@ -193,6 +193,22 @@ _jf_url_host_port() {
 	printf '%s %s\n' "${host:-127.0.0.1}" "$port"
 }
 
+# Sentinel, for the failover tests: Debian's redis-sentinel package. Its install would start
+# a system sentinel on 26379 that nobody asked for, so service starts are refused while it
+# installs (policy-rc.d exit 101, as in container images); the tests start their own.
+ensure_redis_sentinel() {
+	jf_have redis-sentinel && return 0
+	local policy=/usr/sbin/policy-rc.d made_policy=""
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | _jf_as_root tee "$policy" >/dev/null
+		_jf_as_root chmod +x "$policy"
+		made_policy=1
+	fi
+	_jf_apt_install redis-sentinel || true
+	[ -n "$made_policy" ] && _jf_as_root rm -f "$policy"
+	jf_have redis-sentinel || jf_die "redis-sentinel is still not on PATH after installing it"
+}
+
 # Sends a raw RESP PING over bash's /dev/tcp, for machines without redis-cli.
 # A NOAUTH reply counts as alive: the server is there, and the URL the
 # application uses carries the password. timeout bounds a connect to a host

@@ -28,6 +28,7 @@ pub mod anvil;
 pub mod app;
 pub mod chain;
 pub mod cli;
+pub mod cluster;
 pub mod discussions;
 pub mod fleet;
 pub mod kubo;

@@ -179,8 +179,13 @@ impl TestRedis {
     /// and folder with the same arguments, so that with `--appendonly yes` it comes back with
     /// what it had written. Waits until it answers again.
     pub fn kill_and_restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
+        self.restart();
+    }
+
+    /// Starts a server killed with [`Self::kill`] again, on the same port and folder with the
+    /// same arguments, and waits until it answers.
+    pub fn restart(&mut self) {
         let log_path = self
             .dir
             .path()
@@ -195,6 +200,12 @@ impl TestRedis {
                 log_tail(&log_path)
             ),
         }
+    }
+
+    /// Kills the server with SIGKILL, as a crash would, and leaves it down.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Freezes the server with SIGSTOP: connections stay open and nothing answers.

@@ -32,7 +32,8 @@ pub struct SchedulerSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
-    /// The server's URL (`redis://` or `rediss://`), which may carry a password.
+    /// Where the store is, which may carry passwords: one node (`redis://`, `rediss://`), a
+    /// cluster (`redis+cluster://h1:p1,h2:p2`) or Sentinel (`redis+sentinel://s1,s2/<master>`).
     pub url: SecretUrl,
     /// The prefix of every key, so that several deployments can share one Redis.
     pub namespace: String,
@@ -42,6 +43,24 @@ pub struct RedisSettings {
     /// The answer to one call.
     #[serde(with = "duration")]
     pub response_timeout: Duration,
+    /// `fast` (a write counts once the master has it) or `replicated` (enqueue, ack and settle
+    /// wait until `replicas` replicas have it, and fail after `replication_timeout`).
+    pub durability: DurabilityMode,
+    /// Replicas that must confirm a write under `durability = "replicated"`.
+    pub replicas: u32,
+    /// The longest wait for them.
+    #[serde(with = "duration")]
+    pub replication_timeout: Duration,
+}
+
+/// The `redis.durability` setting.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    /// A write counts once the master has it.
+    Fast,
+    /// A write counts once enough replicas have it.
+    Replicated,
 }
 
 /// The `[worker]` section: what a worker process serves and how.
@@ -180,26 +199,38 @@ impl EngineSettings {
             attempt_history: self.worker.attempt_history,
             connect_timeout: self.redis.connect_timeout,
             response_timeout: Some(self.redis.response_timeout),
+            durability: self.redis.durability(),
             ..crate::queue::StoreSettings::default()
         }
     }
 }
 
 impl RedisSettings {
-    fn validate(&self) -> Result<(), ConfigError> {
-        let url = self.url.expose();
-        if !(url.starts_with("redis://")
-            || url.starts_with("rediss://")
-            || url.starts_with("redis+unix://")
-            || url.starts_with("unix://"))
-        {
-            return Err(invalid(
-                "redis.url",
-                "must start with redis://, rediss:// or unix://",
-            ));
+    /// The durability the store's writes are made with.
+    pub fn durability(&self) -> crate::queue::Durability {
+        match self.durability {
+            DurabilityMode::Fast => crate::queue::Durability::Fast,
+            DurabilityMode::Replicated => crate::queue::Durability::Replicated {
+                replicas: self.replicas,
+                timeout: self.replication_timeout,
+            },
         }
-        if redis::Client::open(url).is_err() {
-            return Err(invalid("redis.url", format!("cannot parse {}", self.url)));
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Err(e) = crate::queue::Target::parse(self.url.expose()) {
+            return Err(invalid("redis.url", format!("{}: {e}", self.url)));
+        }
+        if self.durability == DurabilityMode::Replicated {
+            if self.replicas == 0 {
+                return Err(invalid(
+                    "redis.replicas",
+                    "must be at least 1 with durability = \"replicated\"",
+                ));
+            }
+            if self.replication_timeout < Duration::from_millis(1) {
+                return Err(invalid("redis.replication_timeout", "must be at least 1ms"));
+            }
         }
         let ns = &self.namespace;
         if ns.is_empty() || ns.contains(['{', '}', ' ']) {

@@ -394,9 +394,7 @@ impl QueueClient {
     /// Lets workers take jobs of a paused queue again, and wakes them.
     pub async fn resume(&self, queue: &str) -> Result<()> {
         let k = self.queue(queue)?;
-        let mut con = self.connection();
-        let _: () = con.del(k.paused()).await?;
-        let _: () = con.publish(k.wake(), 1).await?;
-        Ok(())
+        let _: () = self.connection().del(k.paused()).await?;
+        self.publish_wake(queue).await
     }
 }

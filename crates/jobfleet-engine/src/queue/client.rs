@@ -4,22 +4,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Value;
-use redis::aio::ConnectionManager;
 
 pub use super::calls::{AckReport, Call, Fetched, ReapReport, Settle, SettleAction, SettleReport};
+use super::connection::Connection;
 use super::envelope::Leased;
 use super::keys::{Keys, QueueKeys, validate_queue_name};
-use super::scripts::Scripts;
+use super::scripts::{Durability, Invocation, Scripts};
 use super::{QueueError, Result, StoreSettings, bytes, int, now_ms};
 
 /// A handle on the queue store; cheap to clone, safe to share between tasks.
 #[derive(Clone)]
 pub struct QueueClient {
-    pub(crate) con: ConnectionManager,
-    pub(crate) client: redis::Client,
+    pub(crate) con: Connection,
+    pub(crate) opened: Opened,
     pub(crate) keys: Keys,
     pub(crate) scripts: Arc<Scripts>,
     pub(crate) settings: StoreSettings,
+}
+
+/// What the store was opened as, for the connections that cannot be shared (pub/sub).
+#[derive(Clone)]
+pub(crate) enum Opened {
+    Node(redis::Client),
+    Cluster {
+        nodes: Vec<String>,
+        settings: StoreSettings,
+    },
+    Sentinel(super::sentinel::SentinelConnection),
 }
 
 impl std::fmt::Debug for QueueClient {
@@ -47,14 +58,47 @@ impl QueueClient {
         &self.settings
     }
 
-    /// The underlying client, for pub/sub connections.
-    pub fn redis_client(&self) -> &redis::Client {
-        &self.client
+    /// A multiplexed connection shared by all clones of this handle; in a cluster it routes
+    /// each command to the node of its key's slot.
+    pub fn connection(&self) -> Connection {
+        self.con.clone()
     }
 
-    /// A multiplexed connection shared by all clones of this handle.
-    pub fn connection(&self) -> ConnectionManager {
-        self.con.clone()
+    /// The topology the store was opened as: `node`, `cluster` or `sentinel`.
+    pub fn mode(&self) -> &'static str {
+        match self.opened {
+            Opened::Node(_) => "node",
+            Opened::Cluster { .. } => "cluster",
+            Opened::Sentinel(_) => "sentinel",
+        }
+    }
+
+    /// Runs a script that writes what a caller relies on (an enqueue, an ack, a settle): under
+    /// `Durability::Replicated` it fails with [`QueueError::NotReplicated`] when too few
+    /// replicas confirmed the write in time.
+    pub(crate) async fn invoke_write<T: redis::FromRedisValue>(
+        &self,
+        inv: &Invocation<'_>,
+        what: &'static str,
+    ) -> Result<T> {
+        let durability = self.settings.durability;
+        match inv
+            .invoke_durably(&mut self.con.clone(), durability)
+            .await?
+        {
+            Ok(reply) => Ok(reply),
+            Err((_, not)) => {
+                let Durability::Replicated { replicas, timeout } = durability else {
+                    unreachable!("only a replicated write waits for replicas")
+                };
+                Err(QueueError::NotReplicated {
+                    what,
+                    confirmed: not.confirmed,
+                    wanted: replicas,
+                    timeout,
+                })
+            }
+        }
     }
 
     pub(crate) fn queue(&self, name: &str) -> Result<QueueKeys> {
@@ -148,7 +192,7 @@ impl QueueClient {
         for job in jobs {
             inv.arg(&job.stored).arg(job.id()).arg(job.unique());
         }
-        let r: Vec<u64> = inv.invoke_async(&mut self.con.clone()).await?;
+        let r: Vec<u64> = self.invoke_write(&inv, "ack").await?;
         if r.len() < 2 {
             return Err(QueueError::Reply {
                 script: "ack",
@@ -202,7 +246,7 @@ impl QueueClient {
                 .arg(s.job.id())
                 .arg(s.job.unique());
         }
-        let r: Vec<u64> = inv.invoke_async(&mut self.con.clone()).await?;
+        let r: Vec<u64> = self.invoke_write(&inv, "settle").await?;
         if r.len() < 7 {
             return Err(QueueError::Reply {
                 script: "settle",

@@ -1,21 +1,28 @@
-//! Opening the store: one bounded first connection that proves Redis answers, then the shared
-//! connection manager every call of the process goes through.
+//! Opening the store: the URL read as one node, a cluster or Sentinel (`target`), one bounded
+//! first connection that proves Redis answers, then the shared connection every call of the
+//! process goes through (`connection`).
 //!
-//! The first connection is made by hand rather than by the connection manager because the
-//! manager retries a failed attempt three times with backoff: against a listener that accepts
-//! and never answers (a wrong port, a firewall that drops, `rediss://` to a server without TLS)
-//! that took four connection timeouts, 21 s with the old fixed 5 s, to say nothing useful. Here
-//! each phase has its own limit, and the error names the limit that expired and the address.
+//! On one node the first connection is made by hand rather than by the connection manager
+//! because the manager retries a failed attempt three times with backoff: against a listener
+//! that accepts and never answers (a wrong port, a firewall that drops, `rediss://` to a
+//! server without TLS) that took four connection timeouts, 21 s with the old fixed 5 s, to say
+//! nothing useful. Here each phase has its own limit, and the error names the limit that
+//! expired and the address. A cluster is found from its seed nodes and Sentinel's master from
+//! the sentinels under the same connect limit.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::AsyncConnectionConfig;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
 
-use super::client::QueueClient;
+use super::client::{Opened, QueueClient};
+use super::connection::Connection;
 use super::keys::Keys;
 use super::scripts::Scripts;
+use super::sentinel::SentinelConnection;
+use super::target::{SentinelTarget, Target};
 use super::{QueueError, Result, StoreSettings};
 use crate::settings::secret::SecretUrl;
 
@@ -23,28 +30,132 @@ use crate::settings::secret::SecretUrl;
 /// is found again without the process noticing more than the calls that failed meanwhile.
 const RECONNECT_RETRIES: usize = 3;
 
+/// Attempts of a cluster call that meets a redirect, a node that is down or a slot that has no
+/// master yet, before it fails; with the waits between them this covers a failover of a few
+/// seconds (`cluster-node-timeout` plus the election).
+const CLUSTER_RETRIES: u32 = 12;
+
 impl QueueClient {
-    /// Connects to Redis (`redis://`, `rediss://` for TLS, passwords in the URL) and checks
-    /// that it answers, within `settings.connect_timeout` for the connection (TCP, TLS and the
-    /// Redis handshake) and `settings.response_timeout` for the answer to a `PING`.
+    /// Connects to the store and checks that it answers, within `settings.connect_timeout` for
+    /// the connection (TCP, TLS and the Redis handshake) and `settings.response_timeout` for
+    /// the answer to a `PING`. `url` is one node (`redis://`, `rediss://`, passwords in the
+    /// URL), a cluster (`redis+cluster://h1:p1,h2:p2`) or Sentinel
+    /// (`redis+sentinel://s1:p1,s2:p2/<master>`); see [`Target`].
     pub async fn connect(url: &str, namespace: &str, settings: StoreSettings) -> Result<Self> {
-        let client = redis::Client::open(url)?;
+        let target = Target::parse(url)
+            .map_err(|e| QueueError::Invalid(format!("redis URL {}: {e}", SecretUrl::new(url))))?;
         let address = SecretUrl::new(url).to_string();
-        probe(&client, &address, &settings).await?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.connect_timeout))
-            .set_response_timeout(settings.response_timeout)
-            .set_number_of_retries(RECONNECT_RETRIES);
-        // Lazy: the probe has just shown that Redis answers, and waiting here again would put
-        // the manager's retries back on the start-up path.
-        let con = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let (con, opened) = match &target {
+            Target::Node(url) => open_node(url, &address, &settings).await?,
+            Target::Cluster(nodes) => open_cluster(nodes, &address, &settings).await?,
+            Target::Sentinel(s) => open_sentinel(s, &address, &settings).await?,
+        };
         Ok(Self {
             con,
-            client,
+            opened,
             keys: Keys::new(namespace),
-            scripts: Arc::new(Scripts::new()),
+            scripts: Arc::new(Scripts::new(matches!(target, Target::Cluster(_)))),
             settings,
         })
+    }
+}
+
+fn manager_config(settings: &StoreSettings) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(settings.connect_timeout))
+        .set_response_timeout(settings.response_timeout)
+        .set_number_of_retries(RECONNECT_RETRIES)
+}
+
+async fn open_node(
+    url: &str,
+    address: &str,
+    settings: &StoreSettings,
+) -> Result<(Connection, Opened)> {
+    let client = redis::Client::open(url)?;
+    probe(&client, address, settings).await?;
+    // Lazy: the probe has just shown that Redis answers, and waiting here again would put
+    // the manager's retries back on the start-up path.
+    let con = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(settings))?;
+    Ok((Connection::node(con), Opened::Node(client)))
+}
+
+async fn open_cluster(
+    nodes: &[String],
+    address: &str,
+    settings: &StoreSettings,
+) -> Result<(Connection, Opened)> {
+    let client = cluster_builder(nodes, settings).build()?;
+    let connecting = client.get_async_connection();
+    let mut con = tokio::time::timeout(settings.connect_timeout, connecting)
+        .await
+        .map_err(|_| QueueError::Timeout {
+            setting: "redis.connect_timeout",
+            limit: settings.connect_timeout,
+            during: format!("connecting to the cluster at {address} (no seed node answered)"),
+        })??;
+    let (setting, limit) = answer_limit(settings);
+    let ping = redis::cmd("PING");
+    tokio::time::timeout(limit, ping.query_async::<()>(&mut con))
+        .await
+        .map_err(|_| QueueError::Timeout {
+            setting,
+            limit,
+            during: format!("waiting for the cluster at {address} to answer PING"),
+        })??;
+    Ok((
+        Connection::cluster(con),
+        Opened::Cluster {
+            nodes: nodes.to_vec(),
+            settings: settings.clone(),
+        },
+    ))
+}
+
+/// The cluster client every cluster connection of the process is built with.
+pub(crate) fn cluster_builder(nodes: &[String], settings: &StoreSettings) -> ClusterClientBuilder {
+    let mut builder = ClusterClientBuilder::new(nodes.to_vec())
+        .connection_timeout(settings.connect_timeout)
+        .retries(CLUSTER_RETRIES)
+        .min_retry_wait(50)
+        .max_retry_wait(1000);
+    if let Some(limit) = settings.response_timeout {
+        builder = builder.response_timeout(limit);
+    }
+    builder
+}
+
+async fn open_sentinel(
+    target: &SentinelTarget,
+    address: &str,
+    settings: &StoreSettings,
+) -> Result<(Connection, Opened)> {
+    let opening = SentinelConnection::open(target, manager_config(settings));
+    let (con, master) = tokio::time::timeout(settings.connect_timeout, opening)
+        .await
+        .map_err(|_| QueueError::Timeout {
+            setting: "redis.connect_timeout",
+            limit: settings.connect_timeout,
+            during: format!(
+                "asking the sentinels at {address} for master {:?}",
+                target.master
+            ),
+        })??;
+    probe(
+        &master,
+        &format!("master {:?} at {}", target.master, con.master_addr()),
+        settings,
+    )
+    .await?;
+    Ok((Connection::sentinel(con.clone()), Opened::Sentinel(con)))
+}
+
+/// The limit of the first answer: the response timeout, or without one (the scheduler waits
+/// for every reply) the connect timeout, since that answer is still part of connecting.
+fn answer_limit(settings: &StoreSettings) -> (&'static str, Duration) {
+    match settings.response_timeout {
+        Some(limit) => ("redis.response_timeout", limit),
+        None => ("redis.connect_timeout", settings.connect_timeout),
     }
 }
 
@@ -65,12 +176,7 @@ async fn probe(client: &redis::Client, address: &str, settings: &StoreSettings) 
                  completed in time; a rediss:// URL for a server without TLS waits like this)"
             ),
         })??;
-    // Without a response timeout (the scheduler waits for every reply), the first answer is
-    // still part of connecting and gets the connect timeout.
-    let (setting, limit) = match settings.response_timeout {
-        Some(limit) => ("redis.response_timeout", limit),
-        None => ("redis.connect_timeout", settings.connect_timeout),
-    };
+    let (setting, limit) = answer_limit(settings);
     let ping = redis::cmd("PING");
     tokio::time::timeout(limit, ping.query_async::<String>(&mut con))
         .await

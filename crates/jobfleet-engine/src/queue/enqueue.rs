@@ -74,6 +74,8 @@ fn outcome_unknown(e: &QueueError) -> bool {
             redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
         ),
         QueueError::Reply { .. } => true,
+        // Stored on the master, and lost if it fails before a replica has it.
+        QueueError::NotReplicated { .. } => true,
         _ => false,
     }
 }
@@ -235,7 +237,7 @@ impl QueueClient {
                 .arg(env.run_at.unwrap_or(0));
             ids.push(env.id);
         }
-        let reply: Vec<String> = inv.invoke_async(&mut self.con.clone()).await?;
+        let reply: Vec<String> = self.invoke_write(&inv, "enqueue").await?;
         if reply.len() != ids.len() {
             return Err(QueueError::Reply {
                 script: "enqueue",
@@ -272,11 +274,8 @@ impl QueueClient {
         let env = job.into_envelope(now_ms());
         let stored = stored(&env, String::new())?;
         self.register_queues(&[keys.name()]).await?;
-        let created: i64 = self
-            .scripts
-            .enqueue_tick
-            .key(keys.pending())
-            .key(keys.ticks())
+        let mut inv = self.scripts.enqueue_tick.key(keys.pending());
+        inv.key(keys.ticks())
             .key(keys.stats())
             .key(keys.tick_history(schedule))
             .arg(keys.prefix())
@@ -284,9 +283,8 @@ impl QueueClient {
             .arg(tick_ms)
             .arg(stored)
             .arg(&env.id)
-            .arg(TICK_HISTORY)
-            .invoke_async(&mut self.con.clone())
-            .await?;
+            .arg(TICK_HISTORY);
+        let created: i64 = self.invoke_write(&inv, "enqueue_tick").await?;
         Ok(created == 1)
     }
 

@@ -44,14 +44,18 @@ pub mod backoff;
 mod calls;
 pub mod client;
 mod connect;
+pub mod connection;
 mod enqueue;
 pub mod envelope;
 pub mod keys;
 pub mod listing;
 pub mod operate;
 pub mod payload;
+pub mod pubsub;
 pub mod remove;
 pub mod scripts;
+mod sentinel;
+pub mod target;
 pub mod workers;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -60,10 +64,13 @@ pub use backoff::Backoff;
 pub use client::{
     AckReport, Call, Fetched, QueueClient, ReapReport, Settle, SettleAction, SettleReport,
 };
+pub use connection::Connection;
 pub use enqueue::{LATEST_MS, PartialEnqueue, TICK_HISTORY};
 pub use envelope::{Enqueued, Envelope, JobState, Leased, NewJob};
 pub use keys::{Keys, QueueKeys, WebKeys, validate_queue_name};
 pub use operate::{ActReport, Action};
+pub use scripts::Durability;
+pub use target::Target;
 
 /// What can go wrong talking to the queue store.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +102,23 @@ pub enum QueueError {
     /// A bulk enqueue failed part-way; it says which jobs were stored.
     #[error(transparent)]
     Partial(Box<PartialEnqueue>),
+    /// A write the master took but too few replicas confirmed in time
+    /// (`Durability::Replicated`): it stands unless the master fails before they catch up.
+    #[error(
+        "{what} was stored on the master, but {confirmed} of {wanted} replicas confirmed it \
+         within {}; it is lost if the master fails before they catch up",
+        connect::shown(*timeout)
+    )]
+    NotReplicated {
+        /// The call: `enqueue`, `ack`, `settle`, `enqueue_tick`.
+        what: &'static str,
+        /// Replicas that confirmed.
+        confirmed: u32,
+        /// Replicas that were asked for.
+        wanted: u32,
+        /// How long they were waited for.
+        timeout: Duration,
+    },
     /// A limit of the connection settings passed: which one, its value, and what was waited
     /// for (with the address, password masked).
     #[error("{setting} ({}) expired {during}", connect::shown(*limit))]
@@ -141,6 +165,8 @@ pub struct StoreSettings {
     pub promote_batch: usize,
     /// How long an id chosen by the producer protects against a second enqueue with that id.
     pub id_dedupe_ttl: Duration,
+    /// Whether enqueue, ack and settle wait for replicas to have their writes.
+    pub durability: Durability,
     /// Limit of one connection attempt: TCP, TLS and the Redis handshake.
     pub connect_timeout: Duration,
     /// Limit of one call's answer; `None` waits as long as the connection lives (the
@@ -158,6 +184,7 @@ impl Default for StoreSettings {
             minute_stats_ttl: Duration::from_secs(24 * 3600),
             promote_batch: 1000,
             id_dedupe_ttl: Duration::from_secs(24 * 3600),
+            durability: Durability::Fast,
             connect_timeout: Duration::from_secs(3),
             response_timeout: Some(Duration::from_secs(5)),
         }

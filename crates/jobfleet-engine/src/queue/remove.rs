@@ -180,14 +180,8 @@ impl QueueClient {
         let pattern = k.scan_pattern();
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(BATCH)
-                .query_async(&mut con)
-                .await?;
+            // In a cluster, on the node that holds the queue's slot.
+            let (next, keys) = con.scan_step(&k.pending(), cursor, &pattern, BATCH).await?;
             if !keys.is_empty() {
                 let n: u64 = redis::cmd("UNLINK")
                     .arg(&keys)

@@ -158,26 +158,14 @@ async fn reap_queue<S: Send + Sync + 'static>(w: &Worker<S>, queue: &str) {
 pub(super) async fn wake_loop<S: Send + Sync + 'static>(shared: Arc<Shared<S>>) {
     use futures::StreamExt;
     let w = &shared.w;
-    let channels: Vec<String> = w
-        .cfg
-        .queues
-        .names()
-        .iter()
-        .map(|q| w.client.keys().queue(q).wake())
-        .collect();
+    let queues = w.cfg.queues.names();
     let mut pause = Duration::from_millis(100);
     loop {
-        let subscribed = async {
-            let mut pubsub = w.client.redis_client().get_async_pubsub().await?;
-            pubsub.subscribe(&channels).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match subscribed.await {
-            Ok(mut pubsub) => {
+        match w.client.wake_ups(&queues).await {
+            Ok(mut messages) => {
                 pause = Duration::from_millis(100);
                 // Anything published while unsubscribed was missed: look once.
                 shared.wake.notify_one();
-                let mut messages = pubsub.on_message();
                 loop {
                     tokio::select! {
                         () = shared.halt.cancelled() => return,

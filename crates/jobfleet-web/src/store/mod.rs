@@ -13,8 +13,7 @@ pub mod sessions;
 pub mod tokens;
 pub mod users;
 
-use jobfleet_engine::queue::{QueueClient, WebKeys};
-use redis::aio::ConnectionManager;
+use jobfleet_engine::queue::{Connection, QueueClient, WebKeys};
 use sha2::{Digest, Sha256};
 
 /// What can go wrong reading or writing the board's records.
@@ -43,7 +42,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// The board's records in one namespace, over the store's connection.
 #[derive(Clone)]
 pub struct WebStore {
-    con: ConnectionManager,
+    con: Connection,
     keys: WebKeys,
 }
 
@@ -64,7 +63,7 @@ impl WebStore {
         }
     }
 
-    fn con(&self) -> ConnectionManager {
+    fn con(&self) -> Connection {
         self.con.clone()
     }
 }

@@ -1,0 +1,314 @@
+//! Throw-away Redis Clusters and Sentinel groups of one test, on free loopback ports.
+//!
+//! A cluster is made the way its users make one: `redis-server --cluster-enabled yes` per
+//! node, then `redis-cli --cluster create ... --cluster-replicas N`. Nodes notice a dead peer
+//! after a short `cluster-node-timeout` (1 s), so a failover test promotes a replica in about
+//! two seconds. A Sentinel group is one master, its replicas and three `redis-sentinel`
+//! processes watching it with a 1 s `down-after-milliseconds`.
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::redis::TestRedis;
+
+/// How long a cluster may take to agree on its slots, or Sentinel on a master.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// Runs `redis-cli -p port args...` and returns its standard output.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("run redis-cli (Debian's redis-tools, which redis-server brings)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A cluster of `masters` masters with `replicas` replicas each.
+#[derive(Debug)]
+pub struct TestCluster {
+    pub nodes: Vec<TestRedis>,
+}
+
+impl TestCluster {
+    pub fn start(masters: usize, replicas: usize) -> TestCluster {
+        let extra: Vec<String> = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            "1000",
+            "--cluster-config-file",
+            "nodes.conf",
+            // A replica's first sync starts at once instead of after Redis's 5 s default, so
+            // that a master killed early in a test already has a replica that can take over.
+            "--repl-diskless-sync-delay",
+            "0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let nodes: Vec<TestRedis> = (0..masters * (1 + replicas))
+            .map(|_| TestRedis::start_with(&extra))
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = TestCluster { nodes };
+        cluster.wait_until_ok();
+        cluster.wait_for_replicas();
+        cluster
+    }
+
+    /// The seed URL of every node.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// Waits until every live node reports `cluster_state:ok` and the same view of which
+    /// nodes are masters (so a replica just promoted is known everywhere).
+    pub fn wait_until_ok(&self) {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let live: Vec<&TestRedis> = self.nodes.iter().filter(|n| n.is_responding()).collect();
+            let ok = live
+                .iter()
+                .all(|n| cli(n.port(), &["cluster", "info"]).contains("cluster_state:ok"));
+            let views: Vec<Vec<u16>> = live.iter().map(|n| masters_seen_by(n.port())).collect();
+            if ok && views.windows(2).all(|w| w[0] == w[1]) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not settle in {SETTLE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until every replica has finished its first sync: a replica that never synced
+    /// cannot be promoted.
+    pub fn wait_for_replicas(&self) {
+        let deadline = Instant::now() + SETTLE;
+        for node in &self.nodes {
+            loop {
+                let info = cli(node.port(), &["info", "replication"]);
+                if info.contains("role:master") || info.contains("master_link_status:up") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "a replica did not sync in {SETTLE:?}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// The index in `nodes` of the master that holds `key`'s slot now.
+    pub fn master_of(&self, key: &str) -> usize {
+        let live = self
+            .nodes
+            .iter()
+            .find(|n| n.is_responding())
+            .expect("a live node");
+        let slot: u16 = cli(live.port(), &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .expect("CLUSTER KEYSLOT");
+        let nodes = cli(live.port(), &["cluster", "nodes"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let port: u16 = fields[1]
+                .split('@')
+                .next()
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+                .expect("a node address");
+            let holds = fields[8..].iter().any(|range| {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                matches!((lo.parse::<u16>(), hi.parse::<u16>()), (Ok(lo), Ok(hi)) if lo <= slot && slot <= hi)
+            });
+            if holds {
+                return self
+                    .nodes
+                    .iter()
+                    .position(|n| n.port() == port)
+                    .expect("the master is one of ours");
+            }
+        }
+        panic!("no master holds slot {slot}:\n{nodes}");
+    }
+
+    /// Queue names whose keys live on `count` different masters, one per master.
+    pub fn queues_on_every_master(&self, prefix: &str, count: usize) -> Vec<String> {
+        let mut found: Vec<(usize, String)> = Vec::new();
+        for i in 0.. {
+            let name = format!("{prefix}{i}");
+            let master = self.master_of(&format!("jobfleet:{{{name}}}:pending"));
+            if found.iter().all(|(m, _)| *m != master) {
+                found.push((master, name));
+                if found.len() == count {
+                    break;
+                }
+            }
+        }
+        found.into_iter().map(|(_, q)| q).collect()
+    }
+}
+
+/// The ports of the masters one node sees, sorted.
+fn masters_seen_by(port: u16) -> Vec<u16> {
+    let mut masters: Vec<u16> = cli(port, &["cluster", "nodes"])
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 9 && f[2].contains("master") && !f[2].contains("fail")
+        })
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|a| a.split('@').next())
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok())
+        })
+        .collect();
+    masters.sort_unstable();
+    masters
+}
+
+/// One master, its replicas, and three sentinels watching it as `mymaster`.
+#[derive(Debug)]
+pub struct TestSentinel {
+    pub master: TestRedis,
+    pub replicas: Vec<TestRedis>,
+    sentinels: Vec<(Child, u16, tempfile::TempDir)>,
+}
+
+impl TestSentinel {
+    pub fn start(replicas: usize) -> TestSentinel {
+        let master = TestRedis::start_with(&["--repl-diskless-sync-delay".into(), "0".into()]);
+        let replicas: Vec<TestRedis> = (0..replicas)
+            .map(|_| {
+                TestRedis::start_with(&[
+                    "--replicaof".into(),
+                    "127.0.0.1".into(),
+                    master.port().to_string(),
+                    "--repl-diskless-sync-delay".into(),
+                    "0".into(),
+                ])
+            })
+            .collect();
+        let sentinels = (0..3).map(|_| start_sentinel(master.port())).collect();
+        let group = TestSentinel {
+            master,
+            replicas,
+            sentinels,
+        };
+        group.wait_for_master(group.master.port());
+        group
+    }
+
+    /// The URL jobfleet is given: every sentinel and the master's name.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|(_, port, _)| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("redis+sentinel://{}/mymaster", hosts.join(","))
+    }
+
+    /// The port of the master the sentinels name now.
+    pub fn current_master(&self) -> Option<u16> {
+        let (_, port, _) = &self.sentinels[0];
+        let out = cli(*port, &["sentinel", "get-master-addr-by-name", "mymaster"]);
+        out.lines().nth(1).and_then(|p| p.trim().parse().ok())
+    }
+
+    /// Waits until every sentinel names `port` as the master and sees its replicas.
+    pub fn wait_for_master(&self, port: u16) {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let agreed = self.sentinels.iter().all(|(_, p, _)| {
+                let out = cli(*p, &["sentinel", "get-master-addr-by-name", "mymaster"]);
+                let replicas = cli(*p, &["sentinel", "replicas", "mymaster"]);
+                out.lines().nth(1).map(str::trim) == Some(&port.to_string())
+                    && (self.replicas.is_empty() || replicas.contains("slave"))
+            });
+            if agreed {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sentinels did not agree on master {port} in {SETTLE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for TestSentinel {
+    fn drop(&mut self) {
+        for (child, _, _) in &mut self.sentinels {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start_sentinel(master_port: u16) -> (Child, u16, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a folder for the sentinel");
+    let port = super::process::free_port();
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+             sentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
+             sentinel down-after-milliseconds mymaster 1000\n\
+             sentinel failover-timeout mymaster 5000\n\
+             sentinel parallel-syncs mymaster 1\n",
+            dir = dir.path().display()
+        ),
+    )
+    .expect("write sentinel.conf");
+    let log = std::fs::File::create(dir.path().join("sentinel.log")).expect("sentinel log");
+    let child = Command::new("redis-sentinel")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-sentinel (Debian's redis-sentinel; scripts/test installs it)");
+    let deadline = Instant::now() + SETTLE;
+    while !cli(port, &["ping"]).contains("PONG") {
+        assert!(
+            Instant::now() < deadline,
+            "redis-sentinel on {port} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port, dir)
+}
