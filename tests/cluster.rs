@@ -120,6 +120,20 @@ async fn the_fleet_works_on_every_shard_of_a_cluster() {
     // Removing a queue finds its keys on its own shard.
     ok(&url, &["queue", "remove", &queues[1], "--force"]);
     assert!(!queue_names(&url).contains(&queues[1]));
+
+    // A plain redis:// URL of any one node is taken as the cluster's seed, as redis-cli -c
+    // takes it: the commands reach every shard instead of failing with MOVED.
+    let one_node = cluster.nodes[0].url();
+    assert_eq!(client(&one_node).await.mode(), "cluster");
+    for q in [&queues[0], &queues[2]] {
+        ok(&one_node, &["enqueue", "noop", "--queue", q]);
+    }
+    let listed = queue_names(&one_node);
+    assert!(
+        listed.contains(&queues[0]) && listed.contains(&queues[2]),
+        "{listed:?}"
+    );
+    ok(&one_node, &["workers"]);
 }
 
 /// What a producer saw while a master died: the ids of the jobs whose enqueue succeeded,
@@ -277,4 +291,137 @@ async fn a_single_node_connection_still_works_as_before() {
     c.enqueue(job("default", 1)).await.unwrap();
     let heard = tokio::time::timeout(Duration::from_secs(5), wakes.next()).await;
     assert!(matches!(heard, Ok(Some(()))), "no wake-up on one node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_queue_whose_slot_is_resharded_loses_and_repeats_nothing() {
+    let cluster = TestCluster::start(3, 0);
+    let url = cluster.url();
+    // A queue among the first 50 slots of the master holding slot 0: those move first.
+    let queue = cluster.queue_in_low_slots("moving", 50);
+    let from = cluster.master_of(&format!("jobfleet:{{{queue}}}:pending"));
+    let to = (from + 1) % 3;
+    let store = StoreSettings {
+        completed_history: 100_000,
+        ..StoreSettings::default()
+    };
+    let c = client_with(&url, store).await;
+    let mut worker = spawn_worker(&url, 8, &[("JOBFLEET__WORKER__QUEUES", queue.as_str())]);
+    let producing = {
+        let (c, queue) = (c.clone(), queue.clone());
+        tokio::spawn(async move {
+            let mut acknowledged = HashSet::new();
+            for start in (0..3000).step_by(30) {
+                let batch: Vec<NewJob> = (start..start + 30).map(|i| job(&queue, i)).collect();
+                if let Ok(done) = c.enqueue_bulk(batch).await {
+                    acknowledged.extend(done.into_iter().map(|e| e.id));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            acknowledged
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (moved, out) = tokio::task::spawn_blocking({
+        let (source, target) = (cluster.node_id(from), cluster.node_id(to));
+        let port = cluster.nodes[from].port();
+        move || reshard_by_port(port, &source, &target, 50)
+    })
+    .await
+    .unwrap();
+    assert!(moved, "redis-cli --cluster reshard failed:\n{out}");
+    let acknowledged = producing.await.unwrap();
+    assert_eq!(
+        cluster.master_of(&format!("jobfleet:{{{queue}}}:pending")),
+        to,
+        "the queue's slot did not move"
+    );
+    let all_done = eventually(Duration::from_secs(60), || {
+        let (c, queue, acknowledged) = (c.clone(), queue.clone(), &acknowledged);
+        async move { acknowledged.is_subset(&completed(&c, &queue).await) }
+    })
+    .await;
+    let done = completed(&c, &queue).await;
+    assert!(
+        all_done,
+        "{} acknowledged jobs never completed after the reshard; worker:\n{}",
+        acknowledged.difference(&done).count(),
+        worker.output()
+    );
+    let stats = c.stats(&queue).await.unwrap();
+    println!(
+        "reshard: {} jobs acknowledged, {} processed, {} run more than once",
+        acknowledged.len(),
+        stats.processed,
+        stats.processed.saturating_sub(acknowledged.len() as u64)
+    );
+    assert_eq!(
+        stats.processed,
+        acknowledged.len() as u64,
+        "jobs ran more than once"
+    );
+    assert_eq!(stats.dead, 0);
+    worker.terminate_cleanly();
+}
+
+/// `redis-cli --cluster reshard` from the master on `port`, for a blocking task.
+fn reshard_by_port(port: u16, from: &str, to: &str, slots: u16) -> (bool, String) {
+    let out = std::process::Command::new("redis-cli")
+        .args(["--cluster", "reshard", &format!("127.0.0.1:{port}")])
+        .args(["--cluster-from", from, "--cluster-to", to])
+        .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run redis-cli --cluster reshard");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_gathers_every_shard() {
+    use support::web::{Board, OPS, add_user, token};
+    let cluster = TestCluster::start(3, 0);
+    let url = cluster.url();
+    let queues = cluster.queues_on_every_master("board", 3);
+    let c = client(&url).await;
+    let mut ids = Vec::new();
+    for q in &queues {
+        ids.push(c.enqueue(job(q, 1)).await.unwrap().id);
+    }
+    add_user(&url, OPS.0, "operator", OPS.1);
+    let secret = token(&url, "producer", "enqueue");
+    let board = Board::start(&url, &[]).await;
+    let ops = board.sign_in(OPS.0, OPS.1).await.unwrap();
+    let overview = ops.get("/").await;
+    for q in &queues {
+        assert!(
+            overview.body.contains(q.as_str()),
+            "{q} not on the overview"
+        );
+        let page = ops.get(&format!("/queues/{q}?state=pending")).await;
+        assert_eq!(page.status, 200);
+    }
+    for (q, id) in queues.iter().zip(&ids) {
+        let page = ops.get(&format!("/jobs/{id}")).await;
+        assert!(
+            page.body.contains(q.as_str()),
+            "/jobs/{id}: {}",
+            page.status
+        );
+    }
+    // A producer enqueues over the API into the third shard.
+    let resp = board
+        .http()
+        .post(format!("{}/api/v1/jobs", board.base()))
+        .bearer_auth(&secret)
+        .json(&json!({ "kind": "noop", "queue": queues[2], "args": {} }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "API enqueue: {}", resp.status());
+    assert_eq!(c.stats(&queues[2]).await.unwrap().pending, 2);
 }

@@ -161,6 +161,30 @@ impl TestCluster {
         panic!("no master holds slot {slot}:\n{nodes}");
     }
 
+    /// The node id of `nodes[index]`, as `CLUSTER NODES` names it.
+    pub fn node_id(&self, index: usize) -> String {
+        cli(self.nodes[index].port(), &["cluster", "myid"])
+            .trim()
+            .to_owned()
+    }
+
+    /// A queue name whose slot is among the first `below` slots of the master that holds
+    /// slot 0, which `redis-cli --cluster reshard --cluster-slots <below>` moves first.
+    pub fn queue_in_low_slots(&self, prefix: &str, below: u16) -> String {
+        let port = self.nodes[0].port();
+        (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .find(|q| {
+                let key = format!("jobfleet:{{{q}}}:pending");
+                let slot: u16 = cli(port, &["cluster", "keyslot", &key])
+                    .trim()
+                    .parse()
+                    .unwrap();
+                slot < below
+            })
+            .expect("some name hashes low")
+    }
+
     /// Queue names whose keys live on `count` different masters, one per master.
     pub fn queues_on_every_master(&self, prefix: &str, count: usize) -> Vec<String> {
         let mut found: Vec<(usize, String)> = Vec::new();

@@ -15,6 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 
+use super::bench_shards;
 use super::engine::Engine;
 use super::output::{errln, outln};
 use crate::builtin;
@@ -35,9 +36,10 @@ pub struct BenchArgs {
     /// Jobs in the latency trickle (one every millisecond).
     #[arg(long, default_value_t = 2000)]
     pub trickle: usize,
+    /// Queues the jobs are spread over; on a cluster, spread evenly over its masters.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub queues: u64,
 }
-
-const QUEUE: &str = "bench";
 
 /// A ~100-byte JSON payload, like a small real job's args.
 fn payload(i: usize) -> serde_json::Value {
@@ -52,6 +54,7 @@ impl Fleet {
     fn start<S: Send + Sync + 'static>(
         app: &Engine<S>,
         namespace: &str,
+        queues: &[String],
         n: usize,
         concurrency: usize,
     ) -> anyhow::Result<Self> {
@@ -63,6 +66,7 @@ impl Fleet {
             let child = Command::new(&exe)
                 .args(["bench-worker", "--concurrency"])
                 .arg(concurrency.to_string())
+                .args(["--queues", &queues.join(",")])
                 .env("REDIS_URL", app.settings.redis.url.expose())
                 .env("JOBFLEET__REDIS__NAMESPACE", namespace)
                 .env("JOBFLEET__TELEMETRY__HTTP_ADDR", "")
@@ -108,20 +112,46 @@ async fn wait_for_workers(client: &QueueClient, n: usize) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Resumes the queue and times until `processed` reaches `target`.
-async fn timed_drain(client: &QueueClient, target: u64) -> anyhow::Result<Duration> {
+/// Resumes the queues and times until their `processed` counters add up to `target`.
+async fn timed_drain(
+    client: &QueueClient,
+    queues: &[String],
+    target: u64,
+) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    client.resume(QUEUE).await?;
+    for q in queues {
+        client.resume(q).await?;
+    }
     loop {
-        let s = client.stats(QUEUE).await?;
-        if s.processed >= target {
+        let processed = counter(client, queues, |s| s.processed).await?;
+        if processed >= target {
             return Ok(start.elapsed());
         }
         if start.elapsed() > Duration::from_secs(600) {
-            bail!("drain stalled at {} of {target} jobs", s.processed);
+            bail!("drain stalled at {processed} of {target} jobs");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// One counter summed over the queues.
+async fn counter(
+    client: &QueueClient,
+    queues: &[String],
+    field: impl Fn(&crate::queue::admin::QueueStats) -> u64,
+) -> anyhow::Result<u64> {
+    let mut sum = 0;
+    for q in queues {
+        sum += field(&client.stats(q).await?);
+    }
+    Ok(sum)
+}
+
+async fn pause_all(client: &QueueClient, queues: &[String]) -> anyhow::Result<()> {
+    for q in queues {
+        client.pause(q).await?;
+    }
+    Ok(())
 }
 
 fn rate(n: usize, d: Duration) -> f64 {
@@ -134,16 +164,20 @@ pub struct BenchWorkerArgs {
     /// Jobs run at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// The queues served, comma-separated.
+    #[arg(long, default_value = "bench")]
+    pub queues: String,
 }
 
 /// The worker settings of the benchmark's workers: the configured ones, on its queue.
 fn bench_config<S: Send + Sync + 'static>(
     app: &Engine<S>,
+    queues: &str,
     concurrency: usize,
 ) -> anyhow::Result<WorkerConfig> {
     Ok(WorkerConfig {
         id: crate::queue::workers::new_worker_id(),
-        queues: QueueSelection::parse(QUEUE, false).map_err(anyhow::Error::msg)?,
+        queues: QueueSelection::parse(queues, false).map_err(anyhow::Error::msg)?,
         concurrency: concurrency.max(1),
         prefetch: app.settings.worker.prefetch,
         lease: app.settings.worker.lease,
@@ -157,7 +191,7 @@ pub async fn worker<S: Send + Sync + 'static>(
     app: &Engine<S>,
     args: BenchWorkerArgs,
 ) -> anyhow::Result<ExitCode> {
-    let cfg = bench_config(app, args.concurrency)?;
+    let cfg = bench_config(app, &args.queues, args.concurrency)?;
     let registry = Arc::new(builtin::bench_registry::<()>()?);
     let client = app.client().await?;
     super::worker::serve(app, client, cfg, registry, |_| Ok(Arc::new(()))).await
@@ -172,28 +206,43 @@ pub async fn run<S: Send + Sync + 'static>(
     }
     let namespace = format!("jobfleet-bench-{:08x}", rand::random::<u32>());
     let client = app.client_in(&namespace, app.settings.store()).await?;
+    let queues = bench_shards::queue_names(&client, args.queues as usize).await?;
     outln!(
-        "jobfleet bench: {} jobs, {} processes x concurrency {}, namespace {namespace}",
+        "jobfleet bench: {} jobs, {} processes x concurrency {}, {} queue(s) on {} ({}), \
+         namespace {namespace}",
         args.jobs,
         args.processes,
-        args.concurrency
+        args.concurrency,
+        queues.len(),
+        client.mode(),
+        durability_name(&client),
     )?;
-    let result = phases(app, &client, &namespace, &args).await;
-    cleanup(&client).await;
+    let result = phases(app, &client, &namespace, &queues, &args).await;
+    cleanup(&client, &queues).await;
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn durability_name(client: &QueueClient) -> String {
+    match client.settings().durability {
+        crate::queue::Durability::Fast => "durability fast".to_owned(),
+        crate::queue::Durability::Replicated { replicas, .. } => {
+            format!("durability replicated, {replicas} replica(s)")
+        }
+    }
 }
 
 async fn phases<S: Send + Sync + 'static>(
     app: &Engine<S>,
     client: &QueueClient,
     ns: &str,
+    queues: &[String],
     args: &BenchArgs,
 ) -> anyhow::Result<()> {
     let n = args.jobs;
-    client.pause(QUEUE).await?;
+    pause_all(client, queues).await?;
     let jobs: Vec<NewJob> = (0..n)
-        .map(|i| NewJob::new("noop", QUEUE, payload(i)).max_attempts(3))
+        .map(|i| NewJob::new("noop", &queues[i % queues.len()], payload(i)).max_attempts(3))
         .collect();
     let started = Instant::now();
     client.enqueue_bulk(jobs).await?;
@@ -204,26 +253,40 @@ async fn phases<S: Send + Sync + 'static>(
         took.as_secs_f64()
     )?;
 
-    let mut fleet = Fleet::start(app, ns, args.processes, args.concurrency)?;
+    let mut fleet = Fleet::start(app, ns, queues, args.processes, args.concurrency)?;
     wait_for_workers(client, args.processes).await?;
-    let took = timed_drain(client, n as u64).await?;
+    let cpu_before = bench_shards::cpu(client).await?;
+    let took = timed_drain(client, queues, n as u64).await?;
+    let cpu_after = bench_shards::cpu(client).await?;
     outln!(
         "drain (no-op):         {:>10.0} jobs/s   ({n} jobs in {:.3}s)",
         rate(n, took),
         took.as_secs_f64()
     )?;
+    let mut per_shard = std::collections::BTreeMap::new();
+    for q in queues {
+        let shard = bench_shards::shard(client, q).await?;
+        *per_shard.entry(shard).or_insert(0) += client.stats(q).await?.processed;
+    }
+    for line in bench_shards::per_shard_lines(&cpu_before, &cpu_after, &per_shard) {
+        outln!("{line}")?;
+    }
 
-    client.pause(QUEUE).await?;
+    pause_all(client, queues).await?;
     let jobs: Vec<NewJob> = (0..n)
-        .map(|_| {
-            NewJob::new("sleep", QUEUE, serde_json::json!({"fail_attempts": 1}))
-                .max_attempts(2)
-                .backoff(Backoff::ZERO)
+        .map(|i| {
+            NewJob::new(
+                "sleep",
+                &queues[i % queues.len()],
+                serde_json::json!({"fail_attempts": 1}),
+            )
+            .max_attempts(2)
+            .backoff(Backoff::ZERO)
         })
         .collect();
     client.enqueue_bulk(jobs).await?;
-    let took = timed_drain(client, 2 * n as u64).await?;
-    let failed = client.stats(QUEUE).await?.failed;
+    let took = timed_drain(client, queues, 2 * n as u64).await?;
+    let failed = counter(client, queues, |s| s.failed).await?;
     outln!(
         "drain (fail once):     {:>10.0} jobs/s   ({n} jobs, {failed} failed attempts, in {:.3}s)",
         rate(n, took),
@@ -231,7 +294,7 @@ async fn phases<S: Send + Sync + 'static>(
     )?;
     fleet.stop();
 
-    trickle(app, client, args).await
+    trickle(app, client, queues, args).await
 }
 
 /// Enqueues one job per millisecond to an idle in-process worker and measures how long each
@@ -239,6 +302,7 @@ async fn phases<S: Send + Sync + 'static>(
 async fn trickle<S: Send + Sync + 'static>(
     app: &Engine<S>,
     client: &QueueClient,
+    queues: &[String],
     args: &BenchArgs,
 ) -> anyhow::Result<()> {
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -254,14 +318,16 @@ async fn trickle<S: Send + Sync + 'static>(
     };
     let cfg = WorkerConfig {
         shutdown_timeout: Duration::from_secs(5),
-        ..bench_config(app, args.concurrency)?
+        ..bench_config(app, &queues.join(","), args.concurrency)?
     };
     let registry = Arc::new(builtin::bench_registry::<()>()?);
     let worker = Worker::builder(client.clone(), registry, Arc::new(()))
         .config(cfg)
         .observer(observer)
         .build();
-    client.resume(QUEUE).await?;
+    for q in queues {
+        client.resume(q).await?;
+    }
     let stop = CancellationToken::new();
     let handle = tokio::spawn({
         let stop = stop.clone();
@@ -276,7 +342,7 @@ async fn trickle<S: Send + Sync + 'static>(
             m.insert(id.clone(), Instant::now());
         }
         client
-            .enqueue(NewJob::new("noop", QUEUE, payload(i)).id(id))
+            .enqueue(NewJob::new("noop", &queues[i % queues.len()], payload(i)).id(id))
             .await?;
     }
     let until = Instant::now() + Duration::from_secs(10);
@@ -301,25 +367,27 @@ async fn trickle<S: Send + Sync + 'static>(
     Ok(())
 }
 
-/// Deletes the bench namespace's keys: the queue's fixed keys, its recent per-minute stats
+/// Deletes the bench namespace's keys: the queues' fixed keys, their recent per-minute stats
 /// and the registry keys. Jobs were all acked, so no job hashes remain.
-async fn cleanup(client: &QueueClient) {
-    let k = client.keys().queue(QUEUE);
+async fn cleanup(client: &QueueClient, queues: &[String]) {
     let minute = crate::queue::now_ms() / 60_000;
-    let mut keys = vec![
-        k.pending(),
-        k.scheduled(),
-        k.retry(),
-        k.leases(),
-        k.dead(),
-        k.completed(),
-        k.paused(),
-        k.stats(),
-        client.keys().queues(),
-        client.keys().workers(),
-    ];
-    keys.extend((minute - 30..=minute).map(|m| k.minute(m)));
+    let mut keys = vec![client.keys().queues(), client.keys().workers()];
+    for q in queues {
+        let k = client.keys().queue(q);
+        keys.extend([
+            k.pending(),
+            k.scheduled(),
+            k.retry(),
+            k.leases(),
+            k.dead(),
+            k.completed(),
+            k.paused(),
+            k.stats(),
+        ]);
+        keys.extend((minute - 30..=minute).map(|m| k.minute(m)));
+    }
     let mut con = client.connection();
+    // DEL of keys in many slots is split by the cluster client, one DEL per slot.
     let res: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut con).await;
     if let Err(e) = res {
         errln!("warning: could not delete the bench keys: {e}");

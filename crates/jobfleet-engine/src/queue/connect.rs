@@ -46,15 +46,24 @@ impl QueueClient {
             .map_err(|e| QueueError::Invalid(format!("redis URL {}: {e}", SecretUrl::new(url))))?;
         let address = SecretUrl::new(url).to_string();
         let (con, opened) = match &target {
-            Target::Node(url) => open_node(url, &address, &settings).await?,
+            Target::Node(url) => match open_node(url, &address, &settings).await? {
+                // A redis:// URL of one node of a cluster: that node is the seed of the
+                // cluster, as redis-cli -c takes it, rather than a node refusing every other
+                // slot with MOVED.
+                Opened::Cluster { .. } => {
+                    open_cluster(std::slice::from_ref(url), &address, &settings).await?
+                }
+                opened => opened_node(opened, &settings)?,
+            },
             Target::Cluster(nodes) => open_cluster(nodes, &address, &settings).await?,
             Target::Sentinel(s) => open_sentinel(s, &address, &settings).await?,
         };
+        let sharded = matches!(opened, Opened::Cluster { .. });
         Ok(Self {
             con,
             opened,
             keys: Keys::new(namespace),
-            scripts: Arc::new(Scripts::new(matches!(target, Target::Cluster(_)))),
+            scripts: Arc::new(Scripts::new(sharded)),
             settings,
         })
     }
@@ -67,17 +76,32 @@ fn manager_config(settings: &StoreSettings) -> ConnectionManagerConfig {
         .set_number_of_retries(RECONNECT_RETRIES)
 }
 
-async fn open_node(
-    url: &str,
-    address: &str,
-    settings: &StoreSettings,
-) -> Result<(Connection, Opened)> {
+/// Probes one node; answers `Opened::Cluster` when the node is part of a cluster, else the
+/// node's client.
+async fn open_node(url: &str, address: &str, settings: &StoreSettings) -> Result<Opened> {
     let client = redis::Client::open(url)?;
-    probe(&client, address, settings).await?;
+    if probe(&client, address, settings).await? {
+        tracing::info!(
+            redis = %address,
+            "the node is part of a Redis Cluster; it is used as the cluster's seed"
+        );
+        return Ok(Opened::Cluster {
+            nodes: vec![url.to_owned()],
+            settings: settings.clone(),
+        });
+    }
+    Ok(Opened::Node(client))
+}
+
+/// The connection to one node probed by `open_node`.
+fn opened_node(opened: Opened, settings: &StoreSettings) -> Result<(Connection, Opened)> {
+    let Opened::Node(client) = &opened else {
+        return Err(QueueError::Invalid("not a single node".into()));
+    };
     // Lazy: the probe has just shown that Redis answers, and waiting here again would put
     // the manager's retries back on the start-up path.
     let con = ConnectionManager::new_lazy_with_config(client.clone(), manager_config(settings))?;
-    Ok((Connection::node(con), Opened::Node(client)))
+    Ok((Connection::node(con), opened))
 }
 
 async fn open_cluster(
@@ -159,8 +183,9 @@ fn answer_limit(settings: &StoreSettings) -> (&'static str, Duration) {
     }
 }
 
-/// One connection attempt and one `PING`, each under its own limit.
-async fn probe(client: &redis::Client, address: &str, settings: &StoreSettings) -> Result<()> {
+/// One connection attempt and one `PING`, each under its own limit; answers whether the node
+/// is part of a cluster (`cluster_enabled:1`).
+async fn probe(client: &redis::Client, address: &str, settings: &StoreSettings) -> Result<bool> {
     // The limits are enforced around the calls, so that an expired one is known by name.
     let unbounded = AsyncConnectionConfig::new()
         .set_connection_timeout(None)
@@ -185,7 +210,15 @@ async fn probe(client: &redis::Client, address: &str, settings: &StoreSettings) 
             limit,
             during: format!("waiting for {address} to answer PING after connecting"),
         })??;
-    Ok(())
+    // A server that refuses INFO (an ACL, a proxy) is taken as one node, as before.
+    let mut info = redis::cmd("INFO");
+    info.arg("cluster");
+    let cluster = tokio::time::timeout(limit, info.query_async::<String>(&mut con))
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .is_some_and(|text| text.lines().any(|l| l.trim() == "cluster_enabled:1"));
+    Ok(cluster)
 }
 
 /// How a limit is shown in errors: `2s`, `500ms`.

@@ -22,7 +22,9 @@ use std::collections::HashMap;
 use futures::future::{BoxFuture, join_all};
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr,
+};
 use redis::{Arg, Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 use super::sentinel::SentinelConnection;
@@ -127,6 +129,60 @@ impl Connection {
                 Ok(redis::from_redis_value(reply)?)
             }
         }
+    }
+}
+
+impl Connection {
+    /// `INFO <section>` of every master: (its address, its answer). On one node, or under
+    /// Sentinel, the one master, named `master`.
+    pub async fn info_per_master(&mut self, section: &str) -> RedisResult<Vec<(String, String)>> {
+        let mut info = redis::cmd("INFO");
+        info.arg(section);
+        match &mut self.inner {
+            Inner::Node(con) => Ok(vec![("master".into(), info.query_async(con).await?)]),
+            Inner::Sentinel(con) => Ok(vec![("master".into(), info.query_async(con).await?)]),
+            Inner::Cluster(con) => {
+                let route = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                let reply = con.route_command(info, route).await?;
+                let mut out: Vec<(String, String)> = redis::from_redis_value(reply)?;
+                out.sort();
+                Ok(out)
+            }
+        }
+    }
+
+    /// The address (`host:port`) of the master that holds `key`'s slot in a cluster; `None` on
+    /// one node or under Sentinel, where one master holds every key.
+    pub async fn master_of(&mut self, key: &str) -> RedisResult<Option<String>> {
+        let Inner::Cluster(con) = &mut self.inner else {
+            return Ok(None);
+        };
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(con)
+            .await?;
+        let ranges: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(con).await?;
+        for range in ranges {
+            let Value::Array(fields) = range else {
+                continue;
+            };
+            let (Some(lo), Some(hi), Some(Value::Array(master))) =
+                (fields.first(), fields.get(1), fields.get(2))
+            else {
+                continue;
+            };
+            let (lo, hi): (u16, u16) = (
+                redis::from_redis_value_ref(lo)?,
+                redis::from_redis_value_ref(hi)?,
+            );
+            if (lo..=hi).contains(&slot) && master.len() >= 2 {
+                let host: String = redis::from_redis_value_ref(&master[0])?;
+                let port: u16 = redis::from_redis_value_ref(&master[1])?;
+                return Ok(Some(format!("{host}:{port}")));
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -112,7 +112,16 @@ fn redact(url: &str) -> String {
     // credentials out of their path; any other scheme is shown as an http(s) URL is.
     let web = !matches!(
         scheme.to_ascii_lowercase().as_str(),
-        "redis" | "rediss" | "redis+unix" | "unix" | "postgres" | "postgresql"
+        "redis"
+            | "rediss"
+            | "redis+unix"
+            | "unix"
+            | "redis+cluster"
+            | "rediss+cluster"
+            | "redis+sentinel"
+            | "rediss+sentinel"
+            | "postgres"
+            | "postgresql"
     );
     // The user part ends at the last `@`, looked for before the query and fragment are split
     // off: an unencoded password may hold `?`, `#` or `/` (`redis://:hunter?2@cache`). An `@`
@@ -311,5 +320,21 @@ mod tests {
         );
         assert_eq!(redact_urls("no url :// here"), "no url :// here");
         assert_eq!(redact_urls("plain"), "plain");
+    }
+
+    #[test]
+    fn cluster_and_sentinel_urls_keep_their_hosts_and_mask_both_passwords() {
+        let cluster = SecretUrl::new("redis+cluster://app:pw1@10.0.0.1:7000,10.0.0.2:7000");
+        assert_eq!(
+            cluster.to_string(),
+            "redis+cluster://app:***@10.0.0.1:7000,10.0.0.2:7000"
+        );
+        let sentinel =
+            SecretUrl::new("rediss+sentinel://:pw1@s1,s2:26380/mymaster/2?sentinel_password=pw2");
+        let shown = sentinel.to_string();
+        assert_eq!(
+            shown,
+            "rediss+sentinel://:***@s1,s2:26380/mymaster/2?sentinel_password=***"
+        );
     }
 }

@@ -1,0 +1,112 @@
+//! The benchmark's queues and what each Redis master spent on them: on a cluster the queues
+//! are chosen so that every master holds as many of them, and each master's CPU time (from
+//! `INFO cpu`) is divided by the jobs of its queues, which says what one shard costs per job.
+
+use std::collections::BTreeMap;
+
+use crate::queue::QueueClient;
+
+/// Names `count` benchmark queues (`bench`, or `bench-0`...); on a cluster, spread evenly over
+/// its masters, as many per master as can be.
+pub(super) async fn queue_names(client: &QueueClient, count: usize) -> anyhow::Result<Vec<String>> {
+    if count == 1 && !client.connection().is_cluster() {
+        return Ok(vec!["bench".to_owned()]);
+    }
+    let masters = client
+        .connection()
+        .info_per_master("server")
+        .await?
+        .len()
+        .max(1);
+    let per_master = count.div_ceil(masters);
+    let mut taken: BTreeMap<String, usize> = BTreeMap::new();
+    let mut names = Vec::with_capacity(count);
+    for i in 0..count * 50 {
+        let name = format!("bench-{i}");
+        let master = shard(client, &name).await?;
+        let n = taken.entry(master).or_default();
+        if *n < per_master {
+            *n += 1;
+            names.push(name);
+            if names.len() == count {
+                return Ok(names);
+            }
+        }
+    }
+    anyhow::bail!("found no spread of {count} queues over {masters} masters")
+}
+
+/// The master holding a queue (`master` off a cluster).
+pub(super) async fn shard(client: &QueueClient, queue: &str) -> anyhow::Result<String> {
+    let key = client.keys().queue(queue).pending();
+    Ok(client
+        .connection()
+        .master_of(&key)
+        .await?
+        .unwrap_or_else(|| "master".to_owned()))
+}
+
+/// Every master's CPU time so far (user + system, seconds).
+pub(super) async fn cpu(client: &QueueClient) -> anyhow::Result<BTreeMap<String, f64>> {
+    let info = client.connection().info_per_master("cpu").await?;
+    Ok(info
+        .into_iter()
+        .map(|(node, text)| {
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| {
+                        l.strip_prefix(name)?
+                            .strip_prefix(':')?
+                            .trim()
+                            .parse::<f64>()
+                            .ok()
+                    })
+                    .unwrap_or(0.0)
+            };
+            (node, field("used_cpu_user") + field("used_cpu_sys"))
+        })
+        .collect())
+}
+
+/// One line per master: its CPU time between `before` and `after`, the jobs its queues ran,
+/// and the CPU time per job.
+pub(super) fn per_shard_lines(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+    jobs: &BTreeMap<String, u64>,
+) -> Vec<String> {
+    after
+        .iter()
+        .map(|(node, &end)| {
+            let spent = end - before.get(node).copied().unwrap_or(end);
+            let n = jobs.get(node).copied().unwrap_or(0);
+            let per_job = if n == 0 { 0.0 } else { spent / n as f64 * 1e6 };
+            format!(
+                "  redis {node:<21} {spent:>7.2} s CPU for {n:>8} jobs: {per_job:>6.1} µs per job"
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_per_job_is_the_delta_over_the_shards_jobs() {
+        let before = BTreeMap::from([("a".to_owned(), 1.0), ("b".to_owned(), 2.0)]);
+        let after = BTreeMap::from([("a".to_owned(), 3.0), ("b".to_owned(), 2.5)]);
+        let jobs = BTreeMap::from([("a".to_owned(), 100_000), ("b".to_owned(), 0)]);
+        let lines = per_shard_lines(&before, &after, &jobs);
+        assert!(
+            lines[0].contains("2.00 s CPU for   100000 jobs:   20.0 µs per job"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].contains("0.50 s CPU for        0 jobs:    0.0 µs"),
+            "{}",
+            lines[1]
+        );
+    }
+}
