@@ -49,6 +49,30 @@ async fn the_sentinel_url_reaches_the_master_and_the_commands_work() {
     assert!(!err.contains('\n'), "{err}");
 }
 
+#[tokio::test]
+async fn the_master_and_the_sentinels_each_take_their_own_password() {
+    let group = TestSentinel::start_secured(1, "master-pw", "sentinel-pw");
+    let url = group.url();
+    let c = client_with(&url, replicated()).await;
+    c.enqueue(NewJob::new("noop", "default", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(c.stats("default").await.unwrap().pending, 1);
+    // Without the sentinels' password the sentinels refuse, and the error names no password.
+    let wrong = url.replace("?sentinel_password=sentinel-pw", "");
+    let err = QueueClient::connect(&wrong, "jobfleet", StoreSettings::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("master-pw"), "{err}");
+    // The CLI shows the URL with both passwords masked.
+    let out = ok(&url, &["queues"]);
+    assert!(
+        !out.contains("sentinel-pw") && !out.contains("master-pw"),
+        "{out}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_follow_the_promoted_replica_and_lose_no_acknowledged_job() {
     let mut group = TestSentinel::start(1);

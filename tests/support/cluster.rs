@@ -17,8 +17,17 @@ const SETTLE: Duration = Duration::from_secs(30);
 
 /// Runs `redis-cli -p port args...` and returns its standard output.
 pub fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
+    cli_as(port, None, args)
+}
+
+/// `cli` with a password (`redis-cli -a`).
+pub fn cli_as(port: u16, password: Option<&str>, args: &[&str]) -> String {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-p", &port.to_string()]);
+    if let Some(pw) = password {
+        cmd.args(["--no-auth-warning", "-a", pw]);
+    }
+    let out = cmd
         .args(args)
         .output()
         .expect("run redis-cli (Debian's redis-tools, which redis-server brings)");
@@ -228,46 +237,83 @@ pub struct TestSentinel {
     pub master: TestRedis,
     pub replicas: Vec<TestRedis>,
     sentinels: Vec<(Child, u16, tempfile::TempDir)>,
+    /// (the master's and replicas' password, the sentinels' own), when they have one.
+    passwords: Option<(String, String)>,
 }
 
 impl TestSentinel {
     pub fn start(replicas: usize) -> TestSentinel {
-        let master = TestRedis::start_with(&["--repl-diskless-sync-delay".into(), "0".into()]);
+        Self::start_inner(replicas, None)
+    }
+
+    /// A group whose master and replicas require `master_pw` and whose sentinels require
+    /// `sentinel_pw`, as a production group does.
+    pub fn start_secured(replicas: usize, master_pw: &str, sentinel_pw: &str) -> TestSentinel {
+        Self::start_inner(
+            replicas,
+            Some((master_pw.to_owned(), sentinel_pw.to_owned())),
+        )
+    }
+
+    fn start_inner(replicas: usize, passwords: Option<(String, String)>) -> TestSentinel {
+        let mut extra: Vec<String> = vec!["--repl-diskless-sync-delay".into(), "0".into()];
+        if let Some((master_pw, _)) = &passwords {
+            extra.extend(["--masterauth".into(), master_pw.clone()]);
+        }
+        let master = TestRedis::start_with(&extra);
         let replicas: Vec<TestRedis> = (0..replicas)
             .map(|_| {
-                TestRedis::start_with(&[
+                let mut args = extra.clone();
+                args.extend([
                     "--replicaof".into(),
                     "127.0.0.1".into(),
                     master.port().to_string(),
-                    "--repl-diskless-sync-delay".into(),
-                    "0".into(),
-                ])
+                ]);
+                TestRedis::start_with(&args)
             })
             .collect();
-        let sentinels = (0..3).map(|_| start_sentinel(master.port())).collect();
+        if let Some((master_pw, _)) = &passwords {
+            for node in std::iter::once(&master).chain(&replicas) {
+                node.set_password(master_pw);
+            }
+        }
+        let sentinels = (0..3)
+            .map(|_| start_sentinel(master.port(), passwords.as_ref()))
+            .collect();
         let group = TestSentinel {
             master,
             replicas,
             sentinels,
+            passwords,
         };
         group.wait_for_master(group.master.port());
         group
     }
 
-    /// The URL jobfleet is given: every sentinel and the master's name.
+    fn sentinel_cli(&self, port: u16, args: &[&str]) -> String {
+        cli_as(port, self.passwords.as_ref().map(|(_, s)| s.as_str()), args)
+    }
+
+    /// The URL jobfleet is given: every sentinel and the master's name, with both passwords.
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
             .sentinels
             .iter()
             .map(|(_, port, _)| format!("127.0.0.1:{port}"))
             .collect();
-        format!("redis+sentinel://{}/mymaster", hosts.join(","))
+        match &self.passwords {
+            None => format!("redis+sentinel://{}/mymaster", hosts.join(",")),
+            Some((master_pw, sentinel_pw)) => format!(
+                "redis+sentinel://:{master_pw}@{}/mymaster?sentinel_password={sentinel_pw}",
+                hosts.join(",")
+            ),
+        }
     }
 
     /// The port of the master the sentinels name now.
     pub fn current_master(&self) -> Option<u16> {
         let (_, port, _) = &self.sentinels[0];
-        let out = cli(*port, &["sentinel", "get-master-addr-by-name", "mymaster"]);
+        let out = self.sentinel_cli(*port, &["sentinel", "get-master-addr-by-name", "mymaster"]);
         out.lines().nth(1).and_then(|p| p.trim().parse().ok())
     }
 
@@ -276,8 +322,9 @@ impl TestSentinel {
         let deadline = Instant::now() + SETTLE;
         loop {
             let agreed = self.sentinels.iter().all(|(_, p, _)| {
-                let out = cli(*p, &["sentinel", "get-master-addr-by-name", "mymaster"]);
-                let replicas = cli(*p, &["sentinel", "replicas", "mymaster"]);
+                let out =
+                    self.sentinel_cli(*p, &["sentinel", "get-master-addr-by-name", "mymaster"]);
+                let replicas = self.sentinel_cli(*p, &["sentinel", "replicas", "mymaster"]);
                 out.lines().nth(1).map(str::trim) == Some(&port.to_string())
                     && (self.replicas.is_empty() || replicas.contains("slave"))
             });
@@ -302,22 +349,28 @@ impl Drop for TestSentinel {
     }
 }
 
-fn start_sentinel(master_port: u16) -> (Child, u16, tempfile::TempDir) {
+fn start_sentinel(
+    master_port: u16,
+    passwords: Option<&(String, String)>,
+) -> (Child, u16, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("a folder for the sentinel");
     let port = super::process::free_port();
     let conf = dir.path().join("sentinel.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "port {port}\nbind 127.0.0.1\ndir {dir}\n\
-             sentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
-             sentinel down-after-milliseconds mymaster 1000\n\
-             sentinel failover-timeout mymaster 5000\n\
-             sentinel parallel-syncs mymaster 1\n",
-            dir = dir.path().display()
-        ),
-    )
-    .expect("write sentinel.conf");
+    let mut text = format!(
+        "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+         sentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
+         sentinel down-after-milliseconds mymaster 1000\n\
+         sentinel failover-timeout mymaster 5000\n\
+         sentinel parallel-syncs mymaster 1\n",
+        dir = dir.path().display()
+    );
+    if let Some((master_pw, sentinel_pw)) = passwords {
+        // The sentinels log in to the master and replicas, and to each other, with these.
+        text.push_str(&format!(
+            "sentinel auth-pass mymaster {master_pw}\nrequirepass {sentinel_pw}\n"
+        ));
+    }
+    std::fs::write(&conf, text).expect("write sentinel.conf");
     let log = std::fs::File::create(dir.path().join("sentinel.log")).expect("sentinel log");
     let child = Command::new("redis-sentinel")
         .arg(&conf)
@@ -327,7 +380,8 @@ fn start_sentinel(master_port: u16) -> (Child, u16, tempfile::TempDir) {
         .spawn()
         .expect("start redis-sentinel (Debian's redis-sentinel; scripts/test installs it)");
     let deadline = Instant::now() + SETTLE;
-    while !cli(port, &["ping"]).contains("PONG") {
+    let password = passwords.map(|(_, s)| s.as_str());
+    while !cli_as(port, password, &["ping"]).contains("PONG") {
         assert!(
             Instant::now() < deadline,
             "redis-sentinel on {port} did not start"

@@ -79,13 +79,24 @@ pub(super) fn per_shard_lines(
         .iter()
         .map(|(node, &end)| {
             let spent = end - before.get(node).copied().unwrap_or(end);
-            let n = jobs.get(node).copied().unwrap_or(0);
+            let n = jobs_of(jobs, node);
             let per_job = if n == 0 { 0.0 } else { spent / n as f64 * 1e6 };
             format!(
                 "  redis {node:<21} {spent:>7.2} s CPU for {n:>8} jobs: {per_job:>6.1} µs per job"
             )
         })
         .collect()
+}
+
+/// The jobs of the master at `node`. A cluster of one master may not know its own address and
+/// names itself `:port` in `CLUSTER SLOTS`: such a name matches the master on that port.
+fn jobs_of(jobs: &BTreeMap<String, u64>, node: &str) -> u64 {
+    jobs.get(node).copied().unwrap_or_else(|| {
+        jobs.iter()
+            .filter(|(addr, _)| addr.starts_with(':') && node.ends_with(addr.as_str()))
+            .map(|(_, n)| n)
+            .sum()
+    })
 }
 
 #[cfg(test)]
