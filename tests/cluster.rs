@@ -181,6 +181,22 @@ struct Failover {
     outage: Duration,
 }
 
+impl Failover {
+    /// Prints the figures (`--nocapture` shows them) and checks that the producer got through.
+    fn report(&self, durability: &str) {
+        println!(
+            "failover with durability {durability}: {} enqueues acknowledged, {} lost, {} bulk \
+             calls refused, writes refused for {:?} after the kill",
+            self.acknowledged, self.lost, self.refused, self.outage
+        );
+        assert!(
+            self.acknowledged > 1000,
+            "too few jobs went in: {}",
+            self.acknowledged
+        );
+    }
+}
+
 /// Three shards drained by a worker process while a producer enqueues; the master of the first
 /// queue is SIGKILLed mid-drain. Waits until the fleet has run every acknowledged job it still
 /// can, and reports how many it could not.
@@ -248,16 +264,7 @@ async fn a_master_killed_mid_drain_loses_no_acknowledged_job_when_writes_are_rep
     // Two replicas per master: once one is promoted, the other still confirms its writes. With
     // one, the promoted master has no replica left and refuses every write until one joins.
     let f = kill_a_master_mid_drain(durability, "replicated", 2).await;
-    println!(
-        "failover with durability replicated: {} enqueues acknowledged, {} lost, {} bulk calls \
-         refused, writes refused for {:?} after the kill",
-        f.acknowledged, f.lost, f.refused, f.outage
-    );
-    assert!(
-        f.acknowledged > 1000,
-        "too few jobs went in: {}",
-        f.acknowledged
-    );
+    f.report("replicated");
     assert_eq!(f.lost, 0, "acknowledged jobs lost with the master");
 }
 
@@ -266,16 +273,7 @@ async fn a_master_killed_mid_drain_without_replicated_writes_can_lose_the_last_o
     let f = kill_a_master_mid_drain(Durability::Fast, "fast", 1).await;
     // What is lost depends on what the replica had not received when the master died: the
     // figure is reported, and the fleet must carry on either way.
-    println!(
-        "failover with durability fast: {} enqueues acknowledged, {} lost, {} bulk calls \
-         refused, writes refused for {:?} after the kill",
-        f.acknowledged, f.lost, f.refused, f.outage
-    );
-    assert!(
-        f.acknowledged > 1000,
-        "too few jobs went in: {}",
-        f.acknowledged
-    );
+    f.report("fast");
     assert!(
         f.lost < f.acknowledged / 3,
         "more than the dead shard's share was lost"
@@ -424,4 +422,91 @@ async fn the_board_gathers_every_shard() {
         .unwrap();
     assert!(resp.status().is_success(), "API enqueue: {}", resp.status());
     assert_eq!(c.stats(&queues[2]).await.unwrap().pending, 2);
+}
+
+/// A jobs folder whose `noop` spec has an every-second schedule on queue `default`; every
+/// other kind gets a plain spec, as the binary requires one per kind.
+fn every_second_jobs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = "queue = \"default\"\ntimeout = \"30s\"\n[retry]\nmax_attempts = 3\nbase = \"1s\"\ncap = \"1m\"\n";
+    let noop = format!("{plain}[[schedule]]\nname = \"every-second\"\ncron = \"* * * * * *\"\n");
+    std::fs::write(dir.path().join("noop.toml"), noop).unwrap();
+    for kind in jobfleet::jobs::handlers().kinds().filter(|k| *k != "noop") {
+        std::fs::write(dir.path().join(format!("{kind}.toml")), plain).unwrap();
+    }
+    dir
+}
+
+/// The ticks (ms) of the every-second schedule among the pending jobs of `default`.
+async fn ticks(c: &QueueClient) -> Vec<i64> {
+    let page = c
+        .list("default", JobState::Pending, 0, 10_000)
+        .await
+        .unwrap();
+    page.jobs
+        .iter()
+        .filter_map(|j| j.id.strip_prefix("every-second:")?.parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_tick_once_per_second_on_a_cluster_through_a_failover() {
+    use support::process::Process;
+    let mut cluster = TestCluster::start(3, 1);
+    let url = cluster.url();
+    let jobs = every_second_jobs();
+    let c = client(&url).await;
+    let mut schedulers: Vec<Process> = (0..2)
+        .map(|_| Process::start_in(&url, Some(jobs.path()), &[], &["scheduler"]))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = ticks(&c).await.len();
+    assert!(before >= 3, "only {before} ticks in 5 s");
+    let victim = cluster.master_of("jobfleet:{default}:pending");
+    cluster.nodes[victim].kill();
+    cluster.wait_until_ok();
+    // Ticks due while the shard had no master are lost (the schedule's default policy); the
+    // next ones go in.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let all = ticks(&c).await;
+    let unique: HashSet<i64> = all.iter().copied().collect();
+    println!(
+        "schedulers on a cluster: {} ticks before the kill, {} in all, {} duplicates",
+        before,
+        all.len(),
+        all.len() - unique.len()
+    );
+    assert_eq!(all.len(), unique.len(), "a tick was enqueued twice");
+    assert!(
+        all.len() >= before + 3,
+        "ticks did not go on after the failover"
+    );
+    for s in &mut schedulers {
+        s.assert_running();
+        s.terminate_cleanly();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls_is_reached_by_a_rediss_cluster_url() {
+    let cluster = TestCluster::start_tls(3, 0);
+    let url = cluster.url();
+    assert!(url.starts_with("rediss+cluster://"), "{url}");
+    let queues = cluster.queues_on_every_master("tls", 3);
+    let store = StoreSettings {
+        completed_history: 1000,
+        ..StoreSettings::default()
+    };
+    let c = client_with(&url, store).await;
+    assert_eq!(c.mode(), "cluster");
+    let bulk: Vec<NewJob> = (0..30).map(|i| job(&queues[i % 3], i)).collect();
+    c.enqueue_bulk(bulk).await.unwrap();
+    let list = queues.join(",");
+    let mut worker = spawn_worker(&url, 4, &[("JOBFLEET__WORKER__QUEUES", list.as_str())]);
+    assert!(
+        eventually(Duration::from_secs(30), || all_completed(&c, &queues, 10)).await,
+        "the worker did not drain the TLS cluster:\n{}",
+        worker.output()
+    );
+    worker.terminate_cleanly();
 }

@@ -38,11 +38,25 @@ pub fn cli_as(port: u16, password: Option<&str>, args: &[&str]) -> String {
 #[derive(Debug)]
 pub struct TestCluster {
     pub nodes: Vec<TestRedis>,
+    /// With TLS: each node's TLS port, and the folder of the certificate.
+    tls: Option<(Vec<u16>, tempfile::TempDir)>,
 }
 
 impl TestCluster {
     pub fn start(masters: usize, replicas: usize) -> TestCluster {
-        let extra: Vec<String> = [
+        Self::start_inner(masters, replicas, false)
+    }
+
+    /// A cluster whose clients, replication and cluster bus speak TLS, with a self-signed
+    /// certificate; the plain ports stay open for the test's own checks.
+    pub fn start_tls(masters: usize, replicas: usize) -> TestCluster {
+        Self::start_inner(masters, replicas, true)
+    }
+
+    fn start_inner(masters: usize, replicas: usize, tls: bool) -> TestCluster {
+        let certs = tls.then(|| tempfile::tempdir().expect("a folder for the certificate"));
+        let mut tls_ports = Vec::new();
+        let base: Vec<String> = [
             "--cluster-enabled",
             "yes",
             "--cluster-node-timeout",
@@ -58,13 +72,32 @@ impl TestCluster {
         .map(|s| s.to_string())
         .collect();
         let nodes: Vec<TestRedis> = (0..masters * (1 + replicas))
-            .map(|_| TestRedis::start_with(&extra))
+            .map(|_| {
+                let mut extra = base.clone();
+                if let Some(dir) = &certs {
+                    let port = super::redis::free_port();
+                    tls_ports.push(port);
+                    extra.extend(super::redis::tls_args(dir.path(), port));
+                    extra.extend(
+                        ["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from),
+                    );
+                }
+                TestRedis::start_with(&extra)
+            })
             .collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port()))
-            .collect();
-        let out = Command::new("redis-cli")
+        let addrs: Vec<String> = if tls {
+            tls_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()
+        } else {
+            nodes
+                .iter()
+                .map(|n| format!("127.0.0.1:{}", n.port()))
+                .collect()
+        };
+        let mut create = Command::new("redis-cli");
+        if tls {
+            create.args(["--tls", "--insecure"]);
+        }
+        let out = create
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
@@ -76,20 +109,32 @@ impl TestCluster {
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let cluster = TestCluster { nodes };
+        let cluster = TestCluster {
+            nodes,
+            tls: certs.map(|dir| (tls_ports, dir)),
+        };
         cluster.wait_until_ok();
         cluster.wait_for_replicas();
         cluster
     }
 
-    /// The seed URL of every node.
+    /// The seed URL of every node (`rediss+cluster://...#insecure` with TLS: the certificate
+    /// is self-signed).
     pub fn url(&self) -> String {
-        let hosts: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port()))
-            .collect();
-        format!("redis+cluster://{}", hosts.join(","))
+        match &self.tls {
+            None => {
+                let hosts: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .map(|n| format!("127.0.0.1:{}", n.port()))
+                    .collect();
+                format!("redis+cluster://{}", hosts.join(","))
+            }
+            Some((ports, _)) => {
+                let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+                format!("rediss+cluster://{}/#insecure", hosts.join(","))
+            }
+        }
     }
 
     /// Waits until every live node reports `cluster_state:ok` and the same view of which

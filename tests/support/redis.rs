@@ -142,34 +142,8 @@ impl TestRedis {
     /// Returns the server and its TLS port.
     pub fn start_tls() -> (TestRedis, u16) {
         let certs = tempfile::tempdir().expect("temp dir for certificates");
-        let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-        let made = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args(["-subj", "/CN=localhost", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl runs (Debian package openssl)");
-        assert!(made.success(), "openssl could not make a certificate");
         let tls_port = free_port();
-        let path = |p: &PathBuf| p.display().to_string();
-        let redis = Self::start_with(&[
-            "--tls-port".into(),
-            tls_port.to_string(),
-            "--tls-cert-file".into(),
-            path(&cert),
-            "--tls-key-file".into(),
-            path(&key),
-            "--tls-ca-cert-file".into(),
-            path(&cert),
-            "--tls-auth-clients".into(),
-            "no".into(),
-        ]);
+        let redis = Self::start_with(&tls_args(certs.path(), tls_port));
         // redis-server has read the files; the directory can go.
         drop(certs);
         (redis, tls_port)
@@ -239,6 +213,40 @@ impl Drop for TestRedis {
     }
 }
 
+/// Arguments of a redis-server that also speaks TLS on `tls_port`, with a self-signed
+/// certificate for `localhost` that `openssl` makes in `dir` (once per folder).
+pub fn tls_args(dir: &Path, tls_port: u16) -> Vec<String> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if !cert.exists() {
+        let made = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs (Debian package openssl)");
+        assert!(made.success(), "openssl could not make a certificate");
+    }
+    let path = |p: &PathBuf| p.display().to_string();
+    vec![
+        "--tls-port".into(),
+        tls_port.to_string(),
+        "--tls-cert-file".into(),
+        path(&cert),
+        "--tls-key-file".into(),
+        path(&key),
+        "--tls-ca-cert-file".into(),
+        path(&cert),
+        "--tls-auth-clients".into(),
+        "no".into(),
+    ]
+}
+
 enum Startup {
     Ready,
     Exited(ExitStatus),
@@ -275,7 +283,7 @@ fn redis_server_binary() -> PathBuf {
 /// Asks the kernel for a currently free loopback port. The listener is
 /// dropped before redis-server binds, so the port can in rare cases be taken
 /// by someone else first; `start()` retries for that reason.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .expect("cannot bind a TCP listener on 127.0.0.1 to find a free port");
     listener

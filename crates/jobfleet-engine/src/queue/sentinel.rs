@@ -57,7 +57,11 @@ impl SentinelConnection {
         let mut info = SentinelNodeConnectionInfo::default()
             .set_redis_connection_info(node.redis_settings().clone());
         if target.tls {
-            info = info.set_tls_mode(redis::TlsMode::Secure);
+            info = info.set_tls_mode(if target.insecure {
+                redis::TlsMode::Insecure
+            } else {
+                redis::TlsMode::Secure
+            });
         }
         let mut client = SentinelClient::build(
             target.sentinels.clone(),

@@ -10,6 +10,10 @@
 //! | `redis+sentinel://[user:pass@]s1:p1,s2:p2/<master>[/db][?...]` | Sentinel's current master    |
 //! | `rediss+sentinel://...`                                         | the same over TLS            |
 //!
+//! A `#insecure` fragment (TLS without certificate checks, for self-signed certificates on a
+//! private network) applies to every node of a cluster, and under Sentinel to the master and
+//! its replicas.
+//!
 //! A cluster's seed nodes need not be all its nodes, only enough to find one that answers; the
 //! rest is learnt from `CLUSTER SLOTS`. In the Sentinel form the hosts are the sentinels (port
 //! 26379 unless given), the user and password are the master's, and `sentinel_username` and
@@ -44,6 +48,8 @@ pub struct SentinelTarget {
     pub node: String,
     /// Whether the master and its replicas are reached over TLS.
     pub tls: bool,
+    /// TLS without certificate checks (`#insecure`).
+    pub insecure: bool,
 }
 
 // Targets hold passwords: their Debug names the form and the hosts only.
@@ -158,6 +164,7 @@ fn sentinel(tls: bool, rest: &str) -> Result<Target, InvalidTarget> {
         master: master.to_owned(),
         node,
         tls,
+        insecure: !parts.fragment.is_empty(),
     }))
 }
 
@@ -187,10 +194,16 @@ struct Parts<'a> {
     hosts: Vec<&'a str>,
     path: &'a str,
     query: &'a str,
+    /// `#insecure`, or empty.
+    fragment: &'a str,
 }
 
 impl<'a> Parts<'a> {
     fn split(rest: &'a str) -> Result<Self, InvalidTarget> {
+        let (rest, fragment) = match rest.rfind('#') {
+            Some(i) if &rest[i..] == "#insecure" => (&rest[..i], &rest[i..]),
+            _ => (rest, ""),
+        };
         let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -212,6 +225,7 @@ impl<'a> Parts<'a> {
             hosts,
             path,
             query,
+            fragment,
         })
     }
 
@@ -226,9 +240,10 @@ impl<'a> Parts<'a> {
             .iter()
             .map(|h| {
                 let url = format!(
-                    "{scheme}://{}{}/{path}{query}",
+                    "{scheme}://{}{}/{path}{query}{}",
                     self.userinfo,
-                    with_port(h, port)
+                    with_port(h, port),
+                    self.fragment
                 );
                 check(&url).map(|()| url)
             })
@@ -301,6 +316,14 @@ mod tests {
         );
         let tls = Target::parse("rediss+cluster://h:7000").unwrap();
         assert_eq!(tls, Target::Cluster(vec!["rediss://h:7000/".into()]));
+        let insecure = Target::parse("rediss+cluster://h1:7000,h2:7000/#insecure").unwrap();
+        assert_eq!(
+            insecure,
+            Target::Cluster(vec![
+                "rediss://h1:7000/#insecure".into(),
+                "rediss://h2:7000/#insecure".into()
+            ])
+        );
         assert_eq!(tls.mode(), "cluster");
         assert!(Target::parse("redis+cluster://h:7000/3").is_err());
         assert!(Target::parse("redis+cluster://h:7000,,h2").is_err());
@@ -321,7 +344,7 @@ mod tests {
         );
         assert_eq!(s.master, "mymaster");
         assert_eq!(s.node, "redis://app:masterpw@sentinel-master/2");
-        assert!(s.tls);
+        assert!(s.tls && !s.insecure);
         let info = s.node.as_str().into_connection_info().unwrap();
         assert_eq!(info.redis_settings().password(), Some("masterpw"));
         assert_eq!(info.redis_settings().db(), 2);
