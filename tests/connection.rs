@@ -1,5 +1,6 @@
-//! Connecting the way production does: a password in the URL, TLS with `rediss://`, and a
-//! server that does not answer, which fails within the configured limit and says which.
+//! Connecting the way production does: a password in the URL, TLS with `rediss://`, a server
+//! that does not answer, which fails within the configured limit and says which, and a
+//! replicated write that no replica confirms.
 
 mod support;
 
@@ -142,4 +143,49 @@ fn a_server_that_stops_answering_after_the_handshake_fails_by_the_response_timeo
     let port = listener(true);
     let url = format!("redis://127.0.0.1:{port}/");
     fails_by(&url, "redis.response_timeout", &url);
+}
+
+#[tokio::test]
+async fn a_replicated_write_without_a_replica_fails_and_says_the_master_has_it() {
+    let redis = TestRedis::start();
+    let store = StoreSettings {
+        durability: jobfleet::queue::Durability::Replicated {
+            replicas: 1,
+            timeout: Duration::from_millis(100),
+        },
+        ..StoreSettings::default()
+    };
+    let c = QueueClient::connect(&redis.url(), "jobfleet", store)
+        .await
+        .unwrap();
+    let err = c
+        .enqueue(NewJob::new("noop", "default", json!({})))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("stored on the master, but 0 of 1 replicas confirmed it within 100ms"),
+        "{err}"
+    );
+    // The write stands on the master, which is what the error says.
+    assert_eq!(c.stats("default").await.unwrap().pending, 1);
+    // The same settings from the command line: a one-line error and a non-zero exit.
+    let out = jobfleet(&redis.url())
+        .args(["enqueue", "noop"])
+        .env("JOBFLEET__REDIS__DURABILITY", "replicated")
+        .env("JOBFLEET__REDIS__REPLICATION_TIMEOUT", "100ms")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("0 of 1 replicas"), "{stderr}");
+    // And a setting that cannot work is refused at start, naming the key.
+    let out = jobfleet(&redis.url())
+        .args(["queues"])
+        .env("JOBFLEET__REDIS__DURABILITY", "replicated")
+        .env("JOBFLEET__REDIS__REPLICAS", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("redis.replicas"), "{stderr}");
 }

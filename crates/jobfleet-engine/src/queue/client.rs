@@ -9,7 +9,7 @@ pub use super::calls::{AckReport, Call, Fetched, ReapReport, Settle, SettleActio
 use super::connection::Connection;
 use super::envelope::Leased;
 use super::keys::{Keys, QueueKeys, validate_queue_name};
-use super::scripts::{Durability, Invocation, Scripts};
+use super::scripts::{Invocation, Scripts};
 use super::{QueueError, Result, StoreSettings, bytes, int, now_ms};
 
 /// A handle on the queue store; cheap to clone, safe to share between tasks.
@@ -87,17 +87,12 @@ impl QueueClient {
             .await?
         {
             Ok(reply) => Ok(reply),
-            Err((_, not)) => {
-                let Durability::Replicated { replicas, timeout } = durability else {
-                    unreachable!("only a replicated write waits for replicas")
-                };
-                Err(QueueError::NotReplicated {
-                    what,
-                    confirmed: not.confirmed,
-                    wanted: replicas,
-                    timeout,
-                })
-            }
+            Err(not) => Err(QueueError::NotReplicated {
+                what,
+                confirmed: not.confirmed,
+                wanted: not.wanted,
+                timeout: not.timeout,
+            }),
         }
     }
 

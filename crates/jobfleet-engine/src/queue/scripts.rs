@@ -85,7 +85,12 @@ impl std::fmt::Debug for Invocation<'_> {
 /// A replicated write that too few replicas confirmed in time.
 #[derive(Debug)]
 pub(crate) struct NotReplicated {
+    /// Replicas that confirmed.
     pub confirmed: u32,
+    /// Replicas that were asked for.
+    pub wanted: u32,
+    /// How long they were waited for.
+    pub timeout: Duration,
 }
 
 impl Invocation<'_> {
@@ -128,12 +133,13 @@ impl Invocation<'_> {
     }
 
     /// Runs the script and, under `Durability::Replicated`, waits for the replicas in the same
-    /// pipeline; the reply, or how many replicas confirmed when too few did.
+    /// pipeline; the reply, or how many replicas confirmed when too few did (the write stands
+    /// on the master either way).
     pub(crate) async fn invoke_durably<T: FromRedisValue>(
         &self,
         con: &mut Connection,
         durability: Durability,
-    ) -> RedisResult<Result<T, (T, NotReplicated)>> {
+    ) -> RedisResult<Result<T, NotReplicated>> {
         let Durability::Replicated { replicas, timeout } = durability else {
             return self.invoke_async(con).await.map(Ok);
         };
@@ -153,7 +159,11 @@ impl Invocation<'_> {
         if confirmed >= replicas {
             Ok(Ok(reply))
         } else {
-            Ok(Err((reply, NotReplicated { confirmed })))
+            Ok(Err(NotReplicated {
+                confirmed,
+                wanted: replicas,
+                timeout,
+            }))
         }
     }
 }
