@@ -187,5 +187,8 @@ async fn a_replicated_write_without_a_replica_fails_and_says_the_master_has_it()
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("redis.replicas"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("redis.replicas"),
+        "{stderr}"
+    );
 }
