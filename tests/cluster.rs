@@ -53,6 +53,16 @@ async fn the_fleet_works_on_every_shard_of_a_cluster() {
     for q in &queues {
         assert!(listed.contains(q), "{q} not in {listed:?}");
     }
+    // `jobfleet queues` names each queue's shard: three queues, three masters.
+    let shards: HashSet<String> = ok_json(&url, &["queues", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| queues.iter().any(|n| q["queue"] == n.as_str()))
+        .filter_map(|q| q["shard"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(shards.len(), 3, "shards of the queues: {shards:?}");
+    assert!(ok(&url, &["queues"]).contains("SHARD"));
 
     // A subscriber on each shard hears a wake-up published on that queue's shard.
     let mut wakes = c.wake_ups(&queues).await.unwrap();

@@ -22,14 +22,33 @@ pub async fn queues<S: Send + Sync + 'static>(
 ) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
     let mut all = Vec::new();
+    // On a cluster each queue lives on one shard: the master that holds its slot is shown.
+    let cluster = client.connection().is_cluster();
+    let mut shards = Vec::new();
     for q in client.queue_names().await? {
         all.push(client.stats(&q).await?);
+        if cluster {
+            let key = client.keys().queue(&q).pending();
+            shards.push(
+                client
+                    .connection()
+                    .master_of(&key)
+                    .await?
+                    .unwrap_or_default(),
+            );
+        }
     }
     if as_json {
-        json(&all)?;
+        let mut out = serde_json::to_value(&all)?;
+        if let Some(items) = out.as_array_mut() {
+            for (item, shard) in items.iter_mut().zip(&shards) {
+                item["shard"] = serde_json::Value::from(shard.as_str());
+            }
+        }
+        json(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<Vec<String>> = all
+    let mut rows: Vec<Vec<String>> = all
         .iter()
         .map(|s| {
             vec![
@@ -46,21 +65,25 @@ pub async fn queues<S: Send + Sync + 'static>(
             ]
         })
         .collect();
-    table(
-        &[
-            "QUEUE",
-            "PAUSED",
-            "PENDING",
-            "SCHEDULED",
-            "ACTIVE",
-            "RETRY",
-            "DEAD",
-            "PROCESSED",
-            "FAILED",
-            "OLDEST",
-        ],
-        &rows,
-    )?;
+    let mut header = vec![
+        "QUEUE",
+        "PAUSED",
+        "PENDING",
+        "SCHEDULED",
+        "ACTIVE",
+        "RETRY",
+        "DEAD",
+        "PROCESSED",
+        "FAILED",
+        "OLDEST",
+    ];
+    if cluster {
+        header.push("SHARD");
+        for (row, shard) in rows.iter_mut().zip(shards) {
+            row.push(shard);
+        }
+    }
+    table(&header, &rows)?;
     Ok(ExitCode::SUCCESS)
 }
 
