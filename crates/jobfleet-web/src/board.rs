@@ -120,6 +120,7 @@ pub fn router(state: WebState, pages: AppPages) -> Router {
             get(api::jobs::get).delete(api::jobs::delete),
         )
         .route("/api/v1/jobs/{id}/retry", post(api::jobs::retry))
+        .route("/api/v1/jobs/{id}/cancel", post(api::jobs::cancel))
         .route("/api/v1/queues", get(api::queues::list))
         .route("/api/v1/openapi.json", get(api::openapi::serve))
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -30,6 +30,10 @@ pub struct Sleep {
 #[error("sleep job asked to fail")]
 struct AskedToFail;
 
+#[derive(Debug, thiserror::Error)]
+#[error("sleep job cancelled while it slept")]
+struct CancelledWhileAsleep;
+
 impl JobArgs for Sleep {
     const KIND: &'static str = "sleep";
 }
@@ -37,7 +41,11 @@ impl JobArgs for Sleep {
 impl<S: Send + Sync + 'static> Job<S> for Sleep {
     async fn run(self, ctx: JobContext<S>) -> Result<(), JobError> {
         if self.ms > 0 {
-            tokio::time::sleep(Duration::from_millis(self.ms)).await;
+            // A cancelled run stops sleeping at once, as a real handler stops its work.
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(self.ms)) => {}
+                () = ctx.cancelled() => return Err(JobError::fatal(CancelledWhileAsleep)),
+            }
         }
         if self.panic {
             panic!("sleep job asked to panic");

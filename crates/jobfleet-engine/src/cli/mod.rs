@@ -136,6 +136,14 @@ pub enum JobsCommand {
         /// The id of the job, as `jobs list` prints it.
         id: String,
     },
+    /// Cancel one job: a waiting one goes to dead, a running one is asked to stop.
+    Cancel {
+        /// The id of the job, as `jobs list` prints it.
+        id: String,
+        /// Who cancels, as the job's reason will say (default: $USER, else "an operator").
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 /// The subcommands of `dead`: maintenance of a queue's dead set.
@@ -216,6 +224,7 @@ pub async fn run<S: Send + Sync + 'static>(
             _ => repair::retry_dead(app, queue.as_deref(), kind.as_deref(), dry_run, json).await,
         },
         Command::Jobs(JobsCommand::Delete { id }) => repair::delete(app, &id).await,
+        Command::Jobs(JobsCommand::Cancel { id, by }) => repair::cancel(app, &id, by).await,
         Command::Dead(DeadCommand::Purge { queue, older_than }) => {
             repair::purge(app, &queue, older_than).await
         }

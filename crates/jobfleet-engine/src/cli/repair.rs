@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::engine::Engine;
 use super::output::json;
 use super::output::outln;
+use crate::queue::Cancelled;
 use crate::queue::admin::RetryReport;
 
 pub async fn retry_one<S: Send + Sync + 'static>(
@@ -65,6 +66,28 @@ pub async fn delete<S: Send + Sync + 'static>(
     let client = app.client().await?;
     let was = client.delete(id).await?;
     outln!("deleted job {id} (it was {was})")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cancel<S: Send + Sync + 'static>(
+    app: &Engine<S>,
+    id: &str,
+    by: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let who = by
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|w| !w.trim().is_empty())
+        .unwrap_or_else(|| "an operator".to_owned());
+    let client = app.client().await?;
+    match client.cancel(id, &who).await? {
+        Cancelled::Removed(was) => {
+            outln!("cancelled job {id}: it was {was}, it is dead now (cancelled by {who})")?;
+        }
+        Cancelled::Signalled => outln!(
+            "job {id} is running: its worker was asked to stop it, and it ends as cancelled \
+             by {who} unless it finishes first"
+        )?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::args::JobArgs;
+use super::cancel::JobCancel;
 use super::client::Client;
 use super::error::JobError;
 
@@ -31,6 +32,7 @@ pub struct JobContext<S> {
     pub enqueued_at: chrono::DateTime<chrono::Utc>,
     state: Arc<S>,
     client: Client,
+    cancel: JobCancel,
 }
 
 // Written out rather than derived: a derive would require `S: Clone`, but only the `Arc` is
@@ -45,6 +47,7 @@ impl<S> Clone for JobContext<S> {
             enqueued_at: self.enqueued_at,
             state: self.state.clone(),
             client: self.client.clone(),
+            cancel: self.cancel.clone(),
         }
     }
 }
@@ -76,7 +79,27 @@ impl<S> JobContext<S> {
                 .unwrap_or_else(chrono::Utc::now),
             state,
             client,
+            cancel: JobCancel::new(),
         }
+    }
+
+    /// This context with the cancellation the worker signals when an operator cancels the
+    /// running job.
+    pub fn with_cancel(mut self, cancel: JobCancel) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Completes when an operator cancels this run (`jobfleet jobs cancel`). Stopping is up
+    /// to the handler: one that then returns an error ends as cancelled (dead, not retried);
+    /// one that finishes its work has succeeded.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// Whether an operator cancelled this run.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
     }
 
     /// The application's state.

@@ -7,6 +7,7 @@
 //! `Job<S>` runs it with the application's state `S`.
 
 mod args;
+pub mod cancel;
 pub mod client;
 mod context;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod spec;
 mod specs;
 
 pub use args::JobArgs;
+pub use cancel::JobCancel;
 pub use client::{Client, Enqueue, EnqueueError};
 pub use context::{Attempt, Job, JobContext};
 pub use error::{JobError, error_chain};

@@ -18,6 +18,7 @@
 //! | `ns:{q}:attempts:<id>`      | list       | a job's last 25 failed attempts, newest first   |
 //! | `ns:{q}:ticks`              | hash       | schedule -> "last tick ms|job id" (scheduler)   |
 //! | `ns:{q}:tickhist:<sched>`   | list       | "tick ms|job id" of the last ticks, capped      |
+//! | `ns:{q}:cancel:<id>`        | string     | who cancelled a running job, with a TTL         |
 //! | `ns:{q}:unique:<key>`       | string     | id of the job holding a unique key, with a TTL  |
 //! | `ns:{q}:paused`             | string     | present while the queue is paused               |
 //! | `ns:{q}:stats`              | hash       | counters (enqueued, processed, failed, active)  |
@@ -258,6 +259,10 @@ impl QueueKeys {
     pub fn unique(&self, key: &str) -> String {
         format!("{}{}{}", self.prefix, UNIQUE_SUFFIX, key)
     }
+    /// Who asked a running job to stop (`jobfleet jobs cancel`); its worker looks for it.
+    pub fn cancel(&self, id: &str) -> String {
+        format!("{}cancel:{}", self.prefix, id)
+    }
     /// The history of one job's failed attempts, newest first.
     pub fn attempts(&self, id: &str) -> String {
         format!("{}{}{}", self.prefix, ATTEMPTS_SUFFIX, id)
@@ -310,6 +315,7 @@ mod tests {
             q.reply("w1", "ack"),
             q.tick_history("s"),
             q.attempts("j"),
+            q.cancel("j"),
         ] {
             assert!(key.starts_with("jobfleet:{emails}:"), "{key}");
         }

@@ -42,6 +42,7 @@
 pub mod admin;
 pub mod backoff;
 mod calls;
+pub mod cancel;
 pub mod client;
 mod connect;
 pub mod connection;
@@ -61,6 +62,7 @@ pub mod workers;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use backoff::Backoff;
+pub use cancel::Cancelled;
 pub use client::{
     AckReport, Call, Fetched, QueueClient, ReapReport, Settle, SettleAction, SettleReport,
 };

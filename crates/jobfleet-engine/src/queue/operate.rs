@@ -100,17 +100,20 @@ pub struct ActReport {
 fn replacement(action: Action, job: &JobInfo) -> Option<Vec<u8>> {
     match (action, job.state) {
         (Action::Retry, JobState::Dead) => QueueClient::revived(job),
-        (Action::Kill, _) => {
-            let (h, body) = Header::decode(&job.stored).ok()?;
-            let header = Header {
-                error: "killed by an operator".to_owned(),
-                failed_at: now_ms(),
-                ..h
-            };
-            Some(header.encode_bytes(body))
-        }
+        (Action::Kill, _) => killed(job, "killed by an operator"),
         _ => None,
     }
+}
+
+/// A job's stored bytes as it goes to dead for `reason`, which its header then carries.
+fn killed(job: &JobInfo, reason: &str) -> Option<Vec<u8>> {
+    let (h, body) = Header::decode(&job.stored).ok()?;
+    let header = Header {
+        error: reason.to_owned(),
+        failed_at: now_ms(),
+        ..h
+    };
+    Some(header.encode_bytes(body))
 }
 
 impl QueueClient {
@@ -228,12 +231,17 @@ impl QueueClient {
 
     /// Moves one job to the dead set without running it again; returns the state it was in.
     pub async fn kill(&self, id: &str) -> Result<JobState> {
+        self.kill_because(id, "killed by an operator").await
+    }
+
+    /// Moves one job to dead for `reason`, as `kill` does; returns the state it was in.
+    pub async fn kill_because(&self, id: &str, reason: &str) -> Result<JobState> {
         let job = self.show(id).await?;
         if !Action::Kill.applies_to(job.state) {
             return Err(Action::Kill.refused(job.state));
         }
         let k = self.keys.queue(&job.queue);
-        let new = replacement(Action::Kill, &job);
+        let new = killed(&job, reason);
         let (key, is_list) = location(&k, &job);
         if self
             .replace(&job.queue, (&key, is_list), Move::Dead, &[(&job, new)])

@@ -1,6 +1,7 @@
 //! The background loops of a worker: lease renewal and the registry entry (heartbeat), the
 //! reaper and queue sampling (maintenance), and the wake-up subscription.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,4 +186,50 @@ pub(super) async fn wake_loop<S: Send + Sync + 'static>(shared: Arc<Shared<S>>) 
         }
         pause = (pause * 2).min(Duration::from_secs(5));
     }
+}
+
+/// How often a worker looks for cancel marks on the jobs it runs.
+const CANCEL_POLL: Duration = Duration::from_millis(500);
+
+/// Reads the cancel marks (`jobfleet jobs cancel`) of the jobs this worker runs, one `MGET`
+/// per queue every half second while it runs any, and signals the runs that were cancelled.
+/// An idle worker sends nothing.
+pub(super) async fn cancel_loop<S: Send + Sync + 'static>(shared: Arc<Shared<S>>) {
+    loop {
+        tokio::select! {
+            () = shared.halt.cancelled() => return,
+            () = tokio::time::sleep(CANCEL_POLL) => {}
+        }
+        for (queue, jobs) in running_by_queue(&shared) {
+            let ids: Vec<String> = jobs.iter().map(|(_, id)| id.clone()).collect();
+            match shared.w.client.cancel_requests(&queue, &ids).await {
+                Ok(marks) => {
+                    let held = shared.held();
+                    for ((seq, id), who) in jobs.iter().zip(marks) {
+                        if let (Some(who), Some(h)) = (who, held.get(seq))
+                            && !h.cancel.is_cancelled()
+                        {
+                            tracing::info!(%id, %queue, by = %who, "job cancelled; asking its run to stop");
+                            h.cancel.cancel(&who);
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, %queue, "cannot read cancel marks"),
+            }
+        }
+    }
+}
+
+/// The running jobs (started, not cancelled yet), grouped by queue: (sequence, id).
+fn running_by_queue<S>(shared: &Shared<S>) -> HashMap<String, Vec<(u64, String)>> {
+    let mut by_queue: HashMap<String, Vec<(u64, String)>> = HashMap::new();
+    for (seq, h) in shared.held().iter() {
+        if h.started_at.is_some() && !h.cancel.is_cancelled() {
+            by_queue
+                .entry(h.job.queue.clone())
+                .or_default()
+                .push((*seq, h.job.id()));
+        }
+    }
+    by_queue
 }

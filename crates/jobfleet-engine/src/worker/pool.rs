@@ -16,9 +16,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::acker::{Finished, ack_loop, hand_back};
-use super::background::{heartbeat_loop, heartbeat_once, maintenance_loop, wake_loop};
+use super::background::{cancel_loop, heartbeat_loop, heartbeat_once, maintenance_loop, wake_loop};
 use super::runner::{self, Outcome, Ran};
 use super::state::{Held, MAX_BATCH, Shared, Worker, WorkerReport};
+use crate::job::JobCancel;
 use crate::queue::{Call, Leased, QueueError, Settle, SettleAction, now_ms};
 
 impl<S: Send + Sync + 'static> Worker<S> {
@@ -51,6 +52,7 @@ impl<S: Send + Sync + 'static> Worker<S> {
         background.spawn(heartbeat_loop(shared.clone()));
         background.spawn(maintenance_loop(shared.clone()));
         background.spawn(wake_loop(shared.clone()));
+        background.spawn(cancel_loop(shared.clone()));
 
         let (tx, rx) = mpsc::unbounded_channel::<Finished>();
         let acker = tokio::spawn(ack_loop(shared.clone(), rx));
@@ -227,6 +229,7 @@ async fn fetch_batch<S: Send + Sync + 'static>(
                     job: job.clone(),
                     kind,
                     started_at: None,
+                    cancel: JobCancel::new(),
                 },
             );
         }
@@ -323,13 +326,22 @@ async fn job_task<S: Send + Sync + 'static>(
         p = exec.acquire_owned() => Some(p.expect("the semaphore is never closed")),
     };
     let ran = if run_slot.is_some() {
-        if let Some(h) = shared.held().get_mut(&seq) {
-            h.started_at = Some(now_ms());
-        }
+        let cancel = match shared.held().get_mut(&seq) {
+            Some(h) => {
+                h.started_at = Some(now_ms());
+                h.cancel.clone()
+            }
+            None => JobCancel::new(),
+        };
         if let Some(observe) = &shared.w.observer {
             observe(&job);
         }
-        runner::run(&shared.w.rt, &job).await
+        let ran = runner::run_cancellable(&shared.w.rt, &job, &cancel).await;
+        if cancel.is_cancelled() {
+            // The mark has done its work; a failure to delete it only leaves it to its TTL.
+            let _ = shared.w.client.clear_cancel(&job.queue, &job.id()).await;
+        }
+        ran
     } else {
         Ran {
             kind: peek_kind(job.body_bytes()),

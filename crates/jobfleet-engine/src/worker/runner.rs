@@ -9,7 +9,7 @@ use futures::FutureExt;
 use tracing::Instrument;
 
 use crate::job::registry::Entry;
-use crate::job::{Attempt, Client, JobContext, JobError, Registry, error_chain};
+use crate::job::{Attempt, Client, JobCancel, JobContext, JobError, Registry, error_chain};
 use crate::queue::{Backoff, Envelope, Leased, SettleAction, now_ms};
 
 /// What running a job needs besides the job: the kinds, the application's state, and the
@@ -142,6 +142,16 @@ pub fn failure_after(
 /// Runs one job to an outcome. Never panics and never returns an error: whatever goes wrong
 /// becomes the job's outcome, so a bad job cannot take its worker down.
 pub async fn run<S: Send + Sync + 'static>(rt: &Runtime<S>, job: &Leased) -> Ran {
+    run_cancellable(rt, job, &JobCancel::new()).await
+}
+
+/// `run`, with the cancellation an operator's `jobs cancel` signals: a run asked to stop that
+/// ends in an error ends as cancelled (dead, `cancelled by <who>`), not as a failure to retry.
+pub async fn run_cancellable<S: Send + Sync + 'static>(
+    rt: &Runtime<S>,
+    job: &Leased,
+    cancel: &JobCancel,
+) -> Ran {
     let started = Instant::now();
     let id = job.id();
     let decoded = job
@@ -192,13 +202,15 @@ pub async fn run<S: Send + Sync + 'static>(rt: &Runtime<S>, job: &Leased) -> Ran
     let attempt = header.next_attempt();
     let max_attempts = header.max_attempts;
     let span = tracing::info_span!("job", kind = %env.kind, %id, queue = %job.queue, attempt);
-    let ctx = rt.context(Attempt {
-        id,
-        queue: job.queue.clone(),
-        attempt,
-        max_attempts,
-        enqueued_at_ms: env.created_at,
-    });
+    let ctx = rt
+        .context(Attempt {
+            id,
+            queue: job.queue.clone(),
+            attempt,
+            max_attempts,
+            enqueued_at_ms: env.created_at,
+        })
+        .with_cancel(cancel.clone());
     let timeout = entry.spec.timeout;
     let called = call(entry, std::mem::take(&mut env.args), ctx, span.clone()).await;
     let elapsed = started.elapsed();
@@ -216,6 +228,10 @@ pub async fn run<S: Send + Sync + 'static>(rt: &Runtime<S>, job: &Leased) -> Ran
     };
     let outcome = match called {
         Called::Done(Ok(())) => Outcome::Ack,
+        _ if cancel.is_cancelled() => Outcome::kill(format!(
+            "cancelled by {}",
+            cancel.by().unwrap_or("an operator")
+        )),
         Called::Done(Err(JobError::Snooze(after))) => Outcome::Settle {
             action: SettleAction::Snooze,
             due_ms: now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX)),

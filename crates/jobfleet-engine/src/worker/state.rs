@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::WorkerConfig;
 use super::runner::Runtime;
+use crate::job::JobCancel;
 use crate::queue::{Leased, QueueClient};
 use crate::telemetry::Metrics;
 use crate::telemetry::http::Health;
@@ -56,6 +57,8 @@ pub(super) struct Held {
     pub job: Arc<Leased>,
     pub kind: String,
     pub started_at: Option<i64>,
+    /// Signalled when an operator cancels the running job.
+    pub cancel: JobCancel,
 }
 
 /// A worker process; build it, then `run` it until a shutdown signal.

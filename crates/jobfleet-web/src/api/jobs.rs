@@ -14,12 +14,13 @@ use serde_json::{Value, json};
 
 use jobfleet_engine::queue::payload::valid_id;
 use jobfleet_engine::queue::{
-    Action, Enqueued, LATEST_MS, NewJob, QueueError, now_ms, validate_queue_name,
+    Action, Cancelled, Enqueued, LATEST_MS, NewJob, QueueError, now_ms, validate_queue_name,
 };
 
 use super::auth::Caller;
 use super::types::{
-    ActionResponse, BulkRequest, BulkResponse, BulkResult, EnqueueRequest, EnqueueResponse, JobView,
+    ActionResponse, BulkRequest, BulkResponse, BulkResult, CancelResponse, EnqueueRequest,
+    EnqueueResponse, JobView,
 };
 use super::{ApiError, Failure};
 use crate::state::{Shared, WebState};
@@ -296,6 +297,44 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<ActionResponse>, Failure> {
     act(&app, &caller, id, Action::Delete).await
+}
+
+/// Cancel a job: a waiting one (pending, scheduled, retry) goes to dead with the reason
+/// `cancelled by <token name>`; a running one's worker is asked to stop it.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "Cancelled, or its worker asked to stop it", body = CancelResponse),
+        (status = 401, description = "No token, or an unknown one", body = ApiError),
+        (status = 403, description = "The token lacks the operate scope", body = ApiError),
+        (status = 404, description = "No such job", body = ApiError),
+        (status = 422, description = "The job is dead already", body = ApiError),
+    ),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(app): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<CancelResponse>, Failure> {
+    caller.need(Scope::Operate)?;
+    let actor = caller.actor();
+    let (previous_state, outcome) = match app.client.cancel(&id, &actor).await? {
+        Cancelled::Removed(was) => (was.as_str().to_owned(), "dead"),
+        Cancelled::Signalled => ("active".to_owned(), "signalled"),
+    };
+    let entry = AuditEntry::new(
+        &actor,
+        "cancel",
+        &format!("job {id}"),
+        std::slice::from_ref(&id),
+        format!("cancel done through the API (the job was {previous_state}: {outcome})"),
+    );
+    app.audit(entry).await;
+    Ok(Json(CancelResponse {
+        id,
+        previous_state,
+        outcome: outcome.to_owned(),
+    }))
 }
 
 /// Carries out an operator's action on one job for a token with the operate scope, and

@@ -8,8 +8,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::auth::Caller;
 use super::types::{
-    ActionResponse, ApiError, BulkRequest, BulkResponse, BulkResult, EnqueueRequest,
-    EnqueueResponse, FailureView, JobView, QueueView,
+    ActionResponse, ApiError, BulkRequest, BulkResponse, BulkResult, CancelResponse,
+    EnqueueRequest, EnqueueResponse, FailureView, JobView, QueueView,
 };
 
 /// The API's document.
@@ -28,14 +28,15 @@ use super::types::{
         super::jobs::get,
         super::jobs::retry,
         super::jobs::delete,
+        super::jobs::cancel,
         super::queues::list,
     ),
     components(schemas(
         ApiError, EnqueueRequest, EnqueueResponse, BulkRequest, BulkResponse, BulkResult,
-        QueueView, JobView, FailureView, ActionResponse
+        QueueView, JobView, FailureView, ActionResponse, CancelResponse
     )),
     modifiers(&Bearer),
-    tags((name = "jobs", description = "Enqueue, read, retry and delete jobs"),
+    tags((name = "jobs", description = "Enqueue, read, retry, cancel and delete jobs"),
          (name = "queues", description = "The queues' counters"))
 )]
 pub struct ApiDoc;

@@ -245,6 +245,18 @@ impl JobView {
     }
 }
 
+/// The outcome of cancelling a job.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CancelResponse {
+    /// The job's id.
+    pub id: String,
+    /// The state it was in: `pending`, `scheduled` or `retry` (it is dead now), or `active`.
+    pub previous_state: String,
+    /// `dead` when the waiting job went to the dead set, `signalled` when its worker was asked
+    /// to stop the running job (it ends as cancelled unless it finishes first).
+    pub outcome: String,
+}
+
 /// The outcome of an action on one job.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ActionResponse {

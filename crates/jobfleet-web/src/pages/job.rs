@@ -8,13 +8,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
-use jobfleet_engine::queue::{Action, JobState, now_ms};
+use jobfleet_engine::queue::{Action, Cancelled, JobState, now_ms};
 
 use super::{failed, page};
 use crate::access::{Refusal, SignedForm, Viewer};
 use crate::render::format::{relative, time};
 use crate::render::layout::{Section, csrf, enc, with_msg};
-use crate::state::Shared;
+use crate::state::{Shared, WebState};
 use crate::store::audit::AuditEntry;
 
 /// The job page's query: a message from the last action.
@@ -106,6 +106,12 @@ pub async fn show(
                         }
                     }
                 }
+                @if job.state != JobState::Dead {
+                    form.inline method="post" action={(base) "/cancel"} {
+                        (csrf(&viewer))
+                        button type="submit" data-action="cancel" { "cancel" }
+                    }
+                }
             }
         }
     };
@@ -119,13 +125,16 @@ pub async fn show(
     .render(body))
 }
 
-/// POST `/jobs/<id>/<action>`: retry, kill or delete one job.
+/// POST `/jobs/<id>/<action>`: retry, kill, delete or cancel one job.
 pub async fn act(
     State(app): State<Shared>,
     Path((id, action)): Path<(String, String)>,
     form: SignedForm,
 ) -> Result<Response, Refusal> {
     let viewer = form.operator()?;
+    if action == "cancel" {
+        return cancel(&app, &viewer.name, &id).await;
+    }
     let action: Action = action
         .parse()
         .map_err(|e: String| Refusal(StatusCode::NOT_FOUND, e))?;
@@ -150,4 +159,21 @@ pub async fn act(
         with_msg(&format!("/jobs/{}", enc(&id)), &msg)
     };
     Ok(Redirect::to(&to).into_response())
+}
+
+/// Cancels one job for the board's operator `who`, records it, and goes back to the job.
+async fn cancel(app: &WebState, who: &str, id: &str) -> Result<Response, Refusal> {
+    let msg = match app.client.cancel(id, who).await.map_err(failed)? {
+        Cancelled::Removed(was) => format!("cancelled: the job was {was}, it is dead now"),
+        Cancelled::Signalled => "the job is running: its worker was asked to stop it".to_owned(),
+    };
+    app.audit(AuditEntry::new(
+        who,
+        "cancel",
+        &format!("job {id}"),
+        &[id.to_owned()],
+        msg.clone(),
+    ))
+    .await;
+    Ok(Redirect::to(&with_msg(&format!("/jobs/{}", enc(id)), &msg)).into_response())
 }
