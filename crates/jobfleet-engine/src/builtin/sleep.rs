@@ -34,17 +34,28 @@ struct AskedToFail;
 #[error("sleep job cancelled while it slept")]
 struct CancelledWhileAsleep;
 
+/// How often a long sleep reports its progress.
+const PROGRESS_EVERY_MS: u64 = 1000;
+
 impl JobArgs for Sleep {
     const KIND: &'static str = "sleep";
 }
 
 impl<S: Send + Sync + 'static> Job<S> for Sleep {
     async fn run(self, ctx: JobContext<S>) -> Result<(), JobError> {
-        if self.ms > 0 {
-            // A cancelled run stops sleeping at once, as a real handler stops its work.
+        // A sleep of a second or more reports its progress every second; a cancelled run
+        // stops sleeping at once, as a real handler stops its work.
+        let mut slept = 0;
+        while slept < self.ms {
+            let step = (self.ms - slept).min(PROGRESS_EVERY_MS);
             tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(self.ms)) => {}
+                () = tokio::time::sleep(Duration::from_millis(step)) => {}
                 () = ctx.cancelled() => return Err(JobError::fatal(CancelledWhileAsleep)),
+            }
+            slept += step;
+            if self.ms >= PROGRESS_EVERY_MS {
+                let message = format!("slept {}s of {}s", slept / 1000, self.ms / 1000);
+                ctx.progress(slept as f64 / self.ms as f64, &message).await;
             }
         }
         if self.panic {

@@ -149,6 +149,7 @@ pub async fn workers<S: Send + Sync + 'static>(
     }
     let now = now_ms();
     let metrics = |addr: &Option<String>| addr.clone().unwrap_or_else(|| "-".into());
+    let progress = running_progress(&client, &workers).await;
     let rows: Vec<Vec<String>> = workers
         .iter()
         .map(|w| {
@@ -156,7 +157,10 @@ pub async fn workers<S: Send + Sync + 'static>(
                 .in_flight
                 .iter()
                 .filter(|j| j.started_at.is_some())
-                .map(|j| format!("{}:{}", j.kind, j.id))
+                .map(|j| match progress.get(&j.id) {
+                    Some(p) => format!("{}:{} ({})", j.kind, j.id, p.describe()),
+                    None => format!("{}:{}", j.kind, j.id),
+                })
                 .collect();
             vec![
                 w.id.clone(),
@@ -345,6 +349,34 @@ pub async fn list_all<S: Send + Sync + 'static>(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The progress reports of the jobs the workers run now, by job id. A store that does not
+/// answer only leaves them out: the listing of workers matters more.
+async fn running_progress(
+    client: &crate::queue::QueueClient,
+    workers: &[crate::queue::workers::WorkerInfo],
+) -> std::collections::HashMap<String, crate::queue::Progress> {
+    let mut by_queue: std::collections::HashMap<&str, Vec<(String, i64)>> = Default::default();
+    for j in workers.iter().flat_map(|w| &w.in_flight) {
+        if let Some(started) = j.started_at {
+            by_queue
+                .entry(&j.queue)
+                .or_default()
+                .push((j.id.clone(), started));
+        }
+    }
+    let mut out = std::collections::HashMap::new();
+    for (queue, ids) in by_queue {
+        if let Ok(reports) = client.progress_since(queue, &ids).await {
+            for ((id, _), p) in ids.into_iter().zip(reports) {
+                if let Some(p) = p {
+                    out.insert(id, p);
+                }
+            }
+        }
+    }
+    out
+}
+
 pub async fn show<S: Send + Sync + 'static>(
     app: &Engine<S>,
     id: &str,
@@ -352,8 +384,16 @@ pub async fn show<S: Send + Sync + 'static>(
 ) -> anyhow::Result<ExitCode> {
     let client = app.client().await?;
     let j = client.show(id).await?;
+    let progress = if j.state == crate::queue::JobState::Active {
+        let ids = [(j.id.clone(), j.attempts)];
+        client.progress_of(&j.queue, &ids).await?.pop().flatten()
+    } else {
+        None
+    };
     if as_json {
-        json(&j)?;
+        let mut out = serde_json::to_value(&j)?;
+        out["progress"] = serde_json::to_value(&progress)?;
+        json(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
     let args = j.envelope.as_ref().map_or_else(
@@ -373,6 +413,10 @@ pub async fn show<S: Send + Sync + 'static>(
         ("enqueued", time(j.envelope.as_ref().map(|e| e.created_at))),
         ("due/died", time(j.score)),
         ("worker", j.worker.clone().unwrap_or_else(|| "-".into())),
+        (
+            "progress",
+            progress.map_or_else(|| "-".into(), |p| p.describe()),
+        ),
         ("last error", j.error.clone().unwrap_or_else(|| "-".into())),
         ("failed at", time(j.failed_at)),
     ];

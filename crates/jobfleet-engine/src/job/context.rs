@@ -102,6 +102,18 @@ impl<S> JobContext<S> {
         self.cancel.is_cancelled()
     }
 
+    /// Reports how far the run is: `fraction` from 0 to 1 and a short message (at most 200
+    /// characters), shown by `jobfleet jobs show`, `jobfleet workers` and the board. A report
+    /// that cannot be stored is logged and otherwise ignored: progress never fails a job.
+    /// Call it when something changed, a few times a second at most.
+    pub async fn progress(&self, fraction: f64, message: &str) {
+        let report = crate::queue::Progress::new(fraction, message, self.attempt);
+        let store = self.client.queue_client();
+        if let Err(e) = store.set_progress(&self.queue, &self.id, &report).await {
+            tracing::debug!(error = %e, "cannot store the job's progress");
+        }
+    }
+
     /// The application's state.
     pub fn state(&self) -> &S {
         &self.state

@@ -19,6 +19,7 @@
 //! | `ns:{q}:ticks`              | hash       | schedule -> "last tick ms|job id" (scheduler)   |
 //! | `ns:{q}:tickhist:<sched>`   | list       | "tick ms|job id" of the last ticks, capped      |
 //! | `ns:{q}:cancel:<id>`        | string     | who cancelled a running job, with a TTL         |
+//! | `ns:{q}:progress:<id>`      | string     | a run's last progress report (JSON), with a TTL |
 //! | `ns:{q}:unique:<key>`       | string     | id of the job holding a unique key, with a TTL  |
 //! | `ns:{q}:paused`             | string     | present while the queue is paused               |
 //! | `ns:{q}:stats`              | hash       | counters (enqueued, processed, failed, active)  |
@@ -263,6 +264,10 @@ impl QueueKeys {
     pub fn cancel(&self, id: &str) -> String {
         format!("{}cancel:{}", self.prefix, id)
     }
+    /// The last progress report of a job's run.
+    pub fn progress(&self, id: &str) -> String {
+        format!("{}progress:{}", self.prefix, id)
+    }
     /// The history of one job's failed attempts, newest first.
     pub fn attempts(&self, id: &str) -> String {
         format!("{}{}{}", self.prefix, ATTEMPTS_SUFFIX, id)
@@ -316,6 +321,7 @@ mod tests {
             q.tick_history("s"),
             q.attempts("j"),
             q.cancel("j"),
+            q.progress("j"),
         ] {
             assert!(key.starts_with("jobfleet:{emails}:"), "{key}");
         }

@@ -52,6 +52,7 @@ pub mod keys;
 pub mod listing;
 pub mod operate;
 pub mod payload;
+pub mod progress;
 pub mod pubsub;
 pub mod remove;
 pub mod scripts;
@@ -71,6 +72,7 @@ pub use enqueue::{LATEST_MS, PartialEnqueue, TICK_HISTORY};
 pub use envelope::{Enqueued, Envelope, JobState, Leased, NewJob};
 pub use keys::{Keys, QueueKeys, WebKeys, validate_queue_name};
 pub use operate::{ActReport, Action};
+pub use progress::Progress;
 pub use scripts::Durability;
 pub use target::Target;
 

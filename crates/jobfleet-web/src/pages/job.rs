@@ -45,6 +45,17 @@ pub async fn show(
         .attempts(&job.queue, &job.id)
         .await
         .map_err(failed)?;
+    let progress = if job.state == JobState::Active {
+        let ids = [(job.id.clone(), job.attempts)];
+        let mut reports = app
+            .client
+            .progress_of(&job.queue, &ids)
+            .await
+            .map_err(failed)?;
+        reports.pop().flatten()
+    } else {
+        None
+    };
     let now = now_ms();
     let args = job
         .envelope
@@ -67,6 +78,13 @@ pub async fn show(
                 dt { (if job.state == JobState::Dead { "Died" } else { "Due" }) } dd { (time(Some(score))) " (" (relative(Some(score), now)) ")" }
             }
             @if let Some(w) = &job.worker { dt { "Worker" } dd { code { (w) } } }
+            @if let Some(p) = &progress {
+                dt { "Progress" }
+                dd #job-progress {
+                    progress value=(p.fraction) max="1" {}
+                    " " (p.describe()) " (" (relative(Some(p.at), now)) ")"
+                }
+            }
         }
         @if let Some(err) = &job.error {
             h2 { "Last failure" }
