@@ -311,3 +311,42 @@ async fn a_cluster_over_tls_is_reached_by_a_rediss_cluster_url() {
     );
     worker.terminate_cleanly();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_and_cancel_work_on_every_shard() {
+    let cluster = TestCluster::start(3, 0);
+    let url = cluster.url();
+    let queues = cluster.queues_on_every_master("cancel", 3);
+    let c = client(&url).await;
+    let list = queues.join(",");
+    let mut worker = spawn_worker(&url, 4, &[("JOBFLEET__WORKER__QUEUES", list.as_str())]);
+    let mut ids = Vec::new();
+    for q in &queues {
+        let long = NewJob::new("sleep", q, json!({ "ms": 60_000 }));
+        ids.push(c.enqueue(long).await.unwrap().id);
+    }
+    for (q, id) in queues.iter().zip(&ids) {
+        let reported = eventually(Duration::from_secs(20), || async {
+            let ids = [(id.clone(), 0)];
+            c.progress_of(q, &ids).await.is_ok_and(|p| p[0].is_some())
+        })
+        .await;
+        assert!(reported, "no progress from {q}:\n{}", worker.output());
+        assert_eq!(
+            c.cancel(id, "dana").await.unwrap(),
+            jobfleet::queue::Cancelled::Signalled
+        );
+    }
+    for id in &ids {
+        let stopped = eventually(Duration::from_secs(10), || async {
+            c.show(id).await.is_ok_and(|j| j.state == JobState::Dead)
+        })
+        .await;
+        assert!(stopped, "{id} did not stop:\n{}", worker.output());
+        assert_eq!(
+            c.show(id).await.unwrap().error.as_deref(),
+            Some("cancelled by dana")
+        );
+    }
+    worker.terminate_cleanly();
+}
