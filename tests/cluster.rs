@@ -1,7 +1,8 @@
 //! The fleet on a real Redis Cluster (three masters, each with a replica, on loopback) with a
 //! queue on every shard: the producers' and operators' commands, a worker process serving all
-//! shards, wake-ups by sharded pub/sub, racing ticks, the board, a slot resharded under load
-//! and a cluster over TLS. Failovers are in `cluster_failover.rs`.
+//! shards, wake-ups by sharded pub/sub, racing ticks, the board, a slot resharded under load,
+//! a cluster over TLS, and progress and cancellation on every shard. Failovers are in
+//! `cluster_failover.rs`.
 
 mod support;
 
