@@ -6,7 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use jobfleet::queue::{Cancelled, JobState, NewJob, QueueError};
+use jobfleet::queue::cancel::Cancelled;
+use jobfleet::queue::{JobState, NewJob, QueueError};
 use serde_json::json;
 use support::TestRedis;
 use support::app::{client, eventually};

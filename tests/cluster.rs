@@ -335,7 +335,7 @@ async fn progress_and_cancel_work_on_every_shard() {
         assert!(reported, "no progress from {q}:\n{}", worker.output());
         assert_eq!(
             c.cancel(id, "dana").await.unwrap(),
-            jobfleet::queue::Cancelled::Signalled
+            jobfleet::queue::cancel::Cancelled::Signalled
         );
     }
     for id in &ids {

@@ -6,7 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use jobfleet::queue::{JobState, NewJob, Progress};
+use jobfleet::queue::progress::Progress;
+use jobfleet::queue::{JobState, NewJob};
 use serde_json::json;
 use support::TestRedis;
 use support::app::{client, eventually};

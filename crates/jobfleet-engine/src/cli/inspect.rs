@@ -354,7 +354,7 @@ pub async fn list_all<S: Send + Sync + 'static>(
 async fn running_progress(
     client: &crate::queue::QueueClient,
     workers: &[crate::queue::workers::WorkerInfo],
-) -> std::collections::HashMap<String, crate::queue::Progress> {
+) -> std::collections::HashMap<String, crate::queue::progress::Progress> {
     let mut by_queue: std::collections::HashMap<&str, Vec<(String, i64)>> = Default::default();
     for j in workers.iter().flat_map(|w| &w.in_flight) {
         if let Some(started) = j.started_at {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::engine::Engine;
 use super::output::json;
 use super::output::outln;
-use crate::queue::Cancelled;
 use crate::queue::admin::RetryReport;
+use crate::queue::cancel::Cancelled;
 
 pub async fn retry_one<S: Send + Sync + 'static>(
     app: &Engine<S>,

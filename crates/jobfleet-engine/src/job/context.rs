@@ -107,7 +107,7 @@ impl<S> JobContext<S> {
     /// that cannot be stored is logged and otherwise ignored: progress never fails a job.
     /// Call it when something changed, a few times a second at most.
     pub async fn progress(&self, fraction: f64, message: &str) {
-        let report = crate::queue::Progress::new(fraction, message, self.attempt);
+        let report = crate::queue::progress::Progress::new(fraction, message, self.attempt);
         let store = self.client.queue_client();
         if let Err(e) = store.set_progress(&self.queue, &self.id, &report).await {
             tracing::debug!(error = %e, "cannot store the job's progress");

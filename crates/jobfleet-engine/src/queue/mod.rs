@@ -63,7 +63,6 @@ pub mod workers;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use backoff::Backoff;
-pub use cancel::Cancelled;
 pub use client::{
     AckReport, Call, Fetched, QueueClient, ReapReport, Settle, SettleAction, SettleReport,
 };
@@ -72,7 +71,6 @@ pub use enqueue::{LATEST_MS, PartialEnqueue, TICK_HISTORY};
 pub use envelope::{Enqueued, Envelope, JobState, Leased, NewJob};
 pub use keys::{Keys, QueueKeys, WebKeys, validate_queue_name};
 pub use operate::{ActReport, Action};
-pub use progress::Progress;
 pub use scripts::Durability;
 pub use target::Target;
 

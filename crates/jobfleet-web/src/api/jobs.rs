@@ -12,9 +12,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::DateTime;
 use serde_json::{Value, json};
 
+use jobfleet_engine::queue::cancel::Cancelled;
 use jobfleet_engine::queue::payload::valid_id;
 use jobfleet_engine::queue::{
-    Action, Cancelled, Enqueued, LATEST_MS, NewJob, QueueError, now_ms, validate_queue_name,
+    Action, Enqueued, LATEST_MS, NewJob, QueueError, now_ms, validate_queue_name,
 };
 
 use super::auth::Caller;

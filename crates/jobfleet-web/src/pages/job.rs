@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
-use jobfleet_engine::queue::{Action, Cancelled, JobState, now_ms};
+use jobfleet_engine::queue::cancel::Cancelled;
+use jobfleet_engine::queue::{Action, JobState, now_ms};
 
 use super::{failed, page};
 use crate::access::{Refusal, SignedForm, Viewer};
