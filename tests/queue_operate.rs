@@ -323,7 +323,7 @@ async fn a_schedules_tick_jobs_are_located_together() {
         .await
         .unwrap();
     let found = c.locate("default", &ids).await.unwrap();
-    use jobfleet::queue::listing::Located;
+    use jobfleet::queue::find::Located;
     assert!(matches!(
         found.get("heartbeat:0"),
         Some(Located::Completed(_))

@@ -10,6 +10,7 @@ use redis::AsyncCommands;
 
 use super::client::QueueClient;
 use super::envelope::JobState;
+use super::keys::QueueKeys;
 use super::{QueueError, Result};
 
 /// How long a cancel mark waits for the worker of a running job: longer than any lease, so
@@ -56,15 +57,8 @@ impl QueueClient {
         queue: &str,
         ids: &[String],
     ) -> Result<Vec<Option<String>>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let k = self.queue(queue)?;
-        let keys: Vec<String> = ids.iter().map(|id| k.cancel(id)).collect();
-        let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-            .arg(keys)
-            .query_async(&mut self.connection())
-            .await?;
+        let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let raw = self.per_job(queue, &names, QueueKeys::cancel).await?;
         Ok(raw
             .into_iter()
             .map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned()))

@@ -96,6 +96,25 @@ impl QueueClient {
         }
     }
 
+    /// The values of one per-job key (`key(queue keys, id)`) of these jobs of one queue, in
+    /// one `MGET` (they share the queue's slot).
+    pub(crate) async fn per_job(
+        &self,
+        queue: &str,
+        ids: &[&str],
+        key: fn(&QueueKeys, &str) -> String,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = self.queue(queue)?;
+        let keys: Vec<String> = ids.iter().map(|id| key(&k, id)).collect();
+        Ok(redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut self.connection())
+            .await?)
+    }
+
     pub(crate) fn queue(&self, name: &str) -> Result<QueueKeys> {
         validate_queue_name(name)?;
         Ok(self.keys.queue(name))

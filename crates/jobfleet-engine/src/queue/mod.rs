@@ -48,6 +48,7 @@ mod connect;
 pub mod connection;
 mod enqueue;
 pub mod envelope;
+pub mod find;
 pub mod keys;
 pub mod listing;
 pub mod operate;

@@ -12,6 +12,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use super::client::QueueClient;
+use super::keys::QueueKeys;
 use super::{Result, now_ms};
 
 /// How long a report is kept: far longer than any pause between two reports of one run.
@@ -77,13 +78,10 @@ impl QueueClient {
         queue: &str,
         ids: &[(String, u32)],
     ) -> Result<Vec<Option<Progress>>> {
-        let names: Vec<&str> = ids.iter().map(|(id, _)| id.as_str()).collect();
-        let reports = self.reports(queue, &names).await?;
-        Ok(reports
-            .into_iter()
-            .zip(ids)
-            .map(|(p, (_, failed))| p.filter(|p| p.attempt == failed.saturating_add(1)))
-            .collect())
+        self.reports(queue, ids, |p, failed| {
+            p.attempt == failed.saturating_add(1)
+        })
+        .await
     }
 
     /// The latest reports of these running jobs of one queue, each made since its run started
@@ -93,29 +91,27 @@ impl QueueClient {
         queue: &str,
         ids: &[(String, i64)],
     ) -> Result<Vec<Option<Progress>>> {
-        let names: Vec<&str> = ids.iter().map(|(id, _)| id.as_str()).collect();
-        let reports = self.reports(queue, &names).await?;
-        Ok(reports
-            .into_iter()
-            .zip(ids)
-            .map(|(p, (_, started))| p.filter(|p| p.at >= *started))
-            .collect())
+        self.reports(queue, ids, |p, started| p.at >= *started)
+            .await
     }
 
-    /// The stored reports of jobs of one queue, whatever run made them.
-    async fn reports(&self, queue: &str, ids: &[&str]) -> Result<Vec<Option<Progress>>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let k = self.queue(queue)?;
-        let keys: Vec<String> = ids.iter().map(|id| k.progress(id)).collect();
-        let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-            .arg(keys)
-            .query_async(&mut self.connection())
-            .await?;
+    /// The stored reports of jobs of one queue that `belongs` says are of the run each job
+    /// is paired with; a report that does not decode is none.
+    async fn reports<T>(
+        &self,
+        queue: &str,
+        ids: &[(String, T)],
+        belongs: impl Fn(&Progress, &T) -> bool,
+    ) -> Result<Vec<Option<Progress>>> {
+        let names: Vec<&str> = ids.iter().map(|(id, _)| id.as_str()).collect();
+        let raw = self.per_job(queue, &names, QueueKeys::progress).await?;
         Ok(raw
             .into_iter()
-            .map(|v| v.and_then(|b| serde_json::from_slice(&b).ok()))
+            .zip(ids)
+            .map(|(v, (_, run))| {
+                v.and_then(|b| serde_json::from_slice::<Progress>(&b).ok())
+                    .filter(|p| belongs(p, run))
+            })
             .collect())
     }
 }

@@ -9,7 +9,7 @@ use chrono::Utc;
 use maud::html;
 use serde::Deserialize;
 
-use jobfleet_engine::queue::listing::Located;
+use jobfleet_engine::queue::find::Located;
 use jobfleet_engine::queue::{NewJob, QueueError, now_ms};
 
 use super::{failed, page};
