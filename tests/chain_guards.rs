@@ -285,6 +285,7 @@ async fn chain_commands_refuse_a_node_that_is_not_a_development_chain(pool: PgPo
         );
     }
     // Nothing was deployed: the signer sent nothing.
+    jobfleet::install_tls_provider();
     let node = ProviderBuilder::new().connect_http(live.url().parse().unwrap());
     let signer: PrivateKeySigner = jobfleet::dev::deploy::ANVIL_KEY_0.parse().unwrap();
     let sent = node.get_transaction_count(signer.address()).await.unwrap();

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::StreamExt;
+use jobfleet::queue::priority::Priority;
 use jobfleet::queue::{Call, JobState, NewJob, QueueClient, SettleAction, StoreSettings};
 use serde_json::json;
 use support::app::{client, client_with, eventually};
@@ -350,4 +351,60 @@ async fn progress_and_cancel_work_on_every_shard() {
         );
     }
     worker.terminate_cleanly();
+}
+
+#[tokio::test]
+async fn priorities_hold_on_every_shard() {
+    let cluster = TestCluster::start(3, 0);
+    let url = cluster.url();
+    let queues = cluster.queues_on_every_master("levels", 3);
+    let c = client(&url).await;
+    for q in &queues {
+        let mut expected: [Vec<String>; 4] = Default::default();
+        for i in 0..12 {
+            let p = Priority::ALL[3 - i % 4];
+            let id = c.enqueue(job(q, i).priority(p)).await.unwrap().id;
+            expected[p.index()].push(id);
+        }
+        assert_eq!(
+            c.stats(q).await.unwrap().pending_by_priority,
+            [3, 3, 3, 3],
+            "{q}"
+        );
+        let mut taken = Vec::new();
+        loop {
+            let batch = c.fetch(q, 5, LEASE, "w").await.unwrap().jobs;
+            if batch.is_empty() {
+                break;
+            }
+            taken.extend(batch.iter().map(|j| j.id()));
+        }
+        assert_eq!(taken, expected.concat(), "{q}");
+        // A lost lease puts the job back at the head of its own level, on its own shard.
+        let urgent = c
+            .enqueue(job(q, 99).priority(Priority::CRITICAL))
+            .await
+            .unwrap()
+            .id;
+        c.fetch(q, 1, Duration::from_millis(1), "lost")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(c.reap(q, 10).await.unwrap().requeued, 1, "{q}");
+        let shown = ok_json(&url, &["jobs", "show", &urgent, "--json"]);
+        assert_eq!(
+            (shown["state"].as_str(), shown["priority"].as_u64()),
+            (Some("pending"), Some(0))
+        );
+    }
+    // Removing a queue counts and drops the pending lists of every level.
+    let removed = ok(&url, &["queue", "remove", &queues[0], "--force"]);
+    // The jobs fetched above are still active: they were never acknowledged.
+    assert!(removed.contains("(1 pending, 12 active;"), "{removed}");
+    let left: u64 = redis::cmd("EXISTS")
+        .arg(&c.keys().queue(&queues[0]).pending_lists())
+        .query_async(&mut c.connection())
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
 }

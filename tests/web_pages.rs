@@ -28,8 +28,8 @@ async fn hostile_dead_job(client: &QueueClient, queue: &str) -> String {
         max_attempts: 1,
         id: id.clone(),
         failed_at: 2,
-        unique: String::new(),
         error: "<script>alert('error')</script>".into(),
+        ..Header::default()
     }
     .encode(&envelope.to_string());
     client.register_queue(queue).await.unwrap();

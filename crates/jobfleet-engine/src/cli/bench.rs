@@ -375,7 +375,6 @@ async fn cleanup(client: &QueueClient, queues: &[String]) {
     for q in queues {
         let k = client.keys().queue(q);
         keys.extend([
-            k.pending(),
             k.scheduled(),
             k.retry(),
             k.leases(),
@@ -384,6 +383,7 @@ async fn cleanup(client: &QueueClient, queues: &[String]) {
             k.paused(),
             k.stats(),
         ]);
+        keys.extend(k.pending_lists());
         keys.extend((minute - 30..=minute).map(|m| k.minute(m)));
     }
     let mut con = client.connection();

@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::engine::Engine;
 use super::output::{json, outln, time};
 use crate::job::Registry;
+use crate::queue::priority::Priority;
 use crate::queue::{LATEST_MS, NewJob, PartialEnqueue, QueueError, now_ms};
 
 #[derive(Debug, Args)]
@@ -37,12 +38,21 @@ pub struct EnqueueArgs {
     /// Run at this time (RFC 3339, e.g. 2026-11-22T10:00:00Z).
     #[arg(long, value_parser = parse_at)]
     pub at: Option<i64>,
+    /// Another priority than the spec's: 0 (or critical) runs before every other level of the
+    /// queue, then 1 (high), 2 (normal, the default) and 3 (low).
+    #[arg(long, value_parser = parse_priority)]
+    pub priority: Option<Priority>,
     /// A unique key: while a job with this key exists, enqueueing another returns its id.
     #[arg(long, conflicts_with = "jsonl")]
     pub unique: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_priority(s: &str) -> Result<Priority, String> {
+    s.parse()
+        .map_err(|e: crate::queue::priority::InvalidPriority| e.to_string())
 }
 
 /// A delay that ends by 9999-12-31 (`LATEST_MS`): a longer one is a mistake, and adding it to
@@ -96,6 +106,9 @@ fn build<S: Send + Sync + 'static>(
     }
     if let Some(at) = run_at {
         job = job.run_at(at);
+    }
+    if let Some(p) = args.priority {
+        job = job.priority(p);
     }
     if let Some(key) = &args.unique {
         job = job.unique(key, registry.unique_ttl(&args.kind));

@@ -409,6 +409,7 @@ pub async fn show<S: Send + Sync + 'static>(
             "attempts",
             format!("{} failed of {}", j.attempts, j.max_attempts),
         ),
+        ("priority", j.priority.to_string()),
         ("args", args),
         ("enqueued", time(j.envelope.as_ref().map(|e| e.created_at))),
         ("due/died", time(j.score)),

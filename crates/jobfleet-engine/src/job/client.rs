@@ -2,7 +2,7 @@
 //! caller's overrides on top.
 //!
 //! `client.enqueue(MyJob { .. }).await` stores one job; the builder it returns overrides the
-//! spec (`.queue`, `.max_attempts`, `.delay`, `.at_ms`, `.unique_key`, `.not_unique`, `.id`,
+//! spec (`.queue`, `.max_attempts`, `.priority`, `.delay`, `.at_ms`, `.unique_key`, `.not_unique`, `.id`,
 //! `.backoff`). `new_job` builds the `NewJob` for bulk calls. The retry backoff is not copied
 //! into the job: the worker reads it from the spec when the job fails, so a spec change applies
 //! to jobs already queued, unless one was given here.
@@ -19,6 +19,7 @@ use super::args::JobArgs;
 use super::error::JobError;
 use super::registry_error::RegistryError;
 use super::specs::Specs;
+use crate::queue::priority::Priority;
 use crate::queue::{Backoff, Enqueued, NewJob, QueueClient, QueueError, now_ms};
 
 /// Why a job was not enqueued.
@@ -113,7 +114,9 @@ impl Specs {
     /// spec's ttl. The untyped path (the CLI, a schedule) and the typed one both come here.
     pub fn new_job(&self, kind: &str, args: Value) -> Result<NewJob, RegistryError> {
         let spec = self.spec(kind)?;
-        let mut job = NewJob::new(kind, &spec.queue, args).max_attempts(spec.retry.max_attempts);
+        let mut job = NewJob::new(kind, &spec.queue, args)
+            .max_attempts(spec.retry.max_attempts)
+            .priority(spec.priority);
         if let Some(unique) = &spec.unique {
             let key = args_key(kind, &job.args);
             job = job.unique(key, unique.ttl);
@@ -151,6 +154,11 @@ impl Enqueue<'_> {
     /// Another number of runs than the spec's (at least 1).
     pub fn max_attempts(self, n: u32) -> Self {
         self.map(|j| j.max_attempts(n))
+    }
+
+    /// Another priority than the spec's: 0 runs before every other level of the queue, 3 after.
+    pub fn priority(self, priority: Priority) -> Self {
+        self.map(|j| j.priority(priority))
     }
 
     /// Runs no earlier than `delay` from now.

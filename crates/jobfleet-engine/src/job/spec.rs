@@ -8,6 +8,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
 use crate::cron::Cron;
+use crate::queue::priority::Priority;
 use crate::queue::{Backoff, validate_queue_name};
 
 /// The policy of one job kind. The kind is the file's name.
@@ -27,6 +28,9 @@ pub struct JobSpec {
     /// When set, jobs of this kind are unique by their unique key while it is held.
     #[serde(default)]
     pub unique: Option<UniqueSpec>,
+    /// The level of the kind's jobs within their queue, 0 (runs first) to 3; 2 by default.
+    #[serde(default)]
+    pub priority: Priority,
     /// When the scheduler enqueues this kind; a kind may have several schedules.
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<ScheduleSpec>,

@@ -25,6 +25,8 @@ pub struct QueueStats {
     pub paused: bool,
     /// Jobs ready to run, waiting for a worker.
     pub pending: u64,
+    /// The pending jobs by priority, level 0 (the most urgent) first.
+    pub pending_by_priority: [u64; 4],
     /// Jobs enqueued with a delay, not yet due.
     pub scheduled: u64,
     /// Jobs leased to workers right now.
@@ -41,7 +43,7 @@ pub struct QueueStats {
     pub enqueued: u64,
     /// Dead jobs evicted by the dead set's caps of age and count, since the counters began.
     pub dead_evicted: u64,
-    /// Age of the job at the head of pending, in milliseconds.
+    /// How long the job that has waited longest in pending has waited, in milliseconds.
     pub oldest_pending_ms: Option<i64>,
 }
 
@@ -80,9 +82,13 @@ pub struct RetryReport {
     pub dry_run: bool,
 }
 
-/// The reply of `stats`'s pipeline: the lengths of pending, scheduled, retry and dead,
-/// whether the queue is paused, its counters hash, and the job at the head of pending.
+/// The reply of `stats`'s pipeline: the lengths of the four pending lists (most urgent
+/// first), of scheduled, retry and dead, whether the queue is paused, its counters hash, and
+/// the job at the head of the default level's pending list.
 type StatsReply = (
+    u64,
+    u64,
+    u64,
     u64,
     u64,
     u64,
@@ -117,14 +123,39 @@ impl Move {
     }
 }
 
-/// Where a found job is: the key and whether it is a list.
-pub(super) fn location(k: &QueueKeys, info: &JobInfo) -> (String, bool) {
+/// What kind of structure holds the jobs an operator moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Holder {
+    /// The pending lists: each job is in the one of its own priority.
+    Pending,
+    /// One list (a worker's in-flight list).
+    List,
+    /// One sorted set (scheduled, retry or dead).
+    Set,
+}
+
+impl Holder {
+    fn as_str(self) -> &'static str {
+        match self {
+            Holder::Pending => "pending",
+            Holder::List => "list",
+            Holder::Set => "zset",
+        }
+    }
+}
+
+/// Where a found job is: the key and what kind of structure it is. For a pending job the key
+/// is the default level's list, and the script finds each job's own level from its header.
+pub(super) fn location(k: &QueueKeys, info: &JobInfo) -> (String, Holder) {
     match info.state {
-        JobState::Pending => (k.pending(), true),
-        JobState::Active => (k.inflight(info.worker.as_deref().unwrap_or_default()), true),
-        JobState::Scheduled => (k.scheduled(), false),
-        JobState::Retry => (k.retry(), false),
-        JobState::Dead => (k.dead(), false),
+        JobState::Pending => (k.pending(), Holder::Pending),
+        JobState::Active => (
+            k.inflight(info.worker.as_deref().unwrap_or_default()),
+            Holder::List,
+        ),
+        JobState::Scheduled => (k.scheduled(), Holder::Set),
+        JobState::Retry => (k.retry(), Holder::Set),
+        JobState::Dead => (k.dead(), Holder::Set),
     }
 }
 
@@ -179,30 +210,58 @@ impl QueueClient {
         Ok(())
     }
 
-    /// The counters of one queue in one pipelined round trip.
+    /// The counters of one queue in one pipelined round trip (two when jobs of other
+    /// priorities than the default are pending, to read the heads of their lists).
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
         let k = self.queue(queue)?;
-        let (pending, scheduled, retry, dead, paused, counters, head): StatsReply = redis::pipe()
-            .llen(k.pending())
+        let [l0, l1, l2, l3] = k.pending_lists();
+        let mut con = self.connection();
+        let reply: StatsReply = redis::pipe()
+            .llen(&l0)
+            .llen(&l1)
+            .llen(&l2)
+            .llen(&l3)
             .zcard(k.scheduled())
             .zcard(k.retry())
             .zcard(k.dead())
             .exists(k.paused())
             .hgetall(k.stats())
-            .lindex(k.pending(), 0)
-            .query_async(&mut self.connection())
+            .lindex(&l2, 0)
+            .query_async(&mut con)
             .await?;
-        let oldest_pending_ms = head
-            .map(|stored| JobInfo::from_stored(queue, JobState::Pending, stored, None))
-            .and_then(|j| j.envelope)
+        let (p0, p1, p2, p3, scheduled, retry, dead, paused, counters, head) = reply;
+        let mut heads = vec![head];
+        let others: Vec<&String> = [(&l0, p0), (&l1, p1), (&l3, p3)]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(l, _)| l)
+            .collect();
+        if !others.is_empty() {
+            let mut pipe = redis::pipe();
+            for l in others {
+                pipe.lindex(l, 0);
+            }
+            let more: Vec<Option<Vec<u8>>> = pipe.query_async(&mut con).await?;
+            heads.extend(more);
+        }
+        // The oldest job waiting is at the head of one of the lists: the longest wait is shown.
+        let oldest_pending_ms = heads
+            .into_iter()
+            .flatten()
+            .filter_map(|stored| {
+                JobInfo::from_stored(queue, JobState::Pending, stored, None).envelope
+            })
             .map(|e| {
                 let since = e.run_at.unwrap_or(e.created_at).max(e.created_at);
                 now_ms().saturating_sub(since).max(0)
-            });
+            })
+            .max();
+        let pending = p0 + p1 + p2 + p3;
         Ok(QueueStats {
             queue: queue.to_owned(),
             paused,
             pending,
+            pending_by_priority: [p0, p1, p2, p3],
             scheduled,
             active: u(&counters, "active"),
             retry,
@@ -242,7 +301,7 @@ impl QueueClient {
     pub(super) async fn replace(
         &self,
         queue: &str,
-        from: (&str, bool),
+        from: (&str, Holder),
         to: Move,
         jobs: &[(&JobInfo, Option<Vec<u8>>)],
     ) -> Result<u64> {
@@ -253,7 +312,7 @@ impl QueueClient {
             .key(k.stats())
             .key(k.dead())
             .arg(k.prefix())
-            .arg(if from.1 { "list" } else { "zset" })
+            .arg(from.1.as_str())
             .arg(to.as_str())
             .arg(now_ms());
         for (job, new) in jobs {
@@ -288,14 +347,14 @@ impl QueueClient {
             )));
         }
         let k = self.keys.queue(&job.queue);
-        let (key, is_list) = location(&k, &job);
+        let (key, holder) = location(&k, &job);
         let new = if job.state == JobState::Dead {
             Self::revived(&job)
         } else {
             None
         };
         if self
-            .replace(&job.queue, (&key, is_list), Move::Pending, &[(&job, new)])
+            .replace(&job.queue, (&key, holder), Move::Pending, &[(&job, new)])
             .await?
             == 0
         {
@@ -347,7 +406,7 @@ impl QueueClient {
                 let pairs: Vec<(&JobInfo, Option<Vec<u8>>)> =
                     matching.iter().map(|j| (j, Self::revived(j))).collect();
                 moved = self
-                    .replace(queue, (&k.dead(), false), Move::Pending, &pairs)
+                    .replace(queue, (&k.dead(), Holder::Set), Move::Pending, &pairs)
                     .await?;
             }
             if scanned < BATCH {
@@ -363,9 +422,9 @@ impl QueueClient {
     pub async fn delete(&self, id: &str) -> Result<JobState> {
         let job = self.show(id).await?;
         let k = self.keys.queue(&job.queue);
-        let (key, is_list) = location(&k, &job);
+        let (key, holder) = location(&k, &job);
         if self
-            .replace(&job.queue, (&key, is_list), Move::Delete, &[(&job, None)])
+            .replace(&job.queue, (&key, holder), Move::Delete, &[(&job, None)])
             .await?
             == 0
         {

@@ -87,8 +87,8 @@ impl Settle<'_> {
                 max_attempts: 1,
                 id: self.job.id(),
                 failed_at: now,
-                unique: String::new(),
                 error: self.error.clone(),
+                ..Header::default()
             }
             .encode_bytes(&self.job.stored),
         }

@@ -14,6 +14,7 @@ use super::client::QueueClient;
 use super::envelope::{Enqueued, Envelope, NewJob};
 use super::keys::{QueueKeys, validate_queue_name};
 use super::payload::{Header, valid_id};
+use super::priority::Priority;
 use super::{QueueError, Result, now_ms};
 
 /// Jobs per enqueue script call: large enough to amortise the round trip, small enough that
@@ -229,8 +230,9 @@ impl QueueClient {
                 ),
                 (None, None) => (String::new(), 0),
             };
+            let priority = job.priority;
             let env = job.into_envelope(now);
-            inv.arg(stored(&env, uniq.clone())?)
+            inv.arg(stored(&env, uniq.clone(), priority)?)
                 .arg(&env.id)
                 .arg(uniq)
                 .arg(ttl.to_string())
@@ -271,10 +273,11 @@ impl QueueClient {
                 "tick job id {id:?} is not valid"
             )));
         }
+        let priority = job.priority;
         let env = job.into_envelope(now_ms());
-        let stored = stored(&env, String::new())?;
+        let stored = stored(&env, String::new(), priority)?;
         self.register_queues(&[keys.name()]).await?;
-        let mut inv = self.scripts.enqueue_tick.key(keys.pending());
+        let mut inv = self.scripts.enqueue_tick.key(keys.pending_at(priority));
         inv.key(keys.ticks())
             .key(keys.stats())
             .key(keys.tick_history(schedule))
@@ -358,11 +361,12 @@ fn check(jobs: &[NewJob], now: i64) -> Result<()> {
 }
 
 /// A new job as stored: a header with no attempts yet, then the envelope JSON.
-fn stored(env: &Envelope, unique: String) -> Result<String> {
+fn stored(env: &Envelope, unique: String, priority: Priority) -> Result<String> {
     let header = Header {
         max_attempts: env.max_attempts,
         id: env.id.clone(),
         unique,
+        priority,
         ..Header::default()
     };
     Ok(header.encode(&serde_json::to_string(env)?))

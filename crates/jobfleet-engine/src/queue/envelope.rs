@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::backoff::Backoff;
 use super::payload::{Header, MalformedHeader, undecodable_id};
+use super::priority::Priority;
 
 /// The immutable part of a job, stored as JSON after the header (see `payload`).
 ///
@@ -56,6 +57,8 @@ pub struct NewJob {
     pub unique: Option<(String, Duration)>,
     /// A retry policy for this one job instead of its kind's.
     pub backoff: Option<Backoff>,
+    /// Its level within the queue: 0 runs first, 3 last.
+    pub priority: Priority,
 }
 
 impl NewJob {
@@ -70,6 +73,7 @@ impl NewJob {
             run_at: None,
             unique: None,
             backoff: None,
+            priority: Priority::NORMAL,
         }
     }
 
@@ -102,6 +106,13 @@ impl NewJob {
     /// enqueue with the same key returns the existing job instead.
     pub fn unique(mut self, key: impl Into<String>, ttl: Duration) -> Self {
         self.unique = Some((key.into(), ttl));
+        self
+    }
+
+    /// Runs this job ahead of (or behind) the queue's jobs of other levels: strict between
+    /// levels, first in first out within one.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
         self
     }
 

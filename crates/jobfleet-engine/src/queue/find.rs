@@ -105,7 +105,8 @@ impl QueueClient {
         let pattern = if derived {
             "*".to_owned()
         } else {
-            format!("jf|*|*|{}|*", glob_escape(id))
+            // `jf*|` also matches the headers that name a priority (`jf1|`).
+            format!("jf*|*|*|{}|*", glob_escape(id))
         };
         let is = |s: &[u8]| peek_id(s) == Some(id) || (derived && undecodable_id(s) == id);
         let mut hit = None;
@@ -132,23 +133,34 @@ impl QueueClient {
             .find(|j| j.id == id))
     }
 
-    /// Looks for a job in a queue's pending list. Pending is in enqueue order, and a ULID id
-    /// (the ids the store makes) starts with its enqueue time, so for one the search starts
-    /// with a binary search on the ids' time and reads [`NEAR`] entries around where the job
-    /// should be. A job not there (a producer's own id, a job handed back to the head) is
-    /// looked for in ranges of 1,000 from the head, which takes as long as pending is long.
+    /// Looks for a job in a queue's pending lists, one level after the other (see
+    /// `find_in_list`).
     async fn find_in_pending(&self, queue: &str, id: &str) -> Result<Option<JobInfo>> {
         let k = self.queue(queue)?;
+        for list in k.pending_lists() {
+            if let Some(job) = self.find_in_list(queue, &list, id).await? {
+                return Ok(Some(job));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Looks for a job in one pending list. Pending is in enqueue order, and a ULID id (the
+    /// ids the store makes) starts with its enqueue time, so for one the search starts with a
+    /// binary search on the ids' time and reads [`NEAR`] entries around where the job should
+    /// be. A job not there (a producer's own id, a job handed back to the head) is looked for
+    /// in ranges of 1,000 from the head, which takes as long as the list is long.
+    async fn find_in_list(&self, queue: &str, list: &str, id: &str) -> Result<Option<JobInfo>> {
         let mut con = self.connection();
         let derived = id.starts_with("undecodable-");
         let is = |s: &[u8]| peek_id(s) == Some(id) || (derived && undecodable_id(s) == id);
         let found =
             |stored: &Vec<u8>| JobInfo::from_stored(queue, JobState::Pending, stored.clone(), None);
         if id.parse::<ulid::Ulid>().is_ok() {
-            let at = self.ulid_position(&k.pending(), id).await?;
+            let at = self.ulid_position(list, id).await?;
             let from = at.saturating_sub(NEAR / 2);
             let near: Vec<Vec<u8>> = con
-                .lrange(k.pending(), from as isize, (from + NEAR) as isize)
+                .lrange(list, from as isize, (from + NEAR) as isize)
                 .await?;
             if let Some(stored) = near.iter().find(|s| is(s)) {
                 return Ok(Some(found(stored)));
@@ -156,7 +168,7 @@ impl QueueClient {
         }
         let mut start = 0isize;
         loop {
-            let chunk: Vec<Vec<u8>> = con.lrange(k.pending(), start, start + 999).await?;
+            let chunk: Vec<Vec<u8>> = con.lrange(list, start, start + 999).await?;
             if let Some(stored) = chunk.iter().find(|s| is(s)) {
                 return Ok(Some(found(stored)));
             }
@@ -225,7 +237,7 @@ impl QueueClient {
             }
         }
         let prefix = common_prefix(ids);
-        let pattern = format!("jf|*|*|{}*", glob_escape(prefix));
+        let pattern = format!("jf*|*|*|{}*", glob_escape(prefix));
         self.scan_sets(&k, &pattern, |state, stored, _| {
             if let Some(id) = peek_id(&stored).filter(|id| ids.iter().any(|i| i == id)) {
                 found.insert(id.to_owned(), Located::Stored(state));

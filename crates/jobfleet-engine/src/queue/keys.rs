@@ -6,7 +6,8 @@
 //!
 //! | key                         | type       | content                                         |
 //! |-----------------------------|------------|-------------------------------------------------|
-//! | `ns:{q}:pending`            | list       | stored jobs ready to run, oldest at the head    |
+//! | `ns:{q}:pending`            | list       | ready jobs of priority 2 (the default), FIFO    |
+//! | `ns:{q}:pending:<level>`    | list       | ready jobs of priority 0, 1 or 3, FIFO          |
 //! | `ns:{q}:scheduled`          | sorted set | stored job -> run time (ms), delayed, snoozed   |
 //! | `ns:{q}:retry`              | sorted set | stored job -> next attempt time (ms)            |
 //! | `ns:{q}:dead`               | sorted set | stored job -> time of death (ms)                |
@@ -47,6 +48,8 @@
 //! pins that both agree.
 
 use std::fmt;
+
+use super::priority::Priority;
 
 /// Suffix of a worker's in-flight list, shared with the Lua prelude (`inflight_key`).
 pub const INFLIGHT_SUFFIX: &str = "inflight:";
@@ -193,9 +196,22 @@ impl QueueKeys {
         format!("{}{}", self.prefix, suffix)
     }
 
-    /// The list of jobs ready to run, taken from the head.
+    /// The list of jobs of the default priority ready to run, taken from the head.
     pub fn pending(&self) -> String {
         self.key("pending")
+    }
+    /// The list of ready jobs of one priority: `pending` for the default level, `pending:<n>`
+    /// for the others (as `pending_key` in the Lua prelude builds it).
+    pub fn pending_at(&self, priority: Priority) -> String {
+        if priority.is_default() {
+            self.pending()
+        } else {
+            format!("{}pending:{}", self.prefix, priority.level())
+        }
+    }
+    /// The pending lists of every level, most urgent first: the order `fetch` takes them in.
+    pub fn pending_lists(&self) -> [String; 4] {
+        Priority::ALL.map(|p| self.pending_at(p))
     }
     /// The sorted set of delayed jobs, scored by due time (ms).
     pub fn scheduled(&self) -> String {
@@ -307,6 +323,7 @@ mod tests {
         let q = Keys::new("jobfleet").queue("emails");
         for key in [
             q.pending(),
+            q.pending_at(Priority::CRITICAL),
             q.scheduled(),
             q.retry(),
             q.leases(),
@@ -337,6 +354,14 @@ mod tests {
         assert_eq!(q.unique("k"), format!("{}unique:k", q.prefix()));
         assert_eq!(q.minute(3), format!("{}stats:3", q.prefix()));
         assert_eq!(q.attempts("j"), format!("{}attempts:j", q.prefix()));
+        assert_eq!(
+            q.pending_at(Priority::NORMAL),
+            format!("{}pending", q.prefix())
+        );
+        assert_eq!(
+            q.pending_at(Priority::HIGH),
+            format!("{}pending:1", q.prefix())
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use serde::Serialize;
 use super::Result;
 use super::client::QueueClient;
 use super::envelope::{Envelope, JobState};
+use super::keys::QueueKeys;
 use super::payload::{Header, MalformedHeader, escape_bytes, undecodable_id};
+use super::priority::{Priority, spans};
 
 /// Everything stored about one job.
 #[derive(Clone, Debug, Serialize)]
@@ -25,6 +27,8 @@ pub struct JobInfo {
     pub attempts: u32,
     /// Runs allowed in all, from the header.
     pub max_attempts: u32,
+    /// Its level within the queue (0 runs first), from the header.
+    pub priority: Priority,
     /// The envelope, or None when the stored JSON cannot be decoded.
     pub envelope: Option<Envelope>,
     /// Why the stored job cannot be decoded, for a job that cannot.
@@ -80,6 +84,7 @@ impl JobInfo {
             state,
             attempts: header.attempts,
             max_attempts: header.max_attempts,
+            priority: header.priority,
             raw: envelope.is_none().then(|| escape_bytes(&stored)),
             envelope,
             undecodable,
@@ -148,6 +153,30 @@ impl QueueClient {
         Ok(out)
     }
 
+    /// Positions `from` to `from + count - 1` of a queue's pending jobs in the order workers
+    /// take them: the most urgent level's list first, each list from its head.
+    async fn pending_window(&self, k: &QueueKeys, from: u64, count: u64) -> Result<Vec<Vec<u8>>> {
+        let lists = k.pending_lists();
+        let mut con = self.connection();
+        let mut pipe = redis::pipe();
+        for l in &lists {
+            pipe.llen(l);
+        }
+        let lens: Vec<u64> = pipe.query_async(&mut con).await?;
+        let mut out = Vec::new();
+        for span in spans(&lens, from, count) {
+            let part: Vec<Vec<u8>> = con
+                .lrange(
+                    &lists[span.index],
+                    isize::try_from(span.start).unwrap_or(isize::MAX),
+                    isize::try_from(span.stop).unwrap_or(isize::MAX),
+                )
+                .await?;
+            out.extend(part);
+        }
+        Ok(out)
+    }
+
     /// One page of the jobs of a queue in a state, by rank from `cursor`.
     pub async fn list(
         &self,
@@ -162,13 +191,12 @@ impl QueueClient {
         let start = isize::try_from(cursor).unwrap_or(isize::MAX);
         let stop = start.saturating_add(isize::try_from(limit).unwrap_or(10_000) - 1);
         let jobs: Vec<JobInfo> = match state {
-            JobState::Pending => {
-                let stored: Vec<Vec<u8>> = con.lrange(k.pending(), start, stop).await?;
-                stored
-                    .into_iter()
-                    .map(|s| JobInfo::from_stored(queue, state, s, None))
-                    .collect()
-            }
+            JobState::Pending => self
+                .pending_window(&k, cursor, limit)
+                .await?
+                .into_iter()
+                .map(|s| JobInfo::from_stored(queue, state, s, None))
+                .collect(),
             JobState::Active => self
                 .active_jobs(queue)
                 .await?

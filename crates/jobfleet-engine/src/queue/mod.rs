@@ -6,7 +6,8 @@
 //! one slot; the full table is in `keys`). A queue holds its jobs in five structures, and a
 //! job's state is the structure that holds it:
 //!
-//! - `pending`, a list: jobs ready to run, taken from the head by `fetch`;
+//! - `pending`, one list per priority (`pending:0`, `pending:1`, `pending`, `pending:3`): jobs
+//!   ready to run, taken from the head of the most urgent non-empty list by `fetch`;
 //! - `scheduled`, a sorted set scored by due time (ms): delayed and snoozed jobs;
 //! - `retry`, a sorted set scored by due time (ms): jobs waiting for their next attempt;
 //! - `inflight:<worker>`, one list per worker: the jobs leased to it, with the worker's lease
@@ -53,6 +54,7 @@ pub mod keys;
 pub mod listing;
 pub mod operate;
 pub mod payload;
+pub mod priority;
 pub mod progress;
 pub mod pubsub;
 pub mod remove;

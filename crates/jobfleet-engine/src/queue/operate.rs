@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::admin::{Move, location};
+use super::admin::{Holder, Move, location};
 use super::client::QueueClient;
 use super::envelope::JobState;
 use super::listing::JobInfo;
@@ -162,15 +162,15 @@ impl QueueClient {
         }
         // Active jobs sit in their workers' lists: one call per list.
         let k = self.queue(queue)?;
-        let mut by_place: BTreeMap<(String, bool), Vec<&JobInfo>> = BTreeMap::new();
+        let mut by_place: BTreeMap<(String, Holder), Vec<&JobInfo>> = BTreeMap::new();
         for job in found.values() {
             by_place.entry(location(&k, job)).or_default().push(job);
         }
-        for ((key, is_list), jobs) in by_place {
+        for ((key, holder), jobs) in by_place {
             let pairs: Vec<(&JobInfo, Option<Vec<u8>>)> =
                 jobs.iter().map(|j| (*j, replacement(action, j))).collect();
             let moved = self
-                .replace(queue, (&key, is_list), action.destination(), &pairs)
+                .replace(queue, (&key, holder), action.destination(), &pairs)
                 .await?;
             report.done += moved;
             if moved < pairs.len() as u64 {
@@ -212,14 +212,14 @@ impl QueueClient {
             if page.jobs.is_empty() {
                 break;
             }
-            let (key, is_list) = location(&k, &page.jobs[0]);
+            let (key, holder) = location(&k, &page.jobs[0]);
             let pairs: Vec<(&JobInfo, Option<Vec<u8>>)> = page
                 .jobs
                 .iter()
                 .map(|j| (j, replacement(action, j)))
                 .collect();
             let moved = self
-                .replace(queue, (&key, is_list), action.destination(), &pairs)
+                .replace(queue, (&key, holder), action.destination(), &pairs)
                 .await?;
             if moved == 0 {
                 break;
@@ -242,9 +242,9 @@ impl QueueClient {
         }
         let k = self.keys.queue(&job.queue);
         let new = killed(&job, reason);
-        let (key, is_list) = location(&k, &job);
+        let (key, holder) = location(&k, &job);
         if self
-            .replace(&job.queue, (&key, is_list), Move::Dead, &[(&job, new)])
+            .replace(&job.queue, (&key, holder), Move::Dead, &[(&job, new)])
             .await?
             == 0
         {

@@ -5,6 +5,10 @@
 //! jf|<attempts>|<max attempts>|<id>|<failed at ms>|<len>:<unique key><len>:<last error>\n<JSON>
 //! ```
 //!
+//! A job of a priority other than the default (see `priority`) has its level right after
+//! `jf`: `jf0|`, `jf1|` or `jf3|`. The default level is left unsaid, so a job of the default
+//! priority is stored byte for byte as before priorities existed.
+//!
 //! The whole string is the job: it is what the pending list, the scheduled, retry and dead sets
 //! and a worker's in-flight list hold, so moving a job is moving one string, and no per-job hash
 //! is read or written on the hot path. `attempts` counts the runs that already ended in failure
@@ -25,6 +29,8 @@
 
 use std::fmt::Write;
 
+use super::priority::Priority;
+
 /// The header fields of a stored job.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Header {
@@ -40,6 +46,8 @@ pub struct Header {
     pub unique: String,
     /// The last error, empty for none.
     pub error: String,
+    /// The job's level within its queue, which picks its pending list.
+    pub priority: Priority,
 }
 
 /// Why a stored job's header cannot be read. Stored jobs are bytes written by anyone who can
@@ -83,9 +91,13 @@ impl Header {
     }
 
     fn write_prefix(&self, out: &mut String) {
+        out.push_str("jf");
+        if !self.priority.is_default() {
+            out.push(char::from(b'0' + self.priority.level()));
+        }
         let _ = writeln!(
             out,
-            "jf|{}|{}|{}|{}|{}:{}{}:{}",
+            "|{}|{}|{}|{}|{}:{}{}:{}",
             self.attempts,
             self.max_attempts,
             self.id,
@@ -100,9 +112,7 @@ impl Header {
     /// Splits a stored job into its header and its body. The header must be UTF-8; the body is
     /// returned as bytes, for the caller to check and decode.
     pub fn decode(payload: &[u8]) -> Result<(Header, &[u8]), MalformedHeader> {
-        let rest = payload
-            .strip_prefix(b"jf|")
-            .ok_or(MalformedHeader::Field("no jf| prefix"))?;
+        let (priority, rest) = split_priority(payload)?;
         let at = |rest: &[u8]| payload.len() - rest.len();
         let (attempts, rest) = field(rest, "attempts")?;
         let (max, rest) = field(rest, "max attempts")?;
@@ -124,6 +134,7 @@ impl Header {
                 failed_at: number(failed_at, "failed at")?,
                 unique: unique.to_owned(),
                 error: error.to_owned(),
+                priority,
             },
             body,
         ))
@@ -139,6 +150,24 @@ impl Header {
     pub fn exhausted(&self) -> bool {
         self.attempts >= self.max_attempts
     }
+}
+
+/// Reads the `jf` and the optional level that start every header, up to its first `|`.
+fn split_priority(payload: &[u8]) -> Result<(Priority, &[u8]), MalformedHeader> {
+    let rest = payload
+        .strip_prefix(b"jf")
+        .ok_or(MalformedHeader::Field("no jf| prefix"))?;
+    match rest {
+        [b'|', rest @ ..] => Ok((Priority::NORMAL, rest)),
+        [d @ b'0'..=b'3', b'|', rest @ ..] => Ok((Priority::ALL[usize::from(d - b'0')], rest)),
+        _ => Err(MalformedHeader::Field("priority")),
+    }
+}
+
+/// The priority of a stored job without decoding the rest; the default for anything that is
+/// no header, as the Lua prelude's `pending_key` takes it.
+pub fn peek_priority(payload: &[u8]) -> Priority {
+    split_priority(payload).map_or(Priority::NORMAL, |(p, _)| p)
 }
 
 /// Splits at the next `|`.
@@ -183,7 +212,7 @@ fn counted<'a>(s: &'a [u8], what: &'static str) -> Result<(&'a [u8], &'a [u8]), 
 
 /// The id of a stored job without decoding the rest, for listings and scans.
 pub fn peek_id(payload: &[u8]) -> Option<&str> {
-    let rest = payload.strip_prefix(b"jf|")?;
+    let (_, rest) = split_priority(payload).ok()?;
     let mut parts = rest.splitn(4, |&b| b == b'|');
     parts.next()?;
     parts.next()?;
@@ -230,6 +259,7 @@ mod tests {
             failed_at: 1_700_000_000_000,
             unique: "sync|0xab:c".into(),
             error: "timed out\nafter 5s: é".into(),
+            priority: Priority::NORMAL,
         }
     }
 
@@ -252,6 +282,31 @@ mod tests {
         assert_eq!(peek_id(p.as_bytes()), Some("01JX"));
         let raw = h.encode_bytes(b"\xff{");
         assert_eq!(Header::decode(&raw).unwrap().1, b"\xff{");
+    }
+
+    #[test]
+    fn a_level_other_than_the_default_follows_jf() {
+        // The Lua prelude's build_job writes the level the same way (and none for level 2).
+        let h = Header {
+            priority: Priority::HIGH,
+            ..header()
+        };
+        let p = h.encode("{}");
+        assert!(p.starts_with("jf1|2|25|01JX|"), "{p}");
+        assert_eq!(Header::decode(p.as_bytes()).unwrap().0, h);
+        assert_eq!(peek_priority(p.as_bytes()), Priority::HIGH);
+        assert_eq!(peek_id(p.as_bytes()), Some("01JX"));
+        assert_eq!(peek_priority(b"jf|0|1|a|0|0:0:\n{}"), Priority::NORMAL);
+        assert_eq!(peek_priority(b"garbage"), Priority::NORMAL);
+        let (two, _) = Header::decode(b"jf2|0|1|a|0|0:0:\n{}").unwrap();
+        assert_eq!(two.priority, Priority::NORMAL);
+        for bad in [
+            "jf4|0|1|a|0|0:0:\n{}",
+            "jf01|0|1|a|0|0:0:\n{}",
+            "jfx|0|1|a|0|0:0:\n{}",
+        ] {
+            assert!(Header::decode(bad.as_bytes()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

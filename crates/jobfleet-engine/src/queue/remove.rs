@@ -75,15 +75,19 @@ impl QueueClient {
         let mut con = self.connection();
         // Worker names and keys are read as bytes: a member that is not UTF-8 must not make
         // the removal fail.
-        let (pending, scheduled, retry, dead, workers): (u64, u64, u64, u64, Vec<Vec<u8>>) =
-            redis::pipe()
-                .llen(k.pending())
-                .zcard(k.scheduled())
-                .zcard(k.retry())
-                .zcard(k.dead())
-                .zrange(k.leases(), 0, -1)
-                .query_async(&mut con)
-                .await?;
+        let [l0, l1, l2, l3] = k.pending_lists();
+        type Contents = (u64, u64, u64, u64, u64, u64, u64, Vec<Vec<u8>>);
+        let (p0, p1, p2, p3, scheduled, retry, dead, workers): Contents = redis::pipe()
+            .llen(l0)
+            .llen(l1)
+            .llen(l2)
+            .llen(l3)
+            .zcard(k.scheduled())
+            .zcard(k.retry())
+            .zcard(k.dead())
+            .zrange(k.leases(), 0, -1)
+            .query_async(&mut con)
+            .await?;
         let mut holding = Vec::new();
         let mut active = 0;
         for w in workers {
@@ -95,7 +99,7 @@ impl QueueClient {
         }
         Ok(Removed {
             queue: queue.to_owned(),
-            pending,
+            pending: p0 + p1 + p2 + p3,
             scheduled,
             retry,
             dead,
@@ -200,7 +204,7 @@ impl QueueClient {
         // A producer or worker that wrote to the queue meanwhile re-created some of its keys;
         // list the queue again rather than leave jobs that no command shows.
         let back: u64 = redis::cmd("EXISTS")
-            .arg(k.pending())
+            .arg(&k.pending_lists())
             .arg(k.scheduled())
             .arg(k.retry())
             .arg(k.dead())

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cron::Cron;
 use crate::job::Registry;
 use crate::job::spec::Missed;
+use crate::queue::priority::Priority;
 use crate::queue::workers::SchedulerInfo;
 use crate::queue::{NewJob, QueueClient, QueueError, now_ms};
 use crate::telemetry::Metrics;
@@ -54,6 +55,8 @@ pub struct Schedule {
     pub catch_up: Duration,
     /// Runs allowed in all for every tick's job, from the kind's retry policy.
     pub max_attempts: u32,
+    /// The level of the kind's spec, which the ticks' jobs get.
+    pub priority: Priority,
 }
 
 impl Schedule {
@@ -72,6 +75,7 @@ impl Schedule {
         NewJob::new(&self.kind, &self.queue, self.args.clone())
             .id(self.job_id(tick))
             .max_attempts(self.max_attempts)
+            .priority(self.priority)
     }
 
     /// The latest tick at or before `now` that `run_once` should catch up on: after `last`
@@ -138,6 +142,7 @@ pub fn schedules<S>(registry: &Registry<S>, disabled: &[String]) -> Result<Vec<S
                 missed: s.missed,
                 catch_up: s.catch_up,
                 max_attempts: spec.retry.max_attempts,
+                priority: spec.priority,
             });
         }
     }
@@ -405,6 +410,7 @@ mod tests {
             missed,
             catch_up: Duration::from_secs(3600),
             max_attempts: 3,
+            priority: Priority::NORMAL,
         }
     }
 

@@ -133,6 +133,7 @@ mod tests {
             missed: Missed::Skip,
             catch_up: Duration::from_secs(3600),
             max_attempts: 3,
+            priority: crate::queue::priority::Priority::NORMAL,
         }
     }
 

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use jobfleet_engine::queue::cancel::Cancelled;
 use jobfleet_engine::queue::payload::valid_id;
+use jobfleet_engine::queue::priority::Priority;
 use jobfleet_engine::queue::{
     Action, Enqueued, LATEST_MS, NewJob, QueueError, now_ms, validate_queue_name,
 };
@@ -87,6 +88,13 @@ fn build(
             return Err("the job would be due outside 1970 to 9999-12-31".to_owned());
         }
         job = job.run_at(at);
+    }
+    if let Some(p) = req.priority {
+        let p = serde_json::from_value::<Priority>(p).map_err(|_| {
+            "\"priority\": use 0 (most urgent) to 3, or \"critical\", \"high\", \"normal\" or \"low\""
+                .to_owned()
+        })?;
+        job = job.priority(p);
     }
     if let Some(key) = req.unique {
         if key.is_empty() || key.len() > 256 {

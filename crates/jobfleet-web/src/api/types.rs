@@ -38,6 +38,11 @@ pub struct EnqueueRequest {
     #[serde(default)]
     #[schema(example = "2026-12-01T10:00:00Z")]
     pub at: Option<String>,
+    /// Another priority than the spec's: 0 (or `"critical"`) runs before every other level of
+    /// the queue, then 1 (`"high"`), 2 (`"normal"`, the default) and 3 (`"low"`).
+    #[serde(default)]
+    #[schema(value_type = Option<u8>, minimum = 0, maximum = 3, example = 1)]
+    pub priority: Option<Value>,
     /// A unique key: while a job holding it exists, enqueueing another returns that job.
     #[serde(default)]
     pub unique: Option<String>,
@@ -158,6 +163,8 @@ pub struct JobView {
     pub attempts: u32,
     /// Runs allowed in all.
     pub max_attempts: u32,
+    /// Its level within the queue, 0 (runs first) to 3; absent for a completed job.
+    pub priority: Option<u8>,
     /// Its args.
     #[schema(value_type = Option<Object>)]
     pub args: Option<Value>,
@@ -215,6 +222,7 @@ impl JobView {
             kind: j.kind,
             attempts: j.attempts,
             max_attempts: j.max_attempts,
+            priority: Some(j.priority.level()),
             at: j.score,
             error: j.error,
             failed_at: j.failed_at,
@@ -233,6 +241,7 @@ impl JobView {
             state: "completed".to_owned(),
             attempts: 0,
             max_attempts: 0,
+            priority: None,
             args: None,
             created_at: None,
             at: Some(at),

@@ -70,6 +70,7 @@ pub async fn show(
             dt { "Queue" } dd { a href={"/queues/" (enc(&job.queue)) "?state=" (job.state.as_str())} { (job.queue) } }
             dt { "State" } dd #job-state data-state=(job.state.as_str()) { (job.state.as_str()) }
             dt { "Attempts" } dd { (job.attempts) " failed of " (job.max_attempts) " allowed" }
+            dt { "Priority" } dd #job-priority { (job.priority.to_string()) }
             @if let Some(env) = &job.envelope {
                 dt { "Enqueued" } dd { (time(Some(env.created_at))) " (" (relative(Some(env.created_at), now)) ")" }
                 @if let Some(at) = env.run_at { dt { "Run at" } dd { (time(Some(at))) } }

@@ -124,7 +124,9 @@ pub async fn enqueue_now(
             format!("No schedule is named {name:?}."),
         ));
     };
-    let job = NewJob::new(&s.kind, &s.queue, s.args.clone()).max_attempts(s.max_attempts);
+    let job = NewJob::new(&s.kind, &s.queue, s.args.clone())
+        .max_attempts(s.max_attempts)
+        .priority(s.priority);
     let enqueued = app.client.enqueue(job).await.map_err(failed)?;
     let msg = format!("{name}: job {} enqueued now", enqueued.id);
     app.audit(AuditEntry::new(

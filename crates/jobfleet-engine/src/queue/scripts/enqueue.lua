@@ -1,6 +1,7 @@
 -- enqueue: stores new jobs, one or many, in one queue.
 --
--- KEYS[1] pending list, KEYS[2] scheduled set, KEYS[3] stats hash
+-- KEYS[1] pending list of the default priority, KEYS[2] scheduled set, KEYS[3] stats hash
+-- (jobs of the other priorities go to their own pending lists: pending_key in the prelude)
 -- ARGV[1] queue prefix, ARGV[2] now (ms), then 5 values per job:
 --   stored job, id, unique key ('' for none), unique TTL (ms), run at (ms; 0 or a time not
 --   after now means "ready now")
@@ -28,7 +29,7 @@ for i = 3, #ARGV, 5 do
     out[#out + 1] = ''
   end
 end
-chunked('RPUSH', KEYS[1], ready)
+push_pending(ready)
 chunked('ZADD', KEYS[2], sched)
 count(KEYS[3], 'enqueued', created)
 -- Scheduled jobs are announced too, so idle workers learn the new next due time.

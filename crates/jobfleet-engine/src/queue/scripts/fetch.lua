@@ -1,12 +1,15 @@
 -- fetch: promotes due jobs, then leases up to N pending jobs to one worker.
 --
--- KEYS[1] pending list, KEYS[2] scheduled set, KEYS[3] retry set, KEYS[4] leases set,
+-- KEYS[1] pending list of the default priority, KEYS[2] scheduled set, KEYS[3] retry set, KEYS[4] leases set,
 -- KEYS[5] paused flag, KEYS[6] stats hash, KEYS[7] this worker's in-flight list
 -- ARGV[1] queue prefix, ARGV[2] now (ms), ARGV[3] max jobs to lease, ARGV[4] lease (ms, from the
 -- server's clock),
 -- ARGV[5] worker id, ARGV[6] max jobs to promote per set
 -- Returns {paused (0|1), next due time in ms of a scheduled or retry job (-1: none),
 --          promoted count, then the leased jobs}.
+-- Jobs are taken from the most urgent pending list that has any (pending_lists in the prelude,
+-- KEYS[1] among them), so priorities are strict; a queue whose jobs all have the default
+-- priority pays two LPOPs of empty lists per call, whatever the batch size.
 -- Leasing moves the jobs into the worker's in-flight list and sets the worker's lease deadline
 -- in the leases set: a constant number of commands per batch, whatever its size. Promotion is
 -- bounded per call so that a backlog of millions of due jobs drains over many calls instead of
@@ -17,7 +20,7 @@ local limit = tonumber(ARGV[6])
 local function promote(zkey)
   local due = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, limit)
   if #due == 0 then return 0 end
-  chunked('RPUSH', KEYS[1], due)
+  push_pending(due)
   chunked('ZREM', zkey, due)
   return #due
 end
@@ -40,7 +43,19 @@ if redis.call('EXISTS', KEYS[5]) == 1 then
 end
 
 local out = {0, next_due, promoted}
-local jobs = redis.call('LPOP', KEYS[1], tonumber(ARGV[3]))
+local want, jobs = tonumber(ARGV[3]), nil
+for _, key in ipairs(pending_lists()) do
+  local got = redis.call('LPOP', key, want)
+  if got then
+    if jobs then
+      for _, job in ipairs(got) do jobs[#jobs + 1] = job end
+    else
+      jobs = got
+    end
+    want = want - #got
+    if want <= 0 then break end
+  end
+end
 if jobs then
   chunked('RPUSH', KEYS[7], jobs)
   redis.call('ZADD', KEYS[4], server_now() + tonumber(ARGV[4]), ARGV[5])
@@ -49,5 +64,12 @@ if jobs then
   for _, job in ipairs(jobs) do out[#out + 1] = job end
 end
 -- Jobs promoted here that this call did not take are for the other idle workers.
-if promoted > 0 and redis.call('LLEN', KEYS[1]) > 0 then wake(promoted) end
+if promoted > 0 then
+  for _, key in ipairs(pending_lists()) do
+    if redis.call('LLEN', key) > 0 then
+      wake(promoted)
+      break
+    end
+  end
+end
 return out

@@ -8,7 +8,8 @@
 --
 -- A job is one string (src/queue/payload.rs):
 --   jf|<attempts>|<max>|<id>|<failed at>|<len>:<unique key><len>:<error>\n<envelope JSON>
--- Moving a job between states is moving that string; only the reaper reads its header.
+-- with its priority level right after 'jf' when it is not the default (2): 'jf0|', 'jf1|',
+-- 'jf3|'. Moving a job between states is moving that string; only the reaper reads its header.
 local prefix = ARGV[1]
 
 local function inflight_key(worker) return prefix .. 'inflight:' .. worker end
@@ -64,7 +65,7 @@ end
 -- Returns nil for anything that is not a header that Rust would also read.
 local function parse_job(p)
   local attempts, max, id, failed, ulen, pos =
-    string.match(p, '^jf|(%d+)|(%d+)|([^|]*)|(%d+)|(%d+):()')
+    string.match(p, '^jf[0-3]?|(%d+)|(%d+)|([^|]*)|(%d+)|(%d+):()')
   if not attempts then return nil end
   attempts, max = header_number(attempts, MAX_U32), header_number(max, MAX_U32)
   ulen = header_number(ulen, #p)
@@ -74,12 +75,13 @@ local function parse_job(p)
   if not elen then return nil end
   elen = header_number(elen, #p)
   if not elen or string.sub(p, epos + elen, epos + elen) ~= '\n' then return nil end
-  return {attempts = attempts, max = max, id = id, failed = failed,
+  local level = string.match(p, '^jf([013]?)')
+  return {attempts = attempts, max = max, id = id, failed = failed, level = level,
     uniq = uniq, err = string.sub(p, epos, epos + elen - 1), body = string.sub(p, epos + elen)}
 end
 
 local function build_job(j)
-  return 'jf|' .. j.attempts .. '|' .. j.max .. '|' .. j.id .. '|' .. j.failed .. '|' ..
+  return 'jf' .. (j.level or '') .. '|' .. j.attempts .. '|' .. j.max .. '|' .. j.id .. '|' .. j.failed .. '|' ..
     #j.uniq .. ':' .. j.uniq .. #j.err .. ':' .. j.err .. j.body
 end
 
@@ -115,7 +117,7 @@ end
 -- Deletes the history of attempts of a stored job that leaves the store for good (it
 -- completed, was deleted or evicted). Only a job that failed before has one.
 local function forget_attempts(job)
-  local attempts, id = string.match(job, '^jf|(%d+)|%d+|([^|]*)|')
+  local attempts, id = string.match(job, '^jf[0-3]?|(%d+)|%d+|([^|]*)|')
   if id and id ~= '' and attempts ~= '0' then redis.call('DEL', attempts_key(id)) end
 end
 
@@ -169,6 +171,42 @@ local function push_front(list_key, items)
   local reversed = {}
   for i = #items, 1, -1 do reversed[#reversed + 1] = items[i] end
   chunked('LPUSH', list_key, reversed)
+end
+
+-- The pending list of a stored job: `pending:<level>` for the levels 0, 1 and 3 written right
+-- after 'jf', `pending` for the default level 2 (whose header names no level) and for anything
+-- that is no header of ours, which a worker then dead-letters. As QueueKeys::pending_at.
+local function pending_key(job)
+  local b = string.byte(job, 3)
+  if (b == 48 or b == 49 or b == 51) and string.sub(job, 1, 2) == 'jf' and string.byte(job, 4) == 124 then
+    return prefix .. 'pending:' .. string.char(b)
+  end
+  return prefix .. 'pending'
+end
+
+-- The pending lists of every level, most urgent first: the order fetch takes them in.
+local function pending_lists()
+  return {prefix .. 'pending:0', prefix .. 'pending:1', prefix .. 'pending', prefix .. 'pending:3'}
+end
+
+-- Appends jobs to the tail of their levels' pending lists (or, with `front`, to the head,
+-- keeping their order), so each level stays first in, first out.
+local function push_pending(items, front)
+  if #items == 0 then return end
+  local by_key, order = {}, {}
+  for _, job in ipairs(items) do
+    local k = pending_key(job)
+    local list = by_key[k]
+    if not list then
+      list = {}
+      by_key[k] = list
+      order[#order + 1] = k
+    end
+    list[#list + 1] = job
+  end
+  for _, k in ipairs(order) do
+    if front then push_front(k, by_key[k]) else chunked('RPUSH', k, by_key[k]) end
+  end
 end
 
 -- Tells idle workers of this queue that jobs became pending or got a due time, so they fetch

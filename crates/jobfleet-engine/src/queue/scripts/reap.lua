@@ -1,6 +1,6 @@
 -- reap: takes back the jobs of workers whose lease expired (they died, hung or lost Redis).
 --
--- KEYS[1] leases set, KEYS[2] pending list, KEYS[3] dead set, KEYS[4] stats hash
+-- KEYS[1] leases set, KEYS[2] pending list of the default priority, KEYS[3] dead set, KEYS[4] stats hash
 -- ARGV[1] queue prefix, ARGV[2] TTL of per-minute stats (s), ARGV[3] dead cap by count,
 -- ARGV[4] dead cutoff (ms), ARGV[5] max workers per call, ARGV[6] '1' to keep the history of
 -- failed attempts
@@ -8,7 +8,8 @@
 -- Returns {requeued, killed, evicted by age, evicted by count, then the reaped workers' ids}.
 -- The expired run counts as a failed attempt: it is written into the job's header with the
 -- error, and a job that already used its last attempt goes to dead instead of running again,
--- so a job that kills its worker cannot loop forever. Requeued jobs go to the head of pending.
+-- so a job that kills its worker cannot loop forever. Requeued jobs go to the head of their
+-- priority's pending list.
 -- An entry without a readable header goes to dead inside a valid header that gives the reason.
 -- The expired run is added to the job's history of attempts, like a failure settle records.
 local now, ttl = server_now(), tonumber(ARGV[2])
@@ -51,7 +52,7 @@ for _, worker in ipairs(expired) do
   redis.call('SET', reaped_key(worker), now, 'EX', 86400)
 end
 chunked('ZREM', KEYS[1], expired)
-push_front(KEYS[2], front)
+push_pending(front, true)
 chunked('ZADD', KEYS[3], dead)
 local taken = #front + #dead / 2
 count(KEYS[4], 'active', -taken)

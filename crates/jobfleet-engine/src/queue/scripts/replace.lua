@@ -1,21 +1,25 @@
 -- replace: an operator's move of exact stored jobs: retry from dead, run now, kill, or delete.
 --
--- KEYS[1] the list or set the jobs are in (pending, scheduled, retry, dead, or an in-flight
--- list), KEYS[2] pending list, KEYS[3] stats hash, KEYS[4] dead set
--- ARGV[1] queue prefix, ARGV[2] 'list' or 'zset' (the type of KEYS[1]), ARGV[3] action
--- ('pending': move to the tail of pending; 'dead': move to the dead set, scored ARGV[4];
--- 'delete': remove), ARGV[4] now (ms), then 4 values per job:
+-- KEYS[1] the list or set the jobs are in (scheduled, retry, dead, an in-flight list, or the
+-- default pending list standing for every level's), KEYS[2] pending list of the default
+-- priority, KEYS[3] stats hash, KEYS[4] dead set
+-- ARGV[1] queue prefix, ARGV[2] 'list' or 'zset' (the type of KEYS[1]), or 'pending' (each job
+-- is in the pending list of its own priority), ARGV[3] action ('pending': move to the tail of
+-- its priority's pending list; 'dead': move to the dead set, scored ARGV[4]; 'delete':
+-- remove), ARGV[4] now (ms), then 4 values per job:
 --   the stored job, the job to push instead ('' to keep it), id, unique key
 -- Returns the number of jobs moved. A job that is no longer where it was found (a worker took
 -- it meanwhile) is skipped, so an operator's action never duplicates a job. A job deleted or
 -- killed gives up its unique lock, as a job that dies does; a job deleted takes its history of
 -- failed attempts with it.
-local is_list, action, now = ARGV[2] == 'list', ARGV[3], ARGV[4]
+local kind, action, now = ARGV[2], ARGV[3], ARGV[4]
 local moved, push, dead = 0, {}, {}
 for i = 5, #ARGV, 4 do
   local job, new = ARGV[i], ARGV[i + 1]
   local removed
-  if is_list then
+  if kind == 'pending' then
+    removed = redis.call('LREM', pending_key(job), 1, job)
+  elseif kind == 'list' then
     removed = redis.call('LREM', KEYS[1], 1, job)
   else
     removed = redis.call('ZREM', KEYS[1], job)
@@ -35,10 +39,10 @@ for i = 5, #ARGV, 4 do
     end
   end
 end
-chunked('RPUSH', KEYS[2], push)
+push_pending(push)
 chunked('ZADD', KEYS[4], dead)
 count(KEYS[3], 'dead', #dead / 2)
 -- An operator taking a job from a worker's in-flight list makes it no longer active.
-if is_list and KEYS[1] ~= KEYS[2] then redis.call('HINCRBY', KEYS[3], 'active', -moved) end
+if kind == 'list' and KEYS[1] ~= KEYS[2] then redis.call('HINCRBY', KEYS[3], 'active', -moved) end
 wake(#push)
 return moved

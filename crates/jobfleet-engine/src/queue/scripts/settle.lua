@@ -1,6 +1,7 @@
 -- settle: every outcome of a leased job other than success, for a batch of jobs.
 --
--- KEYS[1] the worker's in-flight list, KEYS[2] leases set, KEYS[3] pending list,
+-- KEYS[1] the worker's in-flight list, KEYS[2] leases set, KEYS[3] pending list of the default
+-- priority (a job goes to the pending list of its own priority: pending_key in the prelude),
 -- KEYS[4] scheduled set, KEYS[5] retry set, KEYS[6] dead set, KEYS[7] stats hash
 -- ARGV[1] queue prefix, ARGV[2] now (ms), ARGV[3] TTL of per-minute stats (s),
 -- ARGV[4] dead cap by count, ARGV[5] dead cutoff (ms; older deaths are evicted),
@@ -54,8 +55,8 @@ for i = 11, #ARGV, 6 do
   end
 end
 if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[6]) end
-chunked('RPUSH', KEYS[3], ready)
-push_front(KEYS[3], front)
+push_pending(ready)
+push_pending(front, true)
 chunked('ZADD', KEYS[5], retry)
 chunked('ZADD', KEYS[4], sched)
 local moved = n.retry + n.snooze + n.requeue + n.kill
