@@ -1,8 +1,8 @@
 //! The fleet on a real Redis Cluster (three masters, each with a replica, on loopback) with a
 //! queue on every shard: the producers' and operators' commands, a worker process serving all
 //! shards, wake-ups by sharded pub/sub, racing ticks, the board, a slot resharded under load,
-//! a cluster over TLS, and progress and cancellation on every shard. Failovers are in
-//! `cluster_failover.rs`.
+//! a cluster over TLS, and progress, cancellation, priorities and limits on every shard.
+//! Failovers are in `cluster_failover.rs`.
 
 mod support;
 
@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::StreamExt;
+use jobfleet::queue::limits::{LimitAsk, Taken};
 use jobfleet::queue::priority::Priority;
 use jobfleet::queue::{Call, JobState, NewJob, QueueClient, SettleAction, StoreSettings};
 use serde_json::json;
@@ -407,4 +408,70 @@ async fn priorities_hold_on_every_shard() {
         .await
         .unwrap();
     assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn limits_hold_on_every_shard() {
+    let cluster = TestCluster::start(3, 0);
+    let url = cluster.url();
+    let queues = cluster.queues_on_every_master("limited", 3);
+    let c = client(&url).await;
+    let slot = LimitAsk {
+        name: "send",
+        concurrency: 1,
+        rate: None,
+        recheck: Duration::from_secs(30),
+    };
+    let rate = LimitAsk {
+        name: "feed",
+        concurrency: 0,
+        rate: Some((1, Duration::from_secs(10))),
+        recheck: Duration::from_secs(30),
+    };
+    for q in &queues {
+        c.enqueue_bulk((0..4).map(|i| job(q, i)).collect())
+            .await
+            .unwrap();
+        let leased = c.fetch(q, 4, LEASE, "w").await.unwrap().jobs;
+        assert!(
+            matches!(
+                c.take_limit(&leased[0], &slot).await.unwrap(),
+                Taken::Granted { .. }
+            ),
+            "{q}"
+        );
+        assert!(
+            matches!(
+                c.take_limit(&leased[1], &slot).await.unwrap(),
+                Taken::WaitingForSlot { .. }
+            ),
+            "{q}"
+        );
+        let Taken::Granted { start_ms } = c.take_limit(&leased[2], &rate).await.unwrap() else {
+            panic!("{q}: the first start of the window was refused");
+        };
+        let Taken::WaitingForRate { due_ms } = c.take_limit(&leased[3], &rate).await.unwrap()
+        else {
+            panic!("{q}: a second start in the window was let through");
+        };
+        assert!(
+            due_ms >= start_ms + 10_000,
+            "{q}: due {due_ms}, started {start_ms}"
+        );
+        // The slot given back makes the waiting job due, and it starts.
+        assert_eq!(
+            c.release_limit(&leased[0], "send", 1).await.unwrap(),
+            1,
+            "{q}"
+        );
+        let again = c.fetch(q, 1, LEASE, "w2").await.unwrap().jobs;
+        assert_eq!(again[0].id(), leased[1].id(), "{q}");
+        assert!(
+            matches!(
+                c.take_limit(&again[0], &slot).await.unwrap(),
+                Taken::Granted { .. }
+            ),
+            "{q}"
+        );
+    }
 }

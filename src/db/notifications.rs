@@ -46,6 +46,8 @@ pub struct Pending {
     pub webhook: bool,
     /// No earlier row has the same subject, so this one carries the platform feeds' post.
     pub first_of_subject: bool,
+    /// The URL of the user's webhook endpoint, if they have one.
+    pub webhook_url: Option<String>,
 }
 
 /// Locks up to `limit` undispatched rows, oldest first, for the caller's transaction. Rows
@@ -57,7 +59,8 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<Pending>, 
                 u.email IS NOT NULL AND notification_enabled(n.user_id, 'email', n.event) AS email,
                 w.user_id IS NOT NULL AND notification_enabled(n.user_id, 'webhook', n.event) AS webhook,
                 NOT EXISTS (SELECT 1 FROM notifications o
-                            WHERE o.subject = n.subject AND o.id < n.id) AS first_of_subject
+                            WHERE o.subject = n.subject AND o.id < n.id) AS first_of_subject,
+                w.url AS webhook_url
          FROM notifications n
          JOIN users u ON u.id = n.user_id
          LEFT JOIN notification_webhooks w ON w.user_id = n.user_id

@@ -69,7 +69,10 @@ async fn dispatch_batch(
         .flat_map(|row| {
             channels(row, &res.settings.notify)
                 .into_iter()
-                .map(move |channel| send_job(row.id, channel, specs))
+                .map(move |channel| {
+                    let host = receiver_host(row, channel, &res.settings.notify);
+                    send_job(row.id, channel, host, specs)
+                })
         })
         .collect::<Result<_, _>>()
         .map_err(JobError::fatal)?;
@@ -88,12 +91,38 @@ async fn dispatch_batch(
 }
 
 /// The job that delivers one row on one channel, with its kind's spec and a deterministic id.
-pub fn send_job(id: i64, channel: Channel, specs: &Specs) -> Result<NewJob, RegistryError> {
+/// `host` is the receiver's host, which the kind's limits are kept per.
+pub fn send_job(
+    id: i64,
+    channel: Channel,
+    host: Option<String>,
+    specs: &Specs,
+) -> Result<NewJob, RegistryError> {
     let job = SendNotification {
         notification_id: id,
         channel,
+        host,
     };
     Ok(specs.job(&job)?.id(format!("notify:{id}:{channel}")))
+}
+
+/// The host a channel delivers to: the SMTP server for email, the host of the configured
+/// feed URL for Discord and Slack, the host of the user's endpoint for a webhook.
+pub fn receiver_host(row: &Pending, channel: Channel, settings: &NotifySettings) -> Option<String> {
+    match channel {
+        Channel::Email => Some(settings.smtp.host.clone()).filter(|h| !h.is_empty()),
+        Channel::Discord => host_of(settings.discord_webhook_url.expose()),
+        Channel::Slack => host_of(settings.slack_webhook_url.expose()),
+        Channel::Webhook => row.webhook_url.as_deref().and_then(host_of),
+    }
+}
+
+/// The host of an http(s) URL, without credentials or port; the URL's path (where a feed's
+/// token is) never leaves this function.
+fn host_of(url: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
 }
 
 /// The channels a row goes to. Pure, so the routing rules are unit tests: the user's channels
@@ -150,7 +179,25 @@ mod tests {
             email,
             webhook,
             first_of_subject: first,
+            webhook_url: webhook.then(|| "https://User:pw@Hooks.Example.com:8443/in/x".into()),
         }
+    }
+
+    #[test]
+    fn each_channel_is_limited_by_its_receivers_host() {
+        let mut s = settings(true, true, true);
+        s.discord_webhook_url = Secret::new("https://discord.com/api/webhooks/1/token");
+        let r = row("market.resolved", true, true, true);
+        assert_eq!(
+            receiver_host(&r, Channel::Webhook, &s).as_deref(),
+            Some("hooks.example.com")
+        );
+        assert_eq!(
+            receiver_host(&r, Channel::Discord, &s).as_deref(),
+            Some("discord.com")
+        );
+        let none = row("market.resolved", true, false, true);
+        assert_eq!(receiver_host(&none, Channel::Webhook, &s), None);
     }
 
     #[test]
@@ -195,7 +242,7 @@ mod tests {
     fn job_ids_are_deterministic() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
         let specs = Specs::load(&[&dir]).unwrap();
-        let job = send_job(42, Channel::Slack, &specs).unwrap();
+        let job = send_job(42, Channel::Slack, Some("hooks.slack.com".into()), &specs).unwrap();
         assert_eq!(
             job.max_attempts,
             specs.spec("send_notification").unwrap().retry.max_attempts
@@ -204,7 +251,7 @@ mod tests {
         assert_eq!(job.queue, "notifications");
         assert_eq!(
             job.args,
-            serde_json::json!({"notification_id": 42, "channel": "slack"})
+            serde_json::json!({"notification_id": 42, "channel": "slack", "host": "hooks.slack.com"})
         );
     }
 }

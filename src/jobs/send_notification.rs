@@ -29,6 +29,11 @@ use crate::notify::{Channel, Event, Notifier, NotifyError, Rendered};
 pub struct SendNotification {
     pub notification_id: i64,
     pub channel: Channel,
+    /// The receiving host (the SMTP server, Discord's, Slack's, the user's endpoint's), which
+    /// the kind's fleet-wide limits are kept per (`[limits] key = "host"`). Absent in jobs
+    /// enqueued before it existed: those share one budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// What a run did when it did not fail.

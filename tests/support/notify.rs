@@ -85,6 +85,7 @@ impl Env {
         let job = SendNotification {
             notification_id: id,
             channel,
+            host: None,
         };
         job.run(self.ctx(attempt)).await
     }

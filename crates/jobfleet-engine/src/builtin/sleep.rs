@@ -24,6 +24,14 @@ pub struct Sleep {
     /// Panic instead of returning, to exercise the worker's panic handling.
     #[serde(default)]
     pub panic: bool,
+    /// Ignored by the sleep: a value for a spec's `[limits] key = "key"` to pick a budget by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// When it has slept, report `ran <start>..<end>` (ms since the epoch; the start as the
+    /// kind's limits counted it) as the run's progress, so that a test can check the limits
+    /// against the runs' own times.
+    #[serde(default)]
+    pub report_run: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +65,14 @@ impl<S: Send + Sync + 'static> Job<S> for Sleep {
                 let message = format!("slept {}s of {}s", slept / 1000, self.ms / 1000);
                 ctx.progress(slept as f64 / self.ms as f64, &message).await;
             }
+        }
+        if self.report_run {
+            let ran = format!(
+                "ran {}..{}",
+                ctx.started_at.timestamp_millis(),
+                crate::queue::now_ms()
+            );
+            ctx.progress(1.0, &ran).await;
         }
         if self.panic {
             panic!("sleep job asked to panic");

@@ -11,6 +11,7 @@ mod bench_shards;
 mod engine;
 mod enqueue;
 mod inspect;
+mod limits;
 pub mod output;
 mod repair;
 mod schedule;
@@ -59,6 +60,8 @@ pub enum Command {
     Scheduler,
     /// Show every schedule, its next run and its last tick's job.
     Schedules(JsonFlag),
+    /// Show the kinds' fleet-wide limits ([limits] in their specs) and what each has in use.
+    Limits(JsonFlag),
     /// Run one job in the foreground (exit code 0 on success).
     Run {
         /// The job kind.
@@ -237,6 +240,7 @@ pub async fn run<S: Send + Sync + 'static>(
         Command::BenchWorker(args) => bench::worker(app, args).await,
         Command::Scheduler => schedule::scheduler(app).await,
         Command::Schedules(f) => schedule::list(app, f.json).await,
+        Command::Limits(f) => limits::run(app, f.json).await,
         Command::Run { kind, args } => schedule::run(app, &kind, args.as_deref()).await,
         Command::EnqueueNow { schedule } => schedule::enqueue_now(app, &schedule).await,
     }

@@ -30,6 +30,10 @@ pub struct JobContext<S> {
     /// "previous week" are resolved against it, not against the clock of the worker that
     /// happens to run it, maybe late.
     pub enqueued_at: chrono::DateTime<chrono::Utc>,
+    /// When this run started: for a kind with `[limits]`, the moment its limits counted the
+    /// start (by Redis's clock, the one every worker's limits share); otherwise when the
+    /// worker began the run.
+    pub started_at: chrono::DateTime<chrono::Utc>,
     state: Arc<S>,
     client: Client,
     cancel: JobCancel,
@@ -45,6 +49,7 @@ impl<S> Clone for JobContext<S> {
             attempt: self.attempt,
             max_attempts: self.max_attempts,
             enqueued_at: self.enqueued_at,
+            started_at: self.started_at,
             state: self.state.clone(),
             client: self.client.clone(),
             cancel: self.cancel.clone(),
@@ -77,10 +82,19 @@ impl<S> JobContext<S> {
             max_attempts: attempt.max_attempts,
             enqueued_at: chrono::DateTime::from_timestamp_millis(attempt.enqueued_at_ms)
                 .unwrap_or_else(chrono::Utc::now),
+            started_at: chrono::Utc::now(),
             state,
             client,
             cancel: JobCancel::new(),
         }
+    }
+
+    /// This context with the start its kind's limits counted, in ms since the Unix epoch.
+    pub fn with_started_at(mut self, at_ms: i64) -> Self {
+        if let Some(at) = chrono::DateTime::from_timestamp_millis(at_ms) {
+            self.started_at = at;
+        }
+        self
     }
 
     /// This context with the cancellation the worker signals when an operator cancels the

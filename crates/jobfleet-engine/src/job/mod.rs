@@ -11,6 +11,7 @@ pub mod cancel;
 pub mod client;
 mod context;
 pub mod error;
+pub mod limits;
 pub mod registry;
 mod registry_error;
 pub mod spec;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
+use super::limits::LimitsSpec;
 use crate::cron::Cron;
 use crate::queue::priority::Priority;
 use crate::queue::{Backoff, validate_queue_name};
@@ -31,6 +32,9 @@ pub struct JobSpec {
     /// The level of the kind's jobs within their queue, 0 (runs first) to 3; 2 by default.
     #[serde(default)]
     pub priority: Priority,
+    /// Fleet-wide budgets of the kind's runs: starts per window, runs at once, per key.
+    #[serde(default)]
+    pub limits: Option<LimitsSpec>,
     /// When the scheduler enqueues this kind; a kind may have several schedules.
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<ScheduleSpec>,
@@ -263,6 +267,9 @@ impl JobSpec {
             && u.ttl.is_zero()
         {
             return Err("unique.ttl: must be more than 0s".into());
+        }
+        if let Some(l) = &self.limits {
+            l.validate()?;
         }
         for (i, s) in self.schedules.iter().enumerate() {
             let at = format!("schedule[{i}]");

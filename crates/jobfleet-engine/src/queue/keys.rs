@@ -22,6 +22,11 @@
 //! | `ns:{q}:cancel:<id>`        | string     | who cancelled a running job, with a TTL         |
 //! | `ns:{q}:progress:<id>`      | string     | a run's last progress report (JSON), with a TTL |
 //! | `ns:{q}:unique:<key>`       | string     | id of the job holding a unique key, with a TTL  |
+//! | `ns:{q}:limits`             | set        | names of the limits asked (`kind`, `kind=key`)  |
+//! | `ns:{q}:limit:<n>:running`  | sorted set | `<worker>|<job id>` per running slot -> start   |
+//! | `ns:{q}:limit:<n>:starts`   | sorted set | the starts of the rate's window -> time (ms)    |
+//! | `ns:{q}:limit:<n>:reserved` | sorted set | job id -> when a rate-held job comes back (ms)  |
+//! | `ns:{q}:limit:<n>:waiting`  | sorted set | jobs waiting for a slot (in scheduled) -> since |
 //! | `ns:{q}:paused`             | string     | present while the queue is paused               |
 //! | `ns:{q}:stats`              | hash       | counters (enqueued, processed, failed, active)  |
 //! | `ns:{q}:stats:<minute>`     | hash       | processed/failed of one minute, with a TTL      |
@@ -174,6 +179,19 @@ impl WebKeys {
     }
 }
 
+/// The keys of one fleet-wide limit of a queue (see `limits`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitKeys {
+    /// Sorted set: `<worker>|<job id>` of each running slot -> its start (ms).
+    pub running: String,
+    /// Sorted set: one member per start in the current window -> its time (ms).
+    pub starts: String,
+    /// Sorted set: job id -> the time a job held back by the rate was told to come back.
+    pub reserved: String,
+    /// Sorted set: stored jobs that wait in the scheduled set for a running slot -> since when.
+    pub waiting: String,
+}
+
 /// The keys of one queue, all sharing the hash tag `{queue}`.
 #[derive(Clone, Debug)]
 pub struct QueueKeys {
@@ -284,6 +302,20 @@ impl QueueKeys {
     pub fn progress(&self, id: &str) -> String {
         format!("{}progress:{}", self.prefix, id)
     }
+    /// The names of the limits the queue's jobs have asked (`<kind>` or `<kind>=<key>`).
+    pub fn limits(&self) -> String {
+        self.key("limits")
+    }
+    /// One limit's keys: its running slots, its starts, its reservations and its waiting list.
+    pub fn limit(&self, name: &str) -> LimitKeys {
+        let base = format!("{}limit:{}:", self.prefix, name);
+        LimitKeys {
+            running: format!("{base}running"),
+            starts: format!("{base}starts"),
+            reserved: format!("{base}reserved"),
+            waiting: format!("{base}waiting"),
+        }
+    }
     /// The history of one job's failed attempts, newest first.
     pub fn attempts(&self, id: &str) -> String {
         format!("{}{}{}", self.prefix, ATTEMPTS_SUFFIX, id)
@@ -339,6 +371,9 @@ mod tests {
             q.attempts("j"),
             q.cancel("j"),
             q.progress("j"),
+            q.limits(),
+            q.limit("send_notification=discord.com").running,
+            q.limit("k").waiting,
         ] {
             assert!(key.starts_with("jobfleet:{emails}:"), "{key}");
         }

@@ -51,6 +51,7 @@ mod enqueue;
 pub mod envelope;
 pub mod find;
 pub mod keys;
+pub mod limits;
 pub mod listing;
 pub mod operate;
 pub mod payload;

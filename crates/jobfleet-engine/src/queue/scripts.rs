@@ -195,6 +195,10 @@ pub struct Scripts {
     pub remove: LuaScript,
     /// `enqueue_tick.lua`: claims one schedule tick and enqueues its job in one step.
     pub enqueue_tick: LuaScript,
+    /// `limit_take.lua`: lets a leased job start under its kind's limits, or makes it wait.
+    pub limit_take: LuaScript,
+    /// `limit_release.lua`: gives back a running slot and wakes the jobs waiting for one.
+    pub limit_release: LuaScript,
 }
 
 impl Scripts {
@@ -219,6 +223,8 @@ impl Scripts {
             replace: compile(include_str!("scripts/replace.lua")),
             remove: compile(include_str!("scripts/remove.lua")),
             enqueue_tick: compile(include_str!("scripts/enqueue_tick.lua")),
+            limit_take: compile(include_str!("scripts/limit_take.lua")),
+            limit_release: compile(include_str!("scripts/limit_release.lua")),
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Metrics {
     /// Schedule ticks, by schedule and outcome: enqueued by this replica, duplicate (another
     /// replica had enqueued it), or lost (not enqueued before the following tick was due).
     pub ticks: IntCounterVec,
+    /// Runs held back by their kind's limits, by queue, kind and reason (rate, concurrency).
+    pub limited: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -94,6 +96,12 @@ impl Metrics {
                 "jobfleet_scheduler_ticks_total",
                 "Schedule ticks by outcome: enqueued here, duplicate of another scheduler's, or lost",
                 &["schedule", "outcome"],
+            ),
+            limited: counter(
+                &registry,
+                "jobfleet_jobs_limited_total",
+                "Runs held back by their kind's fleet-wide limits, by reason (rate, concurrency)",
+                &["queue", "kind", "reason"],
             ),
             duration,
             depth,

@@ -6,6 +6,7 @@ mod acker;
 mod background;
 mod builder;
 mod config;
+mod limiter;
 pub mod pool;
 pub mod queues;
 pub mod runner;

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::acker::{Finished, ack_loop, hand_back};
 use super::background::{cancel_loop, heartbeat_loop, heartbeat_once, maintenance_loop, wake_loop};
+use super::limiter::{self, Gate};
 use super::runner::{self, Outcome, Ran};
 use super::state::{Held, MAX_BATCH, Shared, Worker, WorkerReport};
 use crate::job::JobCancel;
@@ -326,9 +327,28 @@ async fn job_task<S: Send + Sync + 'static>(
         p = exec.acquire_owned() => Some(p.expect("the semaphore is never closed")),
     };
     let ran = if run_slot.is_some() {
+        let kind = peek_kind(job.body_bytes());
+        let (slot, start_ms) = match limiter::ask(&shared, &job, &kind).await {
+            Gate::Run { slot, start_ms } => (slot, start_ms),
+            Gate::Gone => {
+                // The limits moved it to the scheduled set (or the reaper took it): it is no
+                // longer this worker's, and nothing is settled.
+                shared.held().remove(&seq);
+                return;
+            }
+            Gate::Later => {
+                let ran = Ran {
+                    kind,
+                    outcome: Outcome::snooze_for(Duration::from_secs(1)),
+                    elapsed: Duration::ZERO,
+                };
+                let _ = tx.send(Finished { seq, job, ran });
+                return;
+            }
+        };
         let cancel = match shared.held().get_mut(&seq) {
             Some(h) => {
-                h.started_at = Some(now_ms());
+                h.started_at = Some(start_ms.unwrap_or_else(now_ms));
                 h.cancel.clone()
             }
             None => JobCancel::new(),
@@ -336,7 +356,10 @@ async fn job_task<S: Send + Sync + 'static>(
         if let Some(observe) = &shared.w.observer {
             observe(&job);
         }
-        let ran = runner::run_cancellable(&shared.w.rt, &job, &cancel).await;
+        let ran = runner::run_cancellable(&shared.w.rt, &job, &cancel, start_ms).await;
+        if let Some(slot) = &slot {
+            limiter::release(&shared, &job, slot).await;
+        }
         if cancel.is_cancelled() {
             // The mark has done its work; a failure to delete it only leaves it to its TTL.
             let _ = shared.w.client.clear_cancel(&job.queue, &job.id()).await;

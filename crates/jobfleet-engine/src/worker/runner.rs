@@ -75,6 +75,15 @@ impl Outcome {
         }
     }
 
+    /// Run again after `after`, the attempt not consumed.
+    pub(crate) fn snooze_for(after: Duration) -> Self {
+        Outcome::Settle {
+            action: SettleAction::Snooze,
+            due_ms: now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX)),
+            error: String::new(),
+        }
+    }
+
     pub(crate) fn requeue() -> Self {
         Outcome::Settle {
             action: SettleAction::Requeue,
@@ -142,15 +151,18 @@ pub fn failure_after(
 /// Runs one job to an outcome. Never panics and never returns an error: whatever goes wrong
 /// becomes the job's outcome, so a bad job cannot take its worker down.
 pub async fn run<S: Send + Sync + 'static>(rt: &Runtime<S>, job: &Leased) -> Ran {
-    run_cancellable(rt, job, &JobCancel::new()).await
+    run_cancellable(rt, job, &JobCancel::new(), None).await
 }
 
 /// `run`, with the cancellation an operator's `jobs cancel` signals: a run asked to stop that
 /// ends in an error ends as cancelled (dead, `cancelled by <who>`), not as a failure to retry.
+///
+/// `started_at_ms` is the start the kind's limits counted, for a kind that has them.
 pub async fn run_cancellable<S: Send + Sync + 'static>(
     rt: &Runtime<S>,
     job: &Leased,
     cancel: &JobCancel,
+    started_at_ms: Option<i64>,
 ) -> Ran {
     let started = Instant::now();
     let id = job.id();
@@ -211,6 +223,10 @@ pub async fn run_cancellable<S: Send + Sync + 'static>(
             enqueued_at_ms: env.created_at,
         })
         .with_cancel(cancel.clone());
+    let ctx = match started_at_ms {
+        Some(at) => ctx.with_started_at(at),
+        None => ctx,
+    };
     let timeout = entry.spec.timeout;
     let called = call(entry, std::mem::take(&mut env.args), ctx, span.clone()).await;
     let elapsed = started.elapsed();

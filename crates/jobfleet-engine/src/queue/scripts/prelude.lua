@@ -214,3 +214,34 @@ end
 local function wake(n)
   if n > 0 then redis.call('PUBLISH', prefix .. 'wake', n) end
 end
+
+-- The live holders of a limit's running slots: members "<worker>|<job id>" of `running` whose
+-- worker still holds a lease (by the server's clock) in `leases`. A member whose worker lost
+-- its lease (it died, or the reaper took its jobs) is dropped, so its slot comes free.
+local function live_holders(running, leases, now)
+  local live = 0
+  for _, member in ipairs(redis.call('ZRANGE', running, 0, -1)) do
+    local w = string.match(member, '^(.*)|[^|]*$')
+    local deadline = w and redis.call('ZSCORE', leases, w)
+    if deadline and tonumber(deadline) > now then
+      live = live + 1
+    else
+      redis.call('ZREM', running, member)
+    end
+  end
+  return live
+end
+
+-- The earliest time a new start keeps every window of `window` ms at `n` starts or fewer,
+-- counting the starts made (`starts`) and the starts promised to waiting jobs
+-- (`reserved`): the n-th latest of them all plus the window, or now when there are fewer.
+local function next_start(starts, reserved, n, window, now)
+  local times = {}
+  for _, key in ipairs({starts, reserved}) do
+    local r = redis.call('ZRANGE', key, -n, -1, 'WITHSCORES')
+    for i = 2, #r, 2 do times[#times + 1] = tonumber(r[i]) end
+  end
+  if #times < n then return now end
+  table.sort(times)
+  return math.max(now, times[#times - n + 1] + window)
+end
