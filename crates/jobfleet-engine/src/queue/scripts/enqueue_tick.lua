@@ -1,6 +1,7 @@
 -- enqueue_tick: enqueues one tick of a schedule, exactly once however many schedulers try.
 --
--- KEYS[1] the pending list of the job's priority, KEYS[2] ticks hash (schedule -> "tick ms|job id"), KEYS[3] stats hash,
+-- KEYS[1] the pending list of the job's priority, KEYS[2] ticks hash (schedule -> "tick ms|job
+-- id"), KEYS[3] stats hash,
 -- KEYS[4] the schedule's tick history list ("tick ms|job id", newest first)
 -- ARGV[1] queue prefix, ARGV[2] schedule name, ARGV[3] tick (ms), ARGV[4] stored job,
 -- ARGV[5] job id, ARGV[6] ticks kept in the history

@@ -1,7 +1,8 @@
 -- fetch: promotes due jobs, then leases up to N pending jobs to one worker.
 --
--- KEYS[1] pending list of the default priority, KEYS[2] scheduled set, KEYS[3] retry set, KEYS[4] leases set,
--- KEYS[5] paused flag, KEYS[6] stats hash, KEYS[7] this worker's in-flight list
+-- KEYS[1] pending list of the default priority, KEYS[2] scheduled set, KEYS[3] retry set,
+-- KEYS[4] leases set, KEYS[5] paused flag, KEYS[6] stats hash, KEYS[7] this worker's in-flight
+-- list
 -- ARGV[1] queue prefix, ARGV[2] now (ms), ARGV[3] max jobs to lease, ARGV[4] lease (ms, from the
 -- server's clock),
 -- ARGV[5] worker id, ARGV[6] max jobs to promote per set
@@ -9,7 +10,8 @@
 --          promoted count, then the leased jobs}.
 -- Jobs are taken from the most urgent pending list that has any (pending_lists in the prelude,
 -- KEYS[1] among them), so priorities are strict; a queue whose jobs all have the default
--- priority pays two LPOPs of empty lists per call, whatever the batch size.
+-- priority pays two LPOPs of empty lists per call (three when the batch is not filled),
+-- whatever the batch size.
 -- Leasing moves the jobs into the worker's in-flight list and sets the worker's lease deadline
 -- in the leases set: a constant number of commands per batch, whatever its size. Promotion is
 -- bounded per call so that a backlog of millions of due jobs drains over many calls instead of

@@ -81,8 +81,8 @@ local function parse_job(p)
 end
 
 local function build_job(j)
-  return 'jf' .. (j.level or '') .. '|' .. j.attempts .. '|' .. j.max .. '|' .. j.id .. '|' .. j.failed .. '|' ..
-    #j.uniq .. ':' .. j.uniq .. #j.err .. ':' .. j.err .. j.body
+  return 'jf' .. (j.level or '') .. '|' .. j.attempts .. '|' .. j.max .. '|' .. j.id .. '|' ..
+    j.failed .. '|' .. #j.uniq .. ':' .. j.uniq .. #j.err .. ':' .. j.err .. j.body
 end
 
 -- Releases a unique lock, but only while it still names this job.
@@ -178,7 +178,8 @@ end
 -- that is no header of ours, which a worker then dead-letters. As QueueKeys::pending_at.
 local function pending_key(job)
   local b = string.byte(job, 3)
-  if (b == 48 or b == 49 or b == 51) and string.sub(job, 1, 2) == 'jf' and string.byte(job, 4) == 124 then
+  local level = b == 48 or b == 49 or b == 51
+  if level and string.sub(job, 1, 2) == 'jf' and string.byte(job, 4) == 124 then
     return prefix .. 'pending:' .. string.char(b)
   end
   return prefix .. 'pending'

@@ -1,6 +1,7 @@
 -- reap: takes back the jobs of workers whose lease expired (they died, hung or lost Redis).
 --
--- KEYS[1] leases set, KEYS[2] pending list of the default priority, KEYS[3] dead set, KEYS[4] stats hash
+-- KEYS[1] leases set, KEYS[2] pending list of the default priority, KEYS[3] dead set,
+-- KEYS[4] stats hash
 -- ARGV[1] queue prefix, ARGV[2] TTL of per-minute stats (s), ARGV[3] dead cap by count,
 -- ARGV[4] dead cutoff (ms), ARGV[5] max workers per call, ARGV[6] '1' to keep the history of
 -- failed attempts
