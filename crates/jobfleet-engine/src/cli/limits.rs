@@ -45,6 +45,12 @@ pub async fn run<S: Send + Sync + 'static>(
             queues.push(queue);
         }
     }
+    // Every queue's limit names, read once for all the kinds.
+    let mut asked = Vec::with_capacity(queues.len());
+    for queue in queues {
+        let names = client.limit_names(&queue).await?;
+        asked.push((queue, names));
+    }
     for (spec, limits) in &specs {
         let window = limits.rate.map_or(Duration::ZERO, |r| r.per);
         let row = |using: LimitUse| LimitRow {
@@ -55,14 +61,14 @@ pub async fn run<S: Send + Sync + 'static>(
             using,
         };
         let mut found = false;
-        for queue in &queues {
-            for name in client.limit_names(queue).await? {
-                let ours = name == spec.kind || name.starts_with(&format!("{}=", spec.kind));
-                if !ours {
+        let keyed = format!("{}=", spec.kind);
+        for (queue, names) in &asked {
+            for name in names {
+                if *name != spec.kind && !name.starts_with(&keyed) {
                     continue;
                 }
                 found = true;
-                rows.push(row(client.limit_use(queue, &name, window).await?));
+                rows.push(row(client.limit_use(queue, name, window).await?));
             }
         }
         if !found {

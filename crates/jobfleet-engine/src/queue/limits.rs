@@ -143,24 +143,28 @@ impl QueueClient {
         let k = self.queue(queue)?;
         let mut con = self.connection();
         let mut names: Vec<String> = con.smembers(k.limits()).await?;
+        if names.is_empty() {
+            return Ok(names);
+        }
         names.sort();
-        let mut kept = Vec::with_capacity(names.len());
-        for name in names {
-            let l = k.limit(&name);
-            let exists: u64 = redis::cmd("EXISTS")
+        // One round trip for every name, however many keys a keyed limit has.
+        let mut pipe = redis::pipe();
+        for name in &names {
+            let l = k.limit(name);
+            pipe.cmd("EXISTS")
                 .arg(&l.running)
                 .arg(&l.starts)
                 .arg(&l.reserved)
-                .arg(&l.waiting)
-                .query_async(&mut con)
-                .await?;
-            if exists == 0 {
-                let _: () = con.srem(k.limits(), &name).await?;
-            } else {
-                kept.push(name);
-            }
+                .arg(&l.waiting);
         }
-        Ok(kept)
+        let exists: Vec<u64> = pipe.query_async(&mut con).await?;
+        let (kept, gone): (Vec<_>, Vec<_>) =
+            names.into_iter().zip(exists).partition(|(_, n)| *n > 0);
+        if !gone.is_empty() {
+            let gone: Vec<String> = gone.into_iter().map(|(name, _)| name).collect();
+            let _: () = con.srem(k.limits(), gone).await?;
+        }
+        Ok(kept.into_iter().map(|(name, _)| name).collect())
     }
 
     /// What one limit of `queue` has in use now; `window` is its rate's window (zero for a

@@ -164,12 +164,6 @@ fn split_priority(payload: &[u8]) -> Result<(Priority, &[u8]), MalformedHeader> 
     }
 }
 
-/// The priority of a stored job without decoding the rest; the default for anything that is
-/// no header, as the Lua prelude's `pending_key` takes it.
-pub fn peek_priority(payload: &[u8]) -> Priority {
-    split_priority(payload).map_or(Priority::NORMAL, |(p, _)| p)
-}
-
 /// Splits at the next `|`.
 fn field<'a>(s: &'a [u8], what: &'static str) -> Result<(&'a [u8], &'a [u8]), MalformedHeader> {
     let i = s
@@ -294,10 +288,9 @@ mod tests {
         let p = h.encode("{}");
         assert!(p.starts_with("jf1|2|25|01JX|"), "{p}");
         assert_eq!(Header::decode(p.as_bytes()).unwrap().0, h);
-        assert_eq!(peek_priority(p.as_bytes()), Priority::HIGH);
         assert_eq!(peek_id(p.as_bytes()), Some("01JX"));
-        assert_eq!(peek_priority(b"jf|0|1|a|0|0:0:\n{}"), Priority::NORMAL);
-        assert_eq!(peek_priority(b"garbage"), Priority::NORMAL);
+        let (default, _) = Header::decode(b"jf|0|1|a|0|0:0:\n{}").unwrap();
+        assert_eq!(default.priority, Priority::NORMAL);
         let (two, _) = Header::decode(b"jf2|0|1|a|0|0:0:\n{}").unwrap();
         assert_eq!(two.priority, Priority::NORMAL);
         for bad in [

@@ -327,7 +327,11 @@ async fn job_task<S: Send + Sync + 'static>(
         p = exec.acquire_owned() => Some(p.expect("the semaphore is never closed")),
     };
     let ran = if run_slot.is_some() {
-        let kind = peek_kind(job.body_bytes());
+        // The kind was peeked once, when the job was leased.
+        let (kind, cancel) = match shared.held().get(&seq) {
+            Some(h) => (h.kind.clone(), h.cancel.clone()),
+            None => (peek_kind(job.body_bytes()), JobCancel::new()),
+        };
         let (slot, start_ms) = match limiter::ask(&shared, &job, &kind).await {
             Gate::Run { slot, start_ms } => (slot, start_ms),
             Gate::Gone => {
@@ -346,13 +350,9 @@ async fn job_task<S: Send + Sync + 'static>(
                 return;
             }
         };
-        let cancel = match shared.held().get_mut(&seq) {
-            Some(h) => {
-                h.started_at = Some(start_ms.unwrap_or_else(now_ms));
-                h.cancel.clone()
-            }
-            None => JobCancel::new(),
-        };
+        if let Some(h) = shared.held().get_mut(&seq) {
+            h.started_at = Some(start_ms.unwrap_or_else(now_ms));
+        }
         if let Some(observe) = &shared.w.observer {
             observe(&job);
         }

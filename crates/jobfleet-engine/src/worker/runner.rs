@@ -248,11 +248,7 @@ pub async fn run_cancellable<S: Send + Sync + 'static>(
             "cancelled by {}",
             cancel.by().unwrap_or("an operator")
         )),
-        Called::Done(Err(JobError::Snooze(after))) => Outcome::Settle {
-            action: SettleAction::Snooze,
-            due_ms: now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX)),
-            error: String::new(),
-        },
+        Called::Done(Err(JobError::Snooze(after))) => Outcome::snooze_for(after),
         Called::Done(Err(JobError::Fatal(e))) => {
             Outcome::kill(format!("fatal: {}", error_chain(e.as_ref())))
         }
