@@ -213,12 +213,17 @@ impl QueueClient {
     }
 
     /// Finds a job by id in one queue: the sorted sets by SCAN cursor, the in-flight lists,
-    /// then (with `pending`) the pending list.
+    /// then the pending lists. A miss is looked for once more, as in [`QueueClient::show`].
     pub(super) async fn find_in(&self, queue: &str, id: &str) -> Result<Option<JobInfo>> {
-        if let Some(job) = self.find_outside_pending(queue, id).await? {
-            return Ok(Some(job));
+        for _ in 0..2 {
+            if let Some(job) = self.find_outside_pending(queue, id).await? {
+                return Ok(Some(job));
+            }
+            if let Some(job) = self.find_in_pending(queue, id).await? {
+                return Ok(Some(job));
+            }
         }
-        self.find_in_pending(queue, id).await
+        Ok(None)
     }
 
     /// Where the jobs `ids` of one queue are, in a few calls whatever their number: the
@@ -279,19 +284,33 @@ impl QueueClient {
     /// lists, which are quick to search, then in their pending lists (see
     /// `find_in_pending`), so that a job in a small queue is not found only after a scan of
     /// a long one.
+    ///
+    /// A pass is no snapshot: a job fetched from pending just after the in-flight lists were
+    /// read is in neither place the pass looks next. So a miss is looked for once more; a
+    /// job still stored is missed twice only if it moved at the wrong moment both times.
     pub async fn show(&self, id: &str) -> Result<JobInfo> {
         let names = self.queue_names().await?;
-        for queue in &names {
-            if let Some(job) = self.find_outside_pending(queue, id).await? {
-                return Ok(job);
-            }
-        }
-        for queue in &names {
-            if let Some(job) = self.find_in_pending(queue, id).await? {
+        for _ in 0..2 {
+            if let Some(job) = self.show_pass(&names, id).await? {
                 return Ok(job);
             }
         }
         Err(QueueError::NotFound(id.to_owned()))
+    }
+
+    /// One search of `show` over the queues `names`.
+    async fn show_pass(&self, names: &[String], id: &str) -> Result<Option<JobInfo>> {
+        for queue in names {
+            if let Some(job) = self.find_outside_pending(queue, id).await? {
+                return Ok(Some(job));
+            }
+        }
+        for queue in names {
+            if let Some(job) = self.find_in_pending(queue, id).await? {
+                return Ok(Some(job));
+            }
+        }
+        Ok(None)
     }
 }
 
