@@ -420,6 +420,16 @@ pub async fn show<S: Send + Sync + 'static>(
         ),
         ("last error", j.error.clone().unwrap_or_else(|| "-".into())),
         ("failed at", time(j.failed_at)),
+        (
+            "flow",
+            j.envelope
+                .as_ref()
+                .and_then(|e| e.flow.as_ref())
+                .map_or_else(
+                    || "-".into(),
+                    |f| format!("{} (queue {}; jobfleet flows show {})", f.id, f.queue, f.id),
+                ),
+        ),
     ];
     for (k, v) in rows {
         outln!("{k:<15} {v}")?;

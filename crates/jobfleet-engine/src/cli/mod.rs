@@ -1,6 +1,6 @@
 //! The operators' command line as a clap command set any binary can mount: `worker`,
 //! `scheduler`, `run`, `enqueue`, `queues`, `jobs`, `dead`, `queue`, `workers`, `schedules`,
-//! `enqueue-now` and `bench`, over the binary's own kinds and state.
+//! `limits`, `flows`, `enqueue-now` and `bench`, over the binary's own kinds and state.
 //!
 //! A binary with nothing else to offer calls [`main`]; one with commands of its own flattens
 //! [`Command`] into its clap enum and calls [`run`] with an [`Engine`] (see the crate's
@@ -10,6 +10,7 @@ mod bench;
 mod bench_shards;
 mod engine;
 mod enqueue;
+mod flows;
 mod inspect;
 mod limits;
 pub mod output;
@@ -62,6 +63,9 @@ pub enum Command {
     Schedules(JsonFlag),
     /// Show the kinds' fleet-wide limits ([limits] in their specs) and what each has in use.
     Limits(JsonFlag),
+    /// Show flows: their children's counts and their callbacks.
+    #[command(subcommand)]
+    Flows(FlowsCommand),
     /// Run one job in the foreground (exit code 0 on success).
     Run {
         /// The job kind.
@@ -83,6 +87,31 @@ pub struct JsonFlag {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The subcommands of `flows`.
+#[derive(Debug, Subcommand)]
+pub enum FlowsCommand {
+    /// List the newest flows, of every queue or of one.
+    List {
+        /// Only the flows kept in this queue (their callbacks' queue).
+        #[arg(long)]
+        queue: Option<String>,
+        /// Flows listed at most.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one flow: counts, callbacks, parent and failed children.
+    Show {
+        /// The flow's id, as `flows list` prints it.
+        id: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The subcommands of `jobs`: list, show, retry and delete single jobs.
@@ -241,6 +270,10 @@ pub async fn run<S: Send + Sync + 'static>(
         Command::Scheduler => schedule::scheduler(app).await,
         Command::Schedules(f) => schedule::list(app, f.json).await,
         Command::Limits(f) => limits::run(app, f.json).await,
+        Command::Flows(FlowsCommand::List { queue, limit, json }) => {
+            flows::list(app, queue.as_deref(), limit, json).await
+        }
+        Command::Flows(FlowsCommand::Show { id, json }) => flows::show(app, &id, json).await,
         Command::Run { kind, args } => schedule::run(app, &kind, args.as_deref()).await,
         Command::EnqueueNow { schedule } => schedule::enqueue_now(app, &schedule).await,
     }

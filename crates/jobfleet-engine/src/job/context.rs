@@ -7,6 +7,7 @@ use super::args::JobArgs;
 use super::cancel::JobCancel;
 use super::client::Client;
 use super::error::JobError;
+use crate::queue::FlowOutcome;
 
 /// What running a job kind means, given the application's state `S`.
 pub trait Job<S>: JobArgs {
@@ -37,6 +38,7 @@ pub struct JobContext<S> {
     state: Arc<S>,
     client: Client,
     cancel: JobCancel,
+    flow: Option<Arc<FlowOutcome>>,
 }
 
 // Written out rather than derived: a derive would require `S: Clone`, but only the `Arc` is
@@ -53,6 +55,7 @@ impl<S> Clone for JobContext<S> {
             state: self.state.clone(),
             client: self.client.clone(),
             cancel: self.cancel.clone(),
+            flow: self.flow.clone(),
         }
     }
 }
@@ -86,7 +89,20 @@ impl<S> JobContext<S> {
             state,
             client,
             cancel: JobCancel::new(),
+            flow: None,
         }
+    }
+
+    /// This context with what the job's flow came to, for a flow's callback.
+    pub fn with_flow_result(mut self, outcome: Option<FlowOutcome>) -> Self {
+        self.flow = outcome.map(Arc::new);
+        self
+    }
+
+    /// For a flow's callback (`on_success`, `on_complete`), what its flow came to: the counts
+    /// of its children and the ids of the failed ones. None for any other job.
+    pub fn flow_result(&self) -> Option<&FlowOutcome> {
+        self.flow.as_deref()
     }
 
     /// This context with the start its kind's limits counted, in ms since the Unix epoch.

@@ -361,7 +361,7 @@ fn check(jobs: &[NewJob], now: i64) -> Result<()> {
 }
 
 /// A new job as stored: a header with no attempts yet, then the envelope JSON.
-fn stored(env: &Envelope, unique: String, priority: Priority) -> Result<String> {
+pub(super) fn stored(env: &Envelope, unique: String, priority: Priority) -> Result<String> {
     let header = Header {
         max_attempts: env.max_attempts,
         id: env.id.clone(),

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::backoff::Backoff;
+use super::flow::{FlowOutcome, FlowRef};
 use super::payload::{Header, MalformedHeader, undecodable_id};
 use super::priority::Priority;
 
@@ -36,6 +37,12 @@ pub struct Envelope {
     /// Overrides the retry policy of the kind's spec for this one job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<Backoff>,
+    /// The flow the job counts in (see `flow`): its end is reported there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<FlowRef>,
+    /// For a flow's callback, what its flow came to; written by the script that enqueued it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_result: Option<FlowOutcome>,
 }
 
 /// A job to enqueue. Fill it from a spec with `jobs::Registry::new_job`, or by hand.
@@ -59,6 +66,8 @@ pub struct NewJob {
     pub backoff: Option<Backoff>,
     /// Its level within the queue: 0 runs first, 3 last.
     pub priority: Priority,
+    /// The flow it counts in, set by `Flow` when it plans the flow's children and callbacks.
+    pub(crate) flow: Option<FlowRef>,
 }
 
 impl NewJob {
@@ -74,6 +83,7 @@ impl NewJob {
             unique: None,
             backoff: None,
             priority: Priority::NORMAL,
+            flow: None,
         }
     }
 
@@ -136,6 +146,8 @@ impl NewJob {
             unique_key: self.unique.map(|(k, _)| k),
             run_at: self.run_at,
             backoff: self.backoff,
+            flow: self.flow,
+            flow_result: None,
         }
     }
 }

@@ -27,6 +27,12 @@
 //! | `ns:{q}:limit:<n>:starts`   | sorted set | the starts of the rate's window -> time (ms)    |
 //! | `ns:{q}:limit:<n>:reserved` | sorted set | job id -> when a rate-held job comes back (ms)  |
 //! | `ns:{q}:limit:<n>:waiting`  | sorted set | jobs waiting for a slot (in scheduled) -> since |
+//! | `ns:{q}:flows`              | sorted set | ids of the flows kept here -> creation (ms)     |
+//! | `ns:{q}:flow:<id>`          | hash       | a flow's counts, state and callback jobs        |
+//! | `ns:{q}:flow:<id>:members`  | set        | the ids that count as the flow's children       |
+//! | `ns:{q}:flow:<id>:succeeded`| set        | the children that succeeded                     |
+//! | `ns:{q}:flow:<id>:dead`     | set        | the children that died (or were deleted)        |
+//! | `ns:{q}:flowbox`            | sorted set | ends of flow children to tell their flows -> ms |
 //! | `ns:{q}:paused`             | string     | present while the queue is paused               |
 //! | `ns:{q}:stats`              | hash       | counters (enqueued, processed, failed, active)  |
 //! | `ns:{q}:stats:<minute>`     | hash       | processed/failed of one minute, with a TTL      |
@@ -192,6 +198,19 @@ pub struct LimitKeys {
     pub waiting: String,
 }
 
+/// The keys of one flow, in the queue of its callbacks (see `flow`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowKeys {
+    /// Hash: total, succeeded, dead, sealed, times, parent and the callback jobs.
+    pub state: String,
+    /// Set: the member ids that count as the flow's children.
+    pub members: String,
+    /// Set: the members that succeeded.
+    pub succeeded: String,
+    /// Set: the members that died or were deleted.
+    pub dead: String,
+}
+
 /// The keys of one queue, all sharing the hash tag `{queue}`.
 #[derive(Clone, Debug)]
 pub struct QueueKeys {
@@ -316,6 +335,25 @@ impl QueueKeys {
             waiting: format!("{base}waiting"),
         }
     }
+    /// The ids of the flows whose state is kept in this queue, scored by creation time.
+    pub fn flows(&self) -> String {
+        self.key("flows")
+    }
+    /// One flow's keys: its state, its members, and who of them succeeded or died.
+    pub fn flow(&self, id: &str) -> FlowKeys {
+        let state = format!("{}flow:{}", self.prefix, id);
+        FlowKeys {
+            members: format!("{state}:members"),
+            succeeded: format!("{state}:succeeded"),
+            dead: format!("{state}:dead"),
+            state,
+        }
+    }
+    /// The ends of this queue's flow children not yet told to their flows (the prelude's
+    /// `flow_end` writes them as `prefix .. 'flowbox'`).
+    pub fn flowbox(&self) -> String {
+        self.key("flowbox")
+    }
     /// The history of one job's failed attempts, newest first.
     pub fn attempts(&self, id: &str) -> String {
         format!("{}{}{}", self.prefix, ATTEMPTS_SUFFIX, id)
@@ -374,6 +412,10 @@ mod tests {
             q.limits(),
             q.limit("send_notification=discord.com").running,
             q.limit("k").waiting,
+            q.flows(),
+            q.flow("f").state,
+            q.flow("f").dead,
+            q.flowbox(),
         ] {
             assert!(key.starts_with("jobfleet:{emails}:"), "{key}");
         }
@@ -389,6 +431,7 @@ mod tests {
         assert_eq!(q.unique("k"), format!("{}unique:k", q.prefix()));
         assert_eq!(q.minute(3), format!("{}stats:3", q.prefix()));
         assert_eq!(q.attempts("j"), format!("{}attempts:j", q.prefix()));
+        assert_eq!(q.flowbox(), format!("{}flowbox", q.prefix()));
         assert_eq!(
             q.pending_at(Priority::NORMAL),
             format!("{}pending", q.prefix())

@@ -50,6 +50,8 @@ pub mod connection;
 mod enqueue;
 pub mod envelope;
 pub mod find;
+pub mod flow;
+pub mod flows;
 pub mod keys;
 pub mod limits;
 pub mod listing;
@@ -73,6 +75,8 @@ pub use client::{
 pub use connection::Connection;
 pub use enqueue::{LATEST_MS, PartialEnqueue, TICK_HISTORY};
 pub use envelope::{Enqueued, Envelope, JobState, Leased, NewJob};
+pub use flow::{Flow, FlowChild, FlowOutcome, FlowRef, FlowStarted};
+pub use flows::{FlowState, FlowStatus};
 pub use keys::{Keys, QueueKeys, WebKeys, validate_queue_name};
 pub use operate::{ActReport, Action};
 pub use scripts::Durability;
@@ -108,6 +112,19 @@ pub enum QueueError {
     /// A bulk enqueue failed part-way; it says which jobs were stored.
     #[error(transparent)]
     Partial(Box<PartialEnqueue>),
+    /// A flow's start failed after it was recorded: what went in, then the failure (in the
+    /// message, as `Partial` does).
+    #[error(
+        "flow {flow} was recorded, but {done}: {error}; start it again with the same flow id to finish it"
+    )]
+    FlowIncomplete {
+        /// The flow's id.
+        flow: String,
+        /// What went in.
+        done: String,
+        /// The failure that stopped the start.
+        error: Box<QueueError>,
+    },
     /// A write the master took but too few replicas confirmed in time
     /// (`Durability::Replicated`): it stands unless the master fails before they catch up.
     #[error(

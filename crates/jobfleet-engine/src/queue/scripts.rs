@@ -199,6 +199,10 @@ pub struct Scripts {
     pub limit_take: LuaScript,
     /// `limit_release.lua`: gives back a running slot and wakes the jobs waiting for one.
     pub limit_release: LuaScript,
+    /// `flow_create.lua`: records a flow before its children are enqueued.
+    pub flow_create: LuaScript,
+    /// `flow_report.lua`: counts a child's end or seals a flow, and runs its callbacks.
+    pub flow_report: LuaScript,
 }
 
 impl Scripts {
@@ -225,6 +229,8 @@ impl Scripts {
             enqueue_tick: compile(include_str!("scripts/enqueue_tick.lua")),
             limit_take: compile(include_str!("scripts/limit_take.lua")),
             limit_release: compile(include_str!("scripts/limit_release.lua")),
+            flow_create: compile(include_str!("scripts/flow_create.lua")),
+            flow_report: compile(include_str!("scripts/flow_report.lua")),
         }
     }
 }

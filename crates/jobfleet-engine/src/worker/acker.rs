@@ -152,6 +152,7 @@ async fn flush<S: Send + Sync + 'static>(
         }
     }
     record_metrics(shared, &written);
+    deliver_flows(shared, &written);
     if report.stale > 0 {
         tracing::warn!(
             stale = report.stale,
@@ -160,6 +161,26 @@ async fn flush<S: Send + Sync + 'static>(
     }
     shared.add_report(report);
     (still, waiting)
+}
+
+/// Delivers the ends of flow children this flush wrote to their flows' outboxes, in the
+/// background: the acker goes on, and what a delivery misses the maintenance loop finds.
+/// Only entries whose bytes hold `"flow":` can be flow children (`flow_end` in the prelude).
+fn deliver_flows<S: Send + Sync + 'static>(shared: &Shared<S>, written: &[(Finished, bool)]) {
+    let queues: HashSet<&str> = written
+        .iter()
+        .filter(|(f, stale)| !stale && f.job.stored.windows(7).any(|w| w == b"\"flow\":"))
+        .map(|(f, _)| f.job.queue.as_str())
+        .collect();
+    for queue in queues {
+        let client = shared.w.client.clone();
+        let queue = queue.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = client.deliver_flow_reports(&queue).await {
+                tracing::warn!(queue, error = %e, "could not deliver the ends of flow children; the maintenance loop will");
+            }
+        });
+    }
 }
 
 /// Sends one call (retrying it for up to a lease) and adds what the store did to `report`.

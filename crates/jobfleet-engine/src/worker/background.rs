@@ -108,6 +108,11 @@ pub(super) async fn maintenance_loop<S: Send + Sync + 'static>(shared: Arc<Share
         tick += 1;
         for queue in w.cfg.queues.names() {
             reap_queue(w, &queue).await;
+            // The ends of flow children that the worker which ended them could not deliver
+            // (it died, or Redis failed it), and those of the reaper's and operators' kills.
+            if let Err(e) = w.client.deliver_flow_reports(&queue).await {
+                tracing::warn!(queue, error = %e, "could not deliver the ends of flow children");
+            }
             match w.client.stats(&queue).await {
                 Ok(s) => w.metrics.observe_queue(&s),
                 Err(e) => tracing::warn!(queue, error = %e, "could not sample queue depths"),

@@ -222,7 +222,8 @@ pub async fn run_cancellable<S: Send + Sync + 'static>(
             max_attempts,
             enqueued_at_ms: env.created_at,
         })
-        .with_cancel(cancel.clone());
+        .with_cancel(cancel.clone())
+        .with_flow_result(env.flow_result.take());
     let ctx = match started_at_ms {
         Some(at) => ctx.with_started_at(at),
         None => ctx,

@@ -57,6 +57,18 @@ pub async fn show(
     } else {
         None
     };
+    // The flow the job counts in, if any: its counts so far. The reference is the stored
+    // job's bytes: one that names no valid queue, or a flow that expired, shows nothing.
+    let flow = match job.envelope.as_ref().and_then(|e| e.flow.as_ref()) {
+        Some(f) => match app.client.flow(Some(&f.queue), &f.id).await {
+            Ok(state) => state.map(|state| (f.id.clone(), state)),
+            Err(e) => {
+                tracing::warn!(job = %job.id, flow = %f.id, error = %e, "could not read the job's flow");
+                None
+            }
+        },
+        None => None,
+    };
     let now = now_ms();
     let args = job
         .envelope
@@ -80,6 +92,21 @@ pub async fn show(
                 dt { (if job.state == JobState::Dead { "Died" } else { "Due" }) } dd { (time(Some(score))) " (" (relative(Some(score), now)) ")" }
             }
             @if let Some(w) = &job.worker { dt { "Worker" } dd { code { (w) } } }
+            @if let Some((id, f)) = &flow {
+                dt { "Flow" }
+                dd #job-flow data-status=(f.status.as_str()) {
+                    code { (id) } ": " (f.succeeded) " of " (f.total) " succeeded, " (f.failed)
+                    " failed, " (f.pending) " pending (" (f.status.as_str()) ")"
+                }
+            }
+            @if let Some(r) = job.envelope.as_ref().and_then(|e| e.flow_result.as_ref()) {
+                dt { "Flow result" }
+                dd #job-flow-result {
+                    "the callback of flow " code { (r.flow) } ": " (r.succeeded) " of " (r.total)
+                    " succeeded, " (r.failed) " failed"
+                    @if !r.failed_ids.is_empty() { " (" (r.failed_ids.join(", ")) ")" }
+                }
+            }
             @if let Some(p) = &progress {
                 dt { "Progress" }
                 dd #job-progress {

@@ -8,6 +8,7 @@
 -- retry of one call), ARGV[7] how long the reply is remembered (s), ARGV[8] '1' when failed
 -- attempts are kept (their history is deleted with the job), then 3 values per job: the stored
 -- job as leased, its id, its unique key ('' for none)
+-- A job of a flow reports its success to the flow's outbox (flow_end in the prelude).
 -- Returns {acked, stale, then the 1-based positions of the stale jobs among the call's jobs}, so
 -- that the caller counts a stale result as stale and never as completed. The lease token is the pair (worker, stored job): a job that is no
 -- longer in this worker's in-flight list was taken back by the reaper after the lease expired
@@ -22,6 +23,7 @@ for i = 9, #ARGV, 3 do
   if redis.call('LREM', KEYS[1], 1, job) == 1 then
     acked = acked + 1
     end_unique(uniq, id)
+    flow_end(job, 'succeeded', now)
     if keep_attempts then forget_attempts(job) end
     history[#history + 1] = now
     history[#history + 1] = id

@@ -246,3 +246,24 @@ local function next_start(starts, reserved, n, window, now)
   table.sort(times)
   return math.max(now, times[#times - n + 1] + window)
 end
+
+-- Flows (src/queue/flow.rs). A job that belongs to a flow carries `"flow":{"queue":..,"id":..,
+-- "member":..}` in its envelope. When it ends for good (it completed, or it died), the script
+-- that ends it writes "<outcome>|<flow queue>|<flow id>|<member>" into this queue's flow outbox
+-- in the same step, fenced like that step; a worker then delivers it to the flow, whose queue
+-- may be in another slot. Only envelopes that hold the text '"flow":' are decoded, so a job of
+-- no flow costs one plain search.
+local FLOW_SAFE = '^[%w_%.:%-]+$'
+local function flow_end(job, outcome, now)
+  if not string.find(job, '"flow":', 1, true) then return end
+  local j = parse_job(job)
+  if not j then return end
+  local ok, env = pcall(cjson.decode, j.body)
+  if not ok or type(env) ~= 'table' or type(env.flow) ~= 'table' then return end
+  local f = env.flow
+  for _, part in ipairs({f.queue, f.id, f.member}) do
+    if type(part) ~= 'string' or not string.match(part, FLOW_SAFE) then return end
+  end
+  redis.call('ZADD', prefix .. 'flowbox', now,
+    outcome .. '|' .. f.queue .. '|' .. f.id .. '|' .. f.member)
+end

@@ -12,6 +12,7 @@
 -- so a job that kills its worker cannot loop forever. Requeued jobs go to the head of their
 -- priority's pending list.
 -- An entry without a readable header goes to dead inside a valid header that gives the reason.
+-- A job of a flow that dies here reports its death to the flow's outbox (flow_end).
 -- The expired run is added to the job's history of attempts, like a failure settle records.
 local now, ttl = server_now(), tonumber(ARGV[2])
 local keep = (now - tonumber(ARGV[4])) / 1000
@@ -32,9 +33,11 @@ for _, worker in ipairs(expired) do
       j.err = err
       if keep_attempts then record_attempt(build_job(j), name, keep) end
       if j.attempts >= j.max then
+        local stored = build_job(j)
         dead[#dead + 1] = now
-        dead[#dead + 1] = build_job(j)
+        dead[#dead + 1] = stored
         end_unique(j.uniq, j.id)
+        flow_end(stored, 'dead', now)
       else
         front[#front + 1] = build_job(j)
       end

@@ -32,6 +32,8 @@ for i = 5, #ARGV, 4 do
     else
       release_unique(ARGV[i + 3], ARGV[i + 2])
       if action == 'delete' then forget_attempts(job) end
+      -- A flow's child that an operator kills or deletes will not run: it counts as failed.
+      flow_end(job, 'dead', tonumber(now))
       if action == 'dead' then
         dead[#dead + 1] = now
         dead[#dead + 1] = new

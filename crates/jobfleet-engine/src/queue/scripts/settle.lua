@@ -19,6 +19,7 @@
 --           own id implies, which lasts its TTL: see end_unique)
 -- Returns {retried, snoozed, requeued, killed, stale, evicted by age, evicted by count, then the
 -- 1-based positions of the stale jobs among the call's jobs}.
+-- A killed job of a flow reports its death to the flow's outbox (flow_end in the prelude).
 -- Every job is fenced like in ack.lua: only a job still in this worker's in-flight list moves.
 -- A retried or killed job's failure is added to its history of attempts (`attempts:<id>`),
 -- kept as long as a dead job is, unless ARGV[10] turns the history off.
@@ -43,6 +44,7 @@ for i = 11, #ARGV, 6 do
     elseif action == 'kill' then
       redis.call('ZADD', KEYS[6], now, new)
       end_unique(ARGV[i + 5], ARGV[i + 4])
+      flow_end(new, 'dead', now)
     elseif due <= now then
       ready[#ready + 1] = new
     elseif action == 'retry' then
