@@ -19,7 +19,7 @@ async fn run(pool: &PgPool, batch: i64) -> PruneReport {
     report
 }
 
-fn rows(report: &PruneReport) -> [u64; 5] {
+fn rows(report: &PruneReport) -> [u64; 7] {
     Table::ALL.map(|t| report.rows(t))
 }
 
@@ -45,7 +45,7 @@ async fn notifications_go_with_their_deliveries_once_both_are_past_retention(poo
 
     // Batches of one: every row is its own statement, and the loop goes on until none is left.
     let report = run(&pool, 1).await;
-    assert_eq!(rows(&report), [2, 2, 0, 0, 0]);
+    assert_eq!(rows(&report), [2, 2, 0, 0, 0, 0, 0]);
     let deliveries = &report.tables[0];
     assert_eq!(deliveries.table, Table::NotificationDeliveries);
     assert_eq!(deliveries.statements, 3, "two rows, then one empty batch");
@@ -60,7 +60,7 @@ async fn notifications_go_with_their_deliveries_once_both_are_past_retention(poo
     assert!(!ids(&pool, "notifications").await.contains(&at_cutoff));
 
     // A re-run at the same tick finds nothing.
-    assert_eq!(rows(&run(&pool, 1).await), [0; 5]);
+    assert_eq!(rows(&run(&pool, 1).await), [0; 7]);
 }
 
 #[sqlx::test]
@@ -161,7 +161,7 @@ async fn platform_stats_rows_have_their_own_retention(pool: PgPool) {
     stats_row(&pool, cutoff + chrono::Duration::minutes(15)).await;
     stats_row(&pool, now() - days(1)).await;
     let report = run(&pool, 10).await;
-    assert_eq!(rows(&report), [0, 0, 0, 0, 1]);
+    assert_eq!(rows(&report), [0, 0, 0, 0, 1, 0, 0]);
     let left: Vec<chrono::DateTime<chrono::Utc>> =
         sqlx::query_scalar("SELECT period_start FROM platform_stats ORDER BY 1")
             .fetch_all(&pool)
@@ -171,6 +171,35 @@ async fn platform_stats_rows_have_their_own_retention(pool: PgPool) {
         left,
         [cutoff + chrono::Duration::minutes(15), now() - days(1)]
     );
+}
+
+#[sqlx::test]
+async fn balance_sync_runs_and_their_batches_have_their_own_retention(pool: PgPool) {
+    let cutoff = now() - days(90);
+    let later = cutoff + chrono::Duration::seconds(1);
+    for (run, at) in [("old", cutoff), ("new", later)] {
+        sqlx::query(
+            "INSERT INTO sync_batches (run_id, from_id, wallets, changed, block_number, synced_at)
+             VALUES ($1, 1, 3, 1, 7, $2)",
+        )
+        .bind(run)
+        .bind(at)
+        .execute(&pool)
+        .await
+        .unwrap();
+        jobfleet::db::sync_runs::record_run(&pool, run, at, at, 1, 0)
+            .await
+            .unwrap();
+    }
+    let report = run(&pool, 10).await;
+    assert_eq!(rows(&report), [0, 0, 0, 0, 0, 1, 1]);
+    for table in ["sync_batches", "sync_runs"] {
+        let left: Vec<String> = sqlx::query_scalar(&format!("SELECT run_id FROM {table}"))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, ["new"], "{table}");
+    }
 }
 
 #[sqlx::test]
@@ -224,7 +253,7 @@ async fn rows_held_by_other_transactions_are_skipped_and_the_prune_finishes(pool
     holder.rollback().await.unwrap();
     sender.commit().await.unwrap();
     let report = run(&pool, 10).await;
-    assert_eq!(rows(&report), [1, 1, 1, 0, 0]);
+    assert_eq!(rows(&report), [1, 1, 1, 0, 0, 0, 0]);
     assert_eq!(ids(&pool, "notifications").await, [busy]);
     let mut left = busy_rows.to_vec();
     left.push(attempt);
@@ -276,7 +305,7 @@ async fn a_dry_run_counts_what_a_run_deletes_and_deletes_nothing(pool: PgPool) {
 
     let dry = prune(&pool, &plan(), 10, true).await.unwrap();
     assert!(dry.dry_run);
-    assert_eq!(rows(&dry), [50, 25, 1, 1, 1]);
+    assert_eq!(rows(&dry), [50, 25, 1, 1, 1, 0, 0]);
     let mut after = Vec::new();
     for t in tables {
         after.push(count(&pool, t).await);
@@ -293,6 +322,6 @@ async fn a_dry_run_counts_what_a_run_deletes_and_deletes_nothing(pool: PgPool) {
     assert_eq!(ids(&pool, "notifications").await, [kept]);
     assert_eq!(
         rows(&prune(&pool, &plan(), 10, true).await.unwrap()),
-        [0; 5]
+        [0; 7]
     );
 }

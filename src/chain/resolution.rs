@@ -5,8 +5,9 @@ use alloy::primitives::U256;
 use chrono::{DateTime, Utc};
 
 use super::contracts::Oracle;
+use super::settings::ChainSettings;
 use super::{Chain, ChainError};
-use crate::db::markets::{self, Due};
+use crate::db::markets::{self, Closing, Due};
 use crate::payouts;
 
 /// What a run did.
@@ -23,8 +24,29 @@ pub struct Report {
 }
 
 /// One pass: every due ACTIVE market (or only `only`) reads the oracle; with `only` unset,
-/// disputed markets are marked and closed windows are settled.
+/// disputed markets are marked and closed windows are settled, one after the other.
 pub async fn resolve(
+    chain: &Chain,
+    pool: &sqlx::PgPool,
+    only: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<Report, ChainError> {
+    let mut report = advance(chain, pool, only, now).await?;
+    if only.is_some() {
+        return Ok(report);
+    }
+    for market in markets::closing(pool, now).await? {
+        if settle_market(&chain.settings, pool, &market, now).await? {
+            report.resolved += 1;
+        }
+    }
+    Ok(report)
+}
+
+/// The pass of `resolve` without the settling: the oracle is read and disputes are marked; the
+/// markets whose window closed are left to `settle_market` (the `resolve_markets` job settles
+/// each in a child job of a flow).
+pub async fn advance(
     chain: &Chain,
     pool: &sqlx::PgPool,
     only: Option<i64>,
@@ -65,15 +87,25 @@ pub async fn resolve(
         return Ok(report);
     }
     report.disputed = markets::mark_disputed(pool).await?;
-    for market in markets::closing(pool, now).await? {
-        let stakes = markets::stakes(pool, market.id).await?;
-        let settlement = payouts::settle(&stakes, market.outcome, chain.settings.fee_bp)
-            .map_err(|e| ChainError::Fatal(format!("market {}: {e}", market.id)))?;
-        if markets::settle(pool, &market, &settlement, chain.settings.win_points, now).await? {
-            tracing::info!(market_id = market.id, outcome = market.outcome, pool = %settlement.pool,
-                fee = %settlement.fee, refunded = settlement.refunded, "market resolved and paid out");
-            report.resolved += 1;
-        }
-    }
     Ok(report)
+}
+
+/// Settles one market whose dispute window closed: RESOLVED, its payouts, points and
+/// notifications in one transaction (`db::markets::settle`). False when it was settled before
+/// (or is disputed again): the transaction's guard changed nothing.
+pub async fn settle_market(
+    settings: &ChainSettings,
+    pool: &sqlx::PgPool,
+    market: &Closing,
+    now: DateTime<Utc>,
+) -> Result<bool, ChainError> {
+    let stakes = markets::stakes(pool, market.id).await?;
+    let settlement = payouts::settle(&stakes, market.outcome, settings.fee_bp)
+        .map_err(|e| ChainError::Fatal(format!("market {}: {e}", market.id)))?;
+    let settled = markets::settle(pool, market, &settlement, settings.win_points, now).await?;
+    if settled {
+        tracing::info!(market_id = market.id, outcome = market.outcome, pool = %settlement.pool,
+            fee = %settlement.fee, refunded = settlement.refunded, "market resolved and paid out");
+    }
+    Ok(settled)
 }

@@ -16,6 +16,7 @@ pub mod retention;
 pub mod settings;
 pub mod snapshots;
 pub mod stats;
+pub mod sync_runs;
 
 use std::time::Duration;
 

@@ -52,6 +52,10 @@ pub struct RetentionSettings {
     /// Rows of `platform_stats`, counted from the start of their period.
     #[serde(with = "duration")]
     pub platform_stats: Duration,
+    /// Balance sync runs (`sync_runs`, from their start) and their batches (`sync_batches`,
+    /// from when each was written).
+    #[serde(with = "duration")]
+    pub sync_runs: Duration,
 }
 
 impl RetentionSettings {
@@ -64,6 +68,7 @@ impl RetentionSettings {
             ("retention.outbox_failed", self.outbox_failed),
             ("retention.chain_events", self.chain_events),
             ("retention.platform_stats", self.platform_stats),
+            ("retention.sync_runs", self.sync_runs),
         ] {
             if value < Duration::from_secs(86_400) {
                 return Err(invalid(key, "must be at least 1day"));
@@ -89,6 +94,7 @@ pub struct Plan {
     pub outbox_failed: DateTime<Utc>,
     pub chain_events: DateTime<Utc>,
     pub platform_stats: DateTime<Utc>,
+    pub sync_runs: DateTime<Utc>,
     /// Blocks below a cursor that a rewind may re-read (at least 1, as `indexer::rewind`).
     pub reorg_depth: i64,
 }
@@ -101,6 +107,7 @@ impl Plan {
             outbox_failed: cutoff(now, settings.outbox_failed),
             chain_events: cutoff(now, settings.chain_events),
             platform_stats: cutoff(now, settings.platform_stats),
+            sync_runs: cutoff(now, settings.sync_runs),
             reorg_depth: i64::try_from(reorg_depth.max(1)).unwrap_or(i64::MAX),
         }
     }
@@ -115,15 +122,19 @@ pub enum Table {
     ChainOutbox,
     ChainEvents,
     PlatformStats,
+    SyncBatches,
+    SyncRuns,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 7] = [
         Table::NotificationDeliveries,
         Table::Notifications,
         Table::ChainOutbox,
         Table::ChainEvents,
         Table::PlatformStats,
+        Table::SyncBatches,
+        Table::SyncRuns,
     ];
 
     pub fn name(self) -> &'static str {
@@ -133,6 +144,8 @@ impl Table {
             Table::ChainOutbox => "chain_outbox",
             Table::ChainEvents => "chain_events",
             Table::PlatformStats => "platform_stats",
+            Table::SyncBatches => "sync_batches",
+            Table::SyncRuns => "sync_runs",
         }
     }
 
@@ -184,6 +197,8 @@ impl Table {
             Table::PlatformStats => {
                 "SELECT s.period_start AS id FROM platform_stats s WHERE s.period_start <= $2"
             }
+            Table::SyncBatches => "SELECT b.id FROM sync_batches b WHERE b.synced_at <= $2",
+            Table::SyncRuns => "SELECT r.run_id AS id FROM sync_runs r WHERE r.started_at <= $2",
         }
     }
 
@@ -211,6 +226,8 @@ impl Table {
             Table::ChainOutbox => ("o", "o.updated_at", "id"),
             Table::ChainEvents => ("e", "e.created_at", "id"),
             Table::PlatformStats => ("s", "s.period_start", "period_start"),
+            Table::SyncBatches => ("b", "b.synced_at", "id"),
+            Table::SyncRuns => ("r", "r.started_at", "run_id"),
         }
     }
 
@@ -241,6 +258,7 @@ fn bind<'q>(q: PgQuery<'q>, table: Table, plan: &Plan) -> PgQuery<'q> {
         Table::ChainOutbox => q.bind(plan.outbox_confirmed).bind(plan.outbox_failed),
         Table::ChainEvents => q.bind(plan.chain_events).bind(plan.reorg_depth),
         Table::PlatformStats => q.bind(plan.platform_stats),
+        Table::SyncBatches | Table::SyncRuns => q.bind(plan.sync_runs),
     }
 }
 

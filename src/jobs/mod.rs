@@ -13,9 +13,11 @@ pub mod platform_stats;
 pub mod prune_records;
 pub mod prune_snapshots;
 pub mod rebuild_leaderboard;
+pub mod record_sync_run;
 pub mod resolve_markets;
 pub mod send_notification;
 pub mod send_transactions;
+pub mod settle_market;
 pub mod snapshot_discussions;
 pub mod sync_balances;
 
@@ -43,7 +45,9 @@ pub fn handlers() -> HandlerSet<Resources> {
         .register::<send_transactions::SendTransactions>()
         .register::<confirm_transactions::ConfirmTransactions>()
         .register::<sync_balances::SyncBalances>()
+        .register::<record_sync_run::RecordSyncRun>()
         .register::<resolve_markets::ResolveMarkets>()
+        .register::<settle_market::SettleMarket>()
         .register::<index_chain_events::IndexChainEvents>()
         .register::<snapshot_discussions::SnapshotDiscussions>()
         .register::<prune_snapshots::PruneSnapshots>()

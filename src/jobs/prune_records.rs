@@ -157,6 +157,8 @@ fn log(report: &PruneReport) {
         chain_outbox = rows(Table::ChainOutbox),
         chain_events = rows(Table::ChainEvents),
         platform_stats = rows(Table::PlatformStats),
+        sync_batches = rows(Table::SyncBatches),
+        sync_runs = rows(Table::SyncRuns),
         longest_statement_ms = report.longest().as_millis() as u64,
         "{message}"
     );

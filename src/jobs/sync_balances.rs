@@ -1,20 +1,26 @@
 //! `sync_balances`: the native and ERC-20 balances of every wallet.
 //!
-//! Args: `{}` fans out: one child job per `chain.balance_batch` wallets (in id order), each
-//! `{"from_id": <first wallet id>, "limit": <batch>}`, enqueued in one call on the parent's
-//! queue with ids derived from the parent's, so a retried parent enqueues no second set.
-//! A child reads its wallets' balances at one block through Multicall3 and writes only the
-//! ones that changed (see `chain::balances`). Idempotent: a re-run reads the same or newer
-//! balances and writes nothing that did not change; a balance is never overwritten by one
-//! read at an older block.
+//! Args: `{}` fans out: a flow (see the engine's `queue::flow`) of one child job per
+//! `chain.balance_batch` wallets (in id order), each `{"from_id": <first wallet id>,
+//! "limit": <batch>, "run": <the flow's id>}`, on the parent's queue, with `record_sync_run`
+//! as its `on_complete`: once every batch finished, that callback writes the run's one row
+//! in `sync_runs` (block, wallets, changed, duration). The flow's id is the parent's id and
+//! attempt, and a parent whose earlier attempt started its flow (it lost its lease after)
+//! starts no second one.
+//!
+//! A child reads its wallets' balances at one block through Multicall3, writes only the ones
+//! that changed (see `chain::balances`), and records what it did in `sync_batches`.
+//! Idempotent: a re-run reads the same or newer balances and writes nothing that did not
+//! change; a balance is never overwritten by one read at an older block.
 
 use serde::{Deserialize, Serialize};
 
+use super::record_sync_run::RecordSyncRun;
 use super::resources::{Resources, chain_job};
 use crate::chain::balances;
 use crate::db;
 use crate::job::{Job, JobArgs, JobContext, JobError};
-use crate::queue::NewJob;
+use crate::queue::{FlowStatus, NewJob};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +30,9 @@ pub struct SyncBalances {
     pub from_id: Option<i64>,
     #[serde(default)]
     pub limit: Option<u32>,
+    /// The run (its flow's id) a child's batch counts in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 impl JobArgs for SyncBalances {
@@ -44,6 +53,18 @@ impl Job<Resources> for SyncBalances {
         })
         .await?;
         if let Some(report) = report {
+            if let Some(run) = &self.run {
+                db::sync_runs::record_batch(
+                    &r.db,
+                    run,
+                    from,
+                    report.wallets,
+                    report.changed,
+                    report.block,
+                )
+                .await
+                .map_err(JobError::retry)?;
+            }
             tracing::info!(
                 from_id = from,
                 wallets = report.wallets,
@@ -59,29 +80,50 @@ impl Job<Resources> for SyncBalances {
 }
 
 async fn fan_out(ctx: &JobContext<Resources>, batch: u32) -> Result<(), JobError> {
+    let client = ctx.client();
+    for earlier in 1..ctx.attempt {
+        let id = format!("{}:{earlier}", ctx.id);
+        let started = client
+            .queue_client()
+            .flow(None, &id)
+            .await
+            .map_err(JobError::retry)?;
+        if started.is_some_and(|f| f.status != FlowStatus::Building) {
+            tracing::info!(flow = %id, "an earlier attempt started this run's flow");
+            return Ok(());
+        }
+    }
     let starts = db::balances::batch_starts(&ctx.state().db, i64::from(batch))
         .await
         .map_err(JobError::retry)?;
-    // The children follow their parent: its queue, its attempts, an id made of its id.
-    let jobs: Vec<NewJob> = starts
+    let run = format!("{}:{}", ctx.id, ctx.attempt);
+    // The children follow their parent: its queue and its attempts.
+    let children: Vec<NewJob> = starts
         .iter()
         .map(|&from| {
             let child = SyncBalances {
                 from_id: Some(from),
                 limit: Some(batch),
+                run: Some(run.clone()),
             };
-            ctx.client()
+            client
                 .enqueue(child)
                 .queue(&ctx.queue)
                 .max_attempts(ctx.max_attempts)
-                .id(format!("{}:{from}", ctx.id))
                 .into_new_job()
         })
         .collect::<Result<_, _>>()?;
-    let n = jobs.len();
-    for chunk in jobs.chunks(1000) {
-        ctx.client().enqueue_jobs(chunk.to_vec()).await?;
-    }
-    tracing::info!(batches = n, batch, "balance sync fanned out");
+    let n = children.len();
+    let record = RecordSyncRun {
+        run: run.clone(),
+        started_at_ms: ctx.started_at.timestamp_millis(),
+    };
+    let started = client
+        .flow()
+        .id(&run)
+        .jobs(children)
+        .on_complete(record)
+        .await?;
+    tracing::info!(batches = n, batch, flow = %started.id, "balance sync fanned out");
     Ok(())
 }

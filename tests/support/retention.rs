@@ -32,6 +32,7 @@ pub fn settings() -> RetentionSettings {
         outbox_failed: d(180),
         chain_events: d(90),
         platform_stats: d(400),
+        sync_runs: d(90),
     }
 }
 
