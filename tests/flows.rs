@@ -156,6 +156,28 @@ async fn callbacks_run_once_and_a_retried_dead_child_completes_the_success() {
     assert!(state.on_success.unwrap().enqueued_at.is_some());
 }
 
+#[tokio::test]
+async fn children_an_operator_deletes_or_cancels_count_as_failed_at_once() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let c = client(&url).await;
+    let flow = Flow::new()
+        .id("ops")
+        .child(NewJob::new("noop", "default", json!({})))
+        .child(NewJob::new("noop", "default", json!({})).run_at(jobfleet::queue::now_ms() + 60_000))
+        .on_complete(callback("noop"));
+    c.start_flow(flow).await.unwrap();
+    ok(&url, &["jobs", "delete", "ops:0"]);
+    ok(&url, &["jobs", "cancel", "ops:1"]);
+    // No worker runs: the operators' commands told the flow themselves.
+    let got = callbacks(&c, "ops").await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!((got[0].1.succeeded, got[0].1.failed), (0, 2));
+    assert_eq!(got[0].1.failed_ids, ["ops:0", "ops:1"]);
+    let shown = ok(&url, &["flows", "show", "ops"]);
+    assert!(shown.contains("failed     ops:0 ops:1"), "{shown}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_children_run_their_callback_once_through_killed_workers() {
     const N: usize = 1000;

@@ -324,7 +324,19 @@ impl QueueClient {
                 .arg(&job.id)
                 .arg(unique);
         }
-        Ok(inv.invoke_async(&mut self.connection()).await?)
+        let moved = inv.invoke_async(&mut self.connection()).await?;
+        // A flow child killed or deleted here is told to its flow now rather than at a
+        // worker's next maintenance pass; a failure of that is left to the pass.
+        let ended = jobs
+            .iter()
+            .any(|(j, _)| super::flow::may_be_flow_child(&j.stored));
+        if ended
+            && !matches!(to, Move::Pending)
+            && let Err(e) = self.deliver_flow_reports(queue).await
+        {
+            tracing::warn!(queue, error = %e, "could not deliver the ends of flow children; the workers' maintenance will");
+        }
+        Ok(moved)
     }
 
     /// A dead job made new: no attempts used, its last error kept for the record.

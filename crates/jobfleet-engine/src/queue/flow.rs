@@ -58,6 +58,13 @@ pub struct FlowOutcome {
     pub failed_ids: Vec<String>,
 }
 
+/// Whether a stored job may belong to a flow: its bytes hold `"flow":`, the test the scripts'
+/// `flow_end` makes before decoding anything. A job for which this is false never wrote to a
+/// flow outbox, so its end needs no delivery.
+pub fn may_be_flow_child(stored: &[u8]) -> bool {
+    stored.windows(7).any(|w| w == b"\"flow\":")
+}
+
 /// Failed children's ids a callback is given at most; `jobfleet flows show` lists them all.
 pub const FAILED_IDS: usize = 1000;
 
@@ -424,6 +431,16 @@ mod tests {
         assert_eq!(p[0].queue, "a");
         assert!(p[0].members.iter().all(|m| m.parse::<ulid::Ulid>().is_ok()));
         assert_eq!(plan(Flow::new(), None, 0).unwrap()[0].queue, "default");
+    }
+
+    #[test]
+    fn only_bytes_that_name_a_flow_may_be_a_flow_child() {
+        assert!(may_be_flow_child(
+            br#"jf|0|1|a|0|0:0:\n{"flow":{"queue":"q"}}"#
+        ));
+        assert!(!may_be_flow_child(
+            br#"jf|0|1|a|0|0:0:\n{"args":{"flows":1}}"#
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::runner::{Outcome, Ran};
 use super::state::{MAX_BATCH, Shared, WorkerReport};
+use crate::queue::flow::may_be_flow_child;
 use crate::queue::{Call, Leased, QueueError, Settle, SettleAction};
 
 /// A finished run on its way to the acker.
@@ -165,11 +166,10 @@ async fn flush<S: Send + Sync + 'static>(
 
 /// Delivers the ends of flow children this flush wrote to their flows' outboxes, in the
 /// background: the acker goes on, and what a delivery misses the maintenance loop finds.
-/// Only entries whose bytes hold `"flow":` can be flow children (`flow_end` in the prelude).
 fn deliver_flows<S: Send + Sync + 'static>(shared: &Shared<S>, written: &[(Finished, bool)]) {
     let queues: HashSet<&str> = written
         .iter()
-        .filter(|(f, stale)| !stale && f.job.stored.windows(7).any(|w| w == b"\"flow\":"))
+        .filter(|(f, stale)| !stale && may_be_flow_child(&f.job.stored))
         .map(|(f, _)| f.job.queue.as_str())
         .collect();
     for queue in queues {
