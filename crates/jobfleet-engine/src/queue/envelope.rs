@@ -6,9 +6,35 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::backoff::Backoff;
-use super::flow::{FlowOutcome, FlowRef};
 use super::payload::{Header, MalformedHeader, undecodable_id};
 use super::priority::Priority;
+
+/// Which flow a job belongs to, as its envelope says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRef {
+    /// The queue the flow's state lives in (its callbacks').
+    pub queue: String,
+    /// The flow's id.
+    pub id: String,
+    /// The id the job counts as among the flow's members: its own, or for a sub-flow's
+    /// callback, the sub-flow's.
+    pub member: String,
+}
+
+/// What a flow's callback is told: the counts of the flow's children and the failed ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowOutcome {
+    /// The flow's id.
+    pub flow: String,
+    /// Its children.
+    pub total: u64,
+    /// Those that succeeded.
+    pub succeeded: u64,
+    /// Those that died (or were killed or deleted by an operator).
+    pub failed: u64,
+    /// The ids of the failed ones, sorted, at most `flow::FAILED_IDS` of them.
+    pub failed_ids: Vec<String>,
+}
 
 /// The immutable part of a job, stored as JSON after the header (see `payload`).
 ///

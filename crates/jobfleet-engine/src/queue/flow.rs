@@ -23,40 +23,14 @@
 //! no callback runs before it. A start that fails part-way says what went in; with a chosen
 //! flow id, children's ids are derived from it, so a second start finishes the first.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::client::QueueClient;
 use super::envelope::NewJob;
+pub use super::envelope::{FlowOutcome, FlowRef};
 use super::keys::validate_queue_name;
 use super::payload::valid_id;
 use super::{QueueError, Result, now_ms};
-
-/// Which flow a job belongs to, as its envelope says.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowRef {
-    /// The queue the flow's state lives in (its callbacks').
-    pub queue: String,
-    /// The flow's id.
-    pub id: String,
-    /// The id the job counts as among the flow's members: its own, or for a sub-flow's
-    /// callback, the sub-flow's.
-    pub member: String,
-}
-
-/// What a flow's callback is told: the counts of the flow's children and the failed ones.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowOutcome {
-    /// The flow's id.
-    pub flow: String,
-    /// Its children.
-    pub total: u64,
-    /// Those that succeeded.
-    pub succeeded: u64,
-    /// Those that died (or were killed or deleted by an operator).
-    pub failed: u64,
-    /// The ids of the failed ones, sorted, at most [`FAILED_IDS`] of them.
-    pub failed_ids: Vec<String>,
-}
 
 /// Whether a stored job may belong to a flow: its bytes hold `"flow":`, the test the scripts'
 /// `flow_end` makes before decoding anything. A job for which this is false never wrote to a
