@@ -185,13 +185,13 @@ async fn a_thousand_children_run_their_callback_once_through_killed_workers() {
     let redis = TestRedis::start();
     let url = redis.url();
     let c = client(&url).await;
-    // Every 25th child fails its only attempt; the others sleep a little, so that the kills
-    // find jobs in flight.
+    // Every 25th child fails its only attempt; the others sleep 100 ms, so that each kill
+    // finds a busy worker with jobs in flight.
     let children = (0..N).map(|i| {
         if i % (N / FAILING) == 0 {
             NewJob::new("sleep", "default", json!({"ms": 1, "fail": true})).max_attempts(1)
         } else {
-            NewJob::new("sleep", "default", json!({"ms": 20})).max_attempts(10)
+            NewJob::new("sleep", "default", json!({"ms": 100})).max_attempts(10)
         }
     });
     let flow = Flow::new()
@@ -242,6 +242,10 @@ async fn a_thousand_children_run_their_callback_once_through_killed_workers() {
     );
     assert_eq!(told.failed_ids.len(), FAILING);
     assert_eq!(state.status, FlowStatus::Failed);
+    assert!(
+        failed > FAILING as u64,
+        "the kills found no job in flight: the test did not test a crash"
+    );
 
     // The operator's view of it.
     let listed = ok(&url, &["flows", "list"]);
