@@ -176,6 +176,10 @@ async fn children_an_operator_deletes_or_cancels_count_as_failed_at_once() {
     assert_eq!(got[0].1.failed_ids, ["ops:0", "ops:1"]);
     let shown = ok(&url, &["flows", "show", "ops"]);
     assert!(shown.contains("failed     ops:0 ops:1"), "{shown}");
+    assert!(
+        shown.contains("on_complete noop as job ops:on_complete"),
+        "{shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,7 +123,8 @@ pub async fn show<S: Send + Sync + 'static>(
                 || "not yet".to_owned(),
                 |t| format!("enqueued {}", time(Some(t))),
             );
-            outln!("{name:<11}{} as job {} ({when})", cb.kind, cb.id)?;
+            // "on_complete" is as wide as the labels' column: one space keeps it apart.
+            outln!("{name:<10} {} as job {} ({when})", cb.kind, cb.id)?;
         }
     }
     if !f.failed_ids.is_empty() {
