@@ -215,15 +215,7 @@ impl QueueClient {
     /// Finds a job by id in one queue: the sorted sets by SCAN cursor, the in-flight lists,
     /// then the pending lists. A miss is looked for once more, as in [`QueueClient::show`].
     pub(super) async fn find_in(&self, queue: &str, id: &str) -> Result<Option<JobInfo>> {
-        for _ in 0..2 {
-            if let Some(job) = self.find_outside_pending(queue, id).await? {
-                return Ok(Some(job));
-            }
-            if let Some(job) = self.find_in_pending(queue, id).await? {
-                return Ok(Some(job));
-            }
-        }
-        Ok(None)
+        self.find_in_queues(&[queue.to_owned()], id).await
     }
 
     /// Where the jobs `ids` of one queue are, in a few calls whatever their number: the
@@ -290,12 +282,19 @@ impl QueueClient {
     /// job still stored is missed twice only if it moved at the wrong moment both times.
     pub async fn show(&self, id: &str) -> Result<JobInfo> {
         let names = self.queue_names().await?;
+        self.find_in_queues(&names, id)
+            .await?
+            .ok_or_else(|| QueueError::NotFound(id.to_owned()))
+    }
+
+    /// Two passes of `show_pass` over the queues `names`, the second only after a miss.
+    async fn find_in_queues(&self, names: &[String], id: &str) -> Result<Option<JobInfo>> {
         for _ in 0..2 {
-            if let Some(job) = self.show_pass(&names, id).await? {
-                return Ok(job);
+            if let Some(job) = self.show_pass(names, id).await? {
+                return Ok(Some(job));
             }
         }
-        Err(QueueError::NotFound(id.to_owned()))
+        Ok(None)
     }
 
     /// One search of `show` over the queues `names`.

@@ -221,9 +221,9 @@ impl QueueClient {
     }
 
     /// Tells their flows of the children of `queue` that ended (the queue's flow outbox),
-    /// and of the sub-flows that this finished; answers how many ends were delivered. Each
-    /// entry leaves the outbox only once its flow counted it, so a crash in between delivers
-    /// it again, which the flow recognises. An entry that is no report of ours, or that names
+    /// and of the sub-flows that this finished; answers how many ends were delivered. A page
+    /// of entries leaves the outbox only once their flows counted them, so a crash in between
+    /// delivers them again, which the flows recognise. An entry that is no report of ours, or that names
     /// a flow that no longer exists, is logged and dropped.
     pub async fn deliver_flow_reports(&self, queue: &str) -> Result<usize> {
         let mut outboxes = vec![self.queue(queue)?];
@@ -243,7 +243,11 @@ impl QueueClient {
                         outboxes.push(up);
                     }
                     delivered += 1;
-                    let _: () = self.connection().zrem(k.flowbox(), entry).await?;
+                }
+                // The page leaves the outbox once each of its entries was counted (a crash
+                // before this delivers them again, which their flows recognise).
+                if !page.is_empty() {
+                    let _: () = self.connection().zrem(k.flowbox(), &page).await?;
                 }
                 if page.len() < PAGE {
                     break;
