@@ -241,3 +241,58 @@ fn errors_say_each_cause_once_and_where_the_specs_are() {
     let r = run_in(elsewhere.path(), &url, &[], &["queues"]);
     assert_one_line_error(&r, &["config/test.toml", "JOBFLEET_CONFIG_DIR"]);
 }
+
+/// `jobfleet bench --profile --work incr` on a private Redis: every phase prints its line, the
+/// profile a line per path, the `incr` jobs ran their `INCR`, and nothing of the benchmark is
+/// left in Redis afterwards.
+#[tokio::test]
+async fn the_bench_profiles_each_path_and_leaves_nothing_behind() {
+    let redis = TestRedis::start();
+    let url = redis.url();
+    let out = ok(
+        &url,
+        &[
+            "bench",
+            "--jobs",
+            "300",
+            "--processes",
+            "1",
+            "--concurrency",
+            "4",
+            "--trickle",
+            "20",
+            "--work",
+            "incr",
+            "--profile",
+        ],
+    );
+    for line in [
+        "enqueue (bulk)",
+        "fetch (",
+        "ack (",
+        "settle (retry now)",
+        "fetch (retried)",
+        "ack (after a failure)",
+        "drain (incr):",
+        "drain (fail once):",
+        "redis, by command",
+        "workers ",
+        "trickle start delay",
+    ] {
+        assert!(out.contains(line), "no {line:?} in:\n{out}");
+    }
+    assert!(out.contains("300 jobs, 300 failed attempts"), "{out}");
+    // The drain's jobs ran their one command each, which the profile counts by name.
+    assert!(out.contains("INCR "), "no INCR among the commands:\n{out}");
+    let mut con = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "the bench left keys behind: {left:?}");
+}

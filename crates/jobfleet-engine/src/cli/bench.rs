@@ -1,5 +1,7 @@
 //! `jobfleet bench`: bulk enqueue, drain by real worker processes, drain where every job fails
 //! once, and the start latency of a steady trickle. It prints figures; nothing here asserts speed.
+//! The jobs do nothing (`--work noop`) or one Redis `INCR` each (`--work incr`); `--profile`
+//! adds where the time goes (`bench_profile.rs`).
 //!
 //! It works in a namespace of its own on the configured Redis and deletes its keys afterwards,
 //! so it never touches the real queues.
@@ -15,6 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 
+use super::bench_profile::{self, Reading};
 use super::bench_shards;
 use super::engine::Engine;
 use super::output::{errln, outln};
@@ -39,10 +42,27 @@ pub struct BenchArgs {
     /// Queues the jobs are spread over; on a cluster, spread evenly over its masters.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub queues: u64,
+    /// What each job does: nothing (`noop`), or one Redis `INCR` (`incr`), like a small real
+    /// job whose body is one round trip.
+    #[arg(long, value_enum, default_value_t = Work::Noop)]
+    pub work: Work,
+    /// Also print where the time goes: each path's Redis CPU per job, by script and command,
+    /// and the workers' CPU per job.
+    #[arg(long)]
+    pub profile: bool,
+}
+
+/// What the benchmark's jobs do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Work {
+    /// Nothing: the queue's own cost.
+    Noop,
+    /// One `INCR` on the store's Redis.
+    Incr,
 }
 
 /// A ~100-byte JSON payload, like a small real job's args.
-fn payload(i: usize) -> serde_json::Value {
+pub(super) fn payload(i: usize) -> serde_json::Value {
     serde_json::json!({"order_id": i, "customer": "c5fbdb2315678afecb367f032d93f642f641", "note": "bench"})
 }
 
@@ -79,6 +99,14 @@ impl Fleet {
             children.push(child);
         }
         Ok(Self { children })
+    }
+
+    /// The workers' CPU time so far (seconds, summed).
+    fn cpu(&self) -> f64 {
+        self.children
+            .iter()
+            .filter_map(|c| bench_profile::process_cpu(c.id()))
+            .sum()
     }
 
     /// SIGTERM, then wait: the workers drain and deregister.
@@ -218,7 +246,11 @@ pub async fn run<S: Send + Sync + 'static>(
         durability_name(&client),
     )?;
     let result = phases(app, &client, &namespace, &queues, &args).await;
-    cleanup(&client, &queues).await;
+    let mut used = queues.clone();
+    if args.profile {
+        used.push(PROFILE_QUEUE.to_owned());
+    }
+    cleanup(&client, &used, vec![client.keys().bench_counter()]).await;
     result?;
     Ok(ExitCode::SUCCESS)
 }
@@ -240,9 +272,25 @@ async fn phases<S: Send + Sync + 'static>(
     args: &BenchArgs,
 ) -> anyhow::Result<()> {
     let n = args.jobs;
+    if args.profile {
+        outln!("profile of each path alone (sequential calls of one client, {n} jobs each):")?;
+        let mut lines = Vec::new();
+        let result = bench_profile::paths(
+            client,
+            PROFILE_QUEUE,
+            n,
+            args.concurrency + app.settings.worker.prefetch,
+            &mut lines,
+        )
+        .await;
+        for line in lines {
+            outln!("{line}")?;
+        }
+        result?;
+    }
     pause_all(client, queues).await?;
     let jobs: Vec<NewJob> = (0..n)
-        .map(|i| NewJob::new("noop", &queues[i % queues.len()], payload(i)).max_attempts(3))
+        .map(|i| job(client, args.work, queues, i, 0))
         .collect();
     let started = Instant::now();
     client.enqueue_bulk(jobs).await?;
@@ -256,12 +304,17 @@ async fn phases<S: Send + Sync + 'static>(
     let mut fleet = Fleet::start(app, ns, queues, args.processes, args.concurrency)?;
     wait_for_workers(client, args.processes).await?;
     let cpu_before = bench_shards::cpu(client).await?;
+    let before = Profiled::read(client, &fleet, args.profile).await?;
     let took = timed_drain(client, queues, n as u64).await?;
+    let after = Profiled::read(client, &fleet, args.profile).await?;
     let cpu_after = bench_shards::cpu(client).await?;
     outln!(
-        "drain (no-op):         {:>10.0} jobs/s   ({n} jobs in {:.3}s)",
+        "drain ({}):{:>w$}{:>10.0} jobs/s   ({n} jobs in {:.3}s)",
+        work_name(args.work),
+        "",
         rate(n, took),
-        took.as_secs_f64()
+        took.as_secs_f64(),
+        w = 13 - work_name(args.work).len(),
     )?;
     let mut per_shard = std::collections::BTreeMap::new();
     for q in queues {
@@ -271,30 +324,78 @@ async fn phases<S: Send + Sync + 'static>(
     for line in bench_shards::per_shard_lines(&cpu_before, &cpu_after, &per_shard) {
         outln!("{line}")?;
     }
+    Profiled::print(&before, &after, n, args.processes)?;
 
     pause_all(client, queues).await?;
     let jobs: Vec<NewJob> = (0..n)
-        .map(|i| {
-            NewJob::new(
-                "sleep",
-                &queues[i % queues.len()],
-                serde_json::json!({"fail_attempts": 1}),
-            )
-            .max_attempts(2)
-            .backoff(Backoff::ZERO)
-        })
+        .map(|i| job(client, args.work, queues, i, 1))
         .collect();
     client.enqueue_bulk(jobs).await?;
+    let before = Profiled::read(client, &fleet, args.profile).await?;
     let took = timed_drain(client, queues, 2 * n as u64).await?;
+    let after = Profiled::read(client, &fleet, args.profile).await?;
     let failed = counter(client, queues, |s| s.failed).await?;
     outln!(
         "drain (fail once):     {:>10.0} jobs/s   ({n} jobs, {failed} failed attempts, in {:.3}s)",
         rate(n, took),
         took.as_secs_f64()
     )?;
+    Profiled::print(&before, &after, n, args.processes)?;
     fleet.stop();
 
     trickle(app, client, queues, args).await
+}
+
+/// The queue of the path profile, apart from the drains' queues.
+const PROFILE_QUEUE: &str = "bench-profile";
+
+fn work_name(work: Work) -> &'static str {
+    match work {
+        Work::Noop => "no-op",
+        Work::Incr => "incr",
+    }
+}
+
+/// The `i`th job of a drain: of `work`'s kind, failing its first `fail` attempts (no backoff).
+fn job(client: &QueueClient, work: Work, queues: &[String], i: usize, fail: u32) -> NewJob {
+    let queue = &queues[i % queues.len()];
+    match (work, fail) {
+        (Work::Noop, 0) => NewJob::new("noop", queue, payload(i)).max_attempts(3),
+        (Work::Noop, _) => NewJob::new("sleep", queue, serde_json::json!({"fail_attempts": fail}))
+            .max_attempts(2)
+            .backoff(Backoff::ZERO),
+        (Work::Incr, _) => {
+            let mut args = payload(i);
+            args["key"] = client.keys().bench_counter().into();
+            args["fail_attempts"] = fail.into();
+            NewJob::new("incr", queue, args)
+                .max_attempts(2)
+                .backoff(Backoff::ZERO)
+        }
+    }
+}
+
+/// The readings `--profile` takes around a drain: Redis's, and the workers' CPU time.
+struct Profiled(Option<(Reading, f64)>);
+
+impl Profiled {
+    async fn read(client: &QueueClient, fleet: &Fleet, on: bool) -> anyhow::Result<Self> {
+        if !on {
+            return Ok(Self(None));
+        }
+        Ok(Self(Some((
+            bench_profile::reading(client).await?,
+            fleet.cpu(),
+        ))))
+    }
+
+    fn print(before: &Self, after: &Self, n: usize, processes: usize) -> anyhow::Result<()> {
+        if let (Some((r0, w0)), Some((r1, w1))) = (&before.0, &after.0) {
+            outln!("{}", bench_profile::line("redis, by command", r0, r1, n))?;
+            outln!("{}", bench_profile::worker_line(*w0, *w1, n, processes))?;
+        }
+        Ok(())
+    }
 }
 
 /// Enqueues one job per millisecond to an idle in-process worker and measures how long each
@@ -367,25 +468,17 @@ async fn trickle<S: Send + Sync + 'static>(
     Ok(())
 }
 
-/// Deletes the bench namespace's keys: the queues' fixed keys, their recent per-minute stats
-/// and the registry keys. Jobs were all acked, so no job hashes remain.
-async fn cleanup(client: &QueueClient, queues: &[String]) {
-    let minute = crate::queue::now_ms() / 60_000;
-    let mut keys = vec![client.keys().queues(), client.keys().workers()];
+/// Deletes the bench namespace's keys: each queue with every key under its prefix (the
+/// workers' remembered replies and the trickle's unique keys included, which would otherwise
+/// wait for their TTLs), then the registry keys and `extra` (the counter).
+async fn cleanup(client: &QueueClient, queues: &[String], extra: Vec<String>) {
     for q in queues {
-        let k = client.keys().queue(q);
-        keys.extend([
-            k.scheduled(),
-            k.retry(),
-            k.leases(),
-            k.dead(),
-            k.completed(),
-            k.paused(),
-            k.stats(),
-        ]);
-        keys.extend(k.pending_lists());
-        keys.extend((minute - 30..=minute).map(|m| k.minute(m)));
+        if let Err(e) = client.remove_queue(q, true).await {
+            errln!("warning: could not delete the bench queue {q}: {e}");
+        }
     }
+    let mut keys = vec![client.keys().queues(), client.keys().workers()];
+    keys.extend(extra);
     let mut con = client.connection();
     // DEL of keys in many slots is split by the cluster client, one DEL per slot.
     let res: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut con).await;

@@ -7,6 +7,7 @@
 //! README). `anyhow` lives here, at the edge.
 
 mod bench;
+mod bench_profile;
 mod bench_shards;
 mod engine;
 mod enqueue;

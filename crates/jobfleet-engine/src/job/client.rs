@@ -34,17 +34,22 @@ pub enum EnqueueError {
     Queue(#[from] QueueError),
 }
 
-/// Enqueues typed jobs with their kind's spec applied. Cheap to clone.
+/// Enqueues typed jobs with their kind's spec applied. Cheap to clone: two reference counts,
+/// since every run's context gets a clone (a `QueueClient`'s own clone copies its namespace
+/// and connection details).
 #[derive(Clone, Debug)]
 pub struct Client {
-    queue: QueueClient,
+    queue: Arc<QueueClient>,
     specs: Arc<Specs>,
 }
 
 impl Client {
     /// A client over a store connection and the specs of the kinds it may enqueue.
     pub fn new(queue: QueueClient, specs: Arc<Specs>) -> Self {
-        Self { queue, specs }
+        Self {
+            queue: Arc::new(queue),
+            specs,
+        }
     }
 
     /// The store underneath, for untyped and operators' calls.

@@ -95,6 +95,52 @@ impl Settle<'_> {
     }
 }
 
+impl Settle<'_> {
+    /// The entry `settle.lua` adds to the job's history of failed attempts for a retry or a
+    /// kill: "<failed at ms>|<attempt>|<worker>|<error>", what the header stored instead says
+    /// (see `replacement`), so that the script does not parse it. Empty for the other actions
+    /// and for a job without an id.
+    pub(super) fn attempt_entry(&self, now: i64, worker: &str) -> String {
+        if !matches!(self.action, SettleAction::Retry | SettleAction::Kill) {
+            return String::new();
+        }
+        let (attempts, id) = match &self.job.header {
+            Ok(h) => (h.next_attempt(), h.id.clone()),
+            Err(_) => (1, self.job.id()),
+        };
+        if id.is_empty() {
+            return String::new();
+        }
+        format!("{now}|{attempts}|{worker}|{}", self.error)
+    }
+}
+
+/// What else the end of a leased job touches in `ack.lua` besides its in-flight entry: empty
+/// for nothing, the common case, which the script then handles without a look at the job;
+/// else the letters of what it touches (`a`: a history of failed attempts, which only a job
+/// that failed before has; `f`: a flow's outbox; `u`: a unique lock), `|` and its unique key.
+/// The script would find the same in the stored job: this saves it the reading.
+pub(super) fn ack_extra(job: &Leased) -> String {
+    let Ok(h) = &job.header else {
+        // The script's own readers find nothing in a job whose header does not decode.
+        return String::new();
+    };
+    let mut flags = String::new();
+    if h.attempts > 0 && !h.id.is_empty() {
+        flags.push('a');
+    }
+    if crate::queue::flow::may_be_flow_child(&job.stored) {
+        flags.push('f');
+    }
+    if !h.unique.is_empty() {
+        flags.push('u');
+    }
+    if flags.is_empty() {
+        return flags;
+    }
+    format!("{flags}|{}", h.unique)
+}
+
 /// Counts returned by `settle`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SettleReport {
@@ -154,4 +200,56 @@ pub struct Fetched {
     pub promoted: u64,
     /// The jobs now leased to the calling worker, in the order it should run them.
     pub jobs: Vec<Leased>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leased(attempts: u32, unique: &str, body: &str) -> Leased {
+        let h = Header {
+            attempts,
+            max_attempts: 3,
+            id: "j1".into(),
+            unique: unique.into(),
+            ..Header::default()
+        };
+        Leased::new("q", "w", h.encode(body).into_bytes())
+    }
+
+    #[test]
+    fn a_plain_jobs_ack_needs_no_extra() {
+        assert_eq!(ack_extra(&leased(0, "", "{\"x\":1}")), "");
+        assert_eq!(ack_extra(&Leased::new("q", "w", b"garbage".to_vec())), "");
+    }
+
+    #[test]
+    fn an_ack_names_what_else_the_end_touches() {
+        assert_eq!(ack_extra(&leased(1, "", "{}")), "a|");
+        assert_eq!(ack_extra(&leased(0, "k|1", "{}")), "u|k|1");
+        let child = "{\"flow\":{\"queue\":\"q\",\"id\":\"f\",\"member\":\"m\"}}";
+        assert_eq!(ack_extra(&leased(2, "id:j1", child)), "afu|id:j1");
+    }
+
+    #[test]
+    fn the_attempt_entry_is_what_the_replacement_header_says() {
+        let job = leased(1, "", "{}");
+        let s = Settle {
+            job: &job,
+            action: SettleAction::Retry,
+            due_ms: 0,
+            error: "boom|x".into(),
+        };
+        assert_eq!(s.attempt_entry(1234, "w1"), "1234|2|w1|boom|x");
+        let (h, _) = Header::decode(&s.replacement(1234)).unwrap();
+        assert_eq!(
+            (h.attempts, h.failed_at, h.error.as_str()),
+            (2, 1234, "boom|x")
+        );
+        let snooze = Settle {
+            action: SettleAction::Snooze,
+            ..s.clone()
+        };
+        assert_eq!(snooze.attempt_entry(1234, "w1"), "");
+    }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use redis::Value;
 
+use super::calls::ack_extra;
 pub use super::calls::{AckReport, Call, Fetched, ReapReport, Settle, SettleAction, SettleReport};
 use super::connection::Connection;
 use super::envelope::Leased;
@@ -204,7 +205,7 @@ impl QueueClient {
             .arg(REPLY_TTL_SECS)
             .arg(self.history_flag());
         for job in jobs {
-            inv.arg(&job.stored).arg(job.id()).arg(job.unique());
+            inv.arg(&job.stored).arg(job.id()).arg(ack_extra(job));
         }
         let r: Vec<u64> = self.invoke_write(&inv, "ack").await?;
         if r.len() < 2 {
@@ -258,7 +259,8 @@ impl QueueClient {
                 .arg(s.due_ms)
                 .arg(s.replacement(now))
                 .arg(s.job.id())
-                .arg(s.job.unique());
+                .arg(s.job.unique())
+                .arg(s.attempt_entry(now, worker));
         }
         let r: Vec<u64> = self.invoke_write(&inv, "settle").await?;
         if r.len() < 7 {

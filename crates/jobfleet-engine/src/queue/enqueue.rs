@@ -15,7 +15,9 @@ use super::envelope::{Enqueued, Envelope, NewJob};
 use super::keys::{QueueKeys, validate_queue_name};
 use super::payload::{Header, valid_id};
 use super::priority::Priority;
-use super::{QueueError, Result, now_ms};
+use redis::Value;
+
+use super::{QueueError, Result, bytes, int, now_ms};
 
 /// Jobs per enqueue script call: large enough to amortise the round trip, small enough that
 /// one call never blocks Redis for long.
@@ -232,34 +234,41 @@ impl QueueClient {
             };
             let priority = job.priority;
             let env = job.into_envelope(now);
-            inv.arg(stored(&env, uniq.clone(), priority)?)
-                .arg(&env.id)
-                .arg(uniq)
-                .arg(ttl.to_string())
-                .arg(env.run_at.unwrap_or(0));
+            let run_at = env.run_at.unwrap_or(0);
+            // A job ready now without a unique key, the common case, sends no options.
+            let options = if uniq.is_empty() && run_at <= now {
+                String::new()
+            } else {
+                format!("{}|{ttl}|{}|{uniq}", run_at.max(0), env.id)
+            };
+            inv.arg(stored(&env, uniq, priority)?).arg(options);
             ids.push(env.id);
         }
-        let reply: Vec<String> = self.invoke_write(&inv, "enqueue").await?;
-        if reply.len() != ids.len() {
-            return Err(QueueError::Reply {
-                script: "enqueue",
-                detail: format!("{} replies for {} jobs", reply.len(), ids.len()),
-            });
-        }
-        Ok(ids
+        let reply: Vec<Value> = self.invoke_write(&inv, "enqueue").await?;
+        let mut enqueued: Vec<Enqueued> = ids
             .into_iter()
-            .zip(reply)
-            .map(|(id, holder)| {
-                if holder.is_empty() {
-                    Enqueued { id, created: true }
-                } else {
-                    Enqueued {
-                        id: holder,
-                        created: false,
-                    }
-                }
-            })
-            .collect())
+            .map(|id| Enqueued { id, created: true })
+            .collect();
+        for pair in reply.chunks(2) {
+            let [position, holder] = pair else {
+                return Err(QueueError::Reply {
+                    script: "enqueue",
+                    detail: "an odd number of values".to_owned(),
+                });
+            };
+            let position = usize::try_from(int(position, "enqueue")?).unwrap_or(0);
+            let Some(e) = position.checked_sub(1).and_then(|i| enqueued.get_mut(i)) else {
+                return Err(QueueError::Reply {
+                    script: "enqueue",
+                    detail: format!("position {position} of {} jobs", enqueued.len()),
+                });
+            };
+            *e = Enqueued {
+                id: String::from_utf8_lossy(&bytes(holder, "enqueue")?).into_owned(),
+                created: false,
+            };
+        }
+        Ok(enqueued)
     }
 
     /// Enqueues one tick of a schedule unless it (or a later tick) was enqueued already.

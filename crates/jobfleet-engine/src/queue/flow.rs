@@ -36,7 +36,7 @@ use super::{QueueError, Result, now_ms};
 /// `flow_end` makes before decoding anything. A job for which this is false never wrote to a
 /// flow outbox, so its end needs no delivery.
 pub fn may_be_flow_child(stored: &[u8]) -> bool {
-    stored.windows(7).any(|w| w == b"\"flow\":")
+    memchr::memmem::find(stored, b"\"flow\":").is_some()
 }
 
 /// Failed children's ids a callback is given at most; `jobfleet flows show` lists them all.

@@ -119,6 +119,11 @@ impl Keys {
         }
     }
 
+    /// The counter the benchmark's `incr` jobs increment (`jobfleet bench --work incr`).
+    pub fn bench_counter(&self) -> String {
+        format!("{}:bench:counter", self.ns)
+    }
+
     /// Set of all queue names.
     pub fn queues(&self) -> String {
         format!("{}:queues", self.ns)

@@ -7,7 +7,9 @@
 -- ARGV[4] TTL of per-minute stats (s), ARGV[5] worker id, ARGV[6] call id (the same for every
 -- retry of one call), ARGV[7] how long the reply is remembered (s), ARGV[8] '1' when failed
 -- attempts are kept (their history is deleted with the job), then 3 values per job: the stored
--- job as leased, its id, its unique key ('' for none)
+-- job as leased, its id, and what else its end touches: '' for nothing (the common case, which
+-- costs no look at the job), else letters (`a` a history of failed attempts, `f` a flow's
+-- outbox, `u` a unique lock), '|' and its unique key (see calls.rs, `ack_extra`)
 -- A job of a flow reports its success to the flow's outbox (flow_end in the prelude).
 -- Returns {acked, stale, then the 1-based positions of the stale jobs among the call's jobs}, so
 -- that the caller counts a stale result as stale and never as completed. The lease token is the pair (worker, stored job): a job that is no
@@ -18,15 +20,22 @@ local again = remembered(ARGV[5], 'ack', ARGV[6])
 if again then return again end
 local acked, history, stale_at = 0, {}, {}
 local keep_attempts = ARGV[8] == '1'
+local function finish(job, id, extra)
+  local flags, uniq = string.match(extra, '^(%l*)|(.*)$')
+  if not flags then return end
+  if string.find(flags, 'u', 1, true) then end_unique(uniq, id) end
+  if string.find(flags, 'f', 1, true) then flow_end(job, 'succeeded', now) end
+  if keep_attempts and string.find(flags, 'a', 1, true) then forget_attempts(job) end
+end
 for i = 9, #ARGV, 3 do
-  local job, id, uniq = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local job, extra = ARGV[i], ARGV[i + 2]
   if redis.call('LREM', KEYS[1], 1, job) == 1 then
     acked = acked + 1
-    end_unique(uniq, id)
-    flow_end(job, 'succeeded', now)
-    if keep_attempts then forget_attempts(job) end
-    history[#history + 1] = now
-    history[#history + 1] = id
+    if extra ~= '' then finish(job, ARGV[i + 1], extra) end
+    if cap > 0 then
+      history[#history + 1] = now
+      history[#history + 1] = ARGV[i + 1]
+    end
   else
     stale_at[#stale_at + 1] = (i - 9) / 3 + 1
   end

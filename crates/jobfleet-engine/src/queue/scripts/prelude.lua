@@ -97,21 +97,27 @@ end
 local ATTEMPTS_KEPT = 25
 local function attempts_key(id) return prefix .. 'attempts:' .. id end
 
--- Appends a failed attempt of `stored` (its header already updated with the failure) to the
--- job's bounded history, newest first, as "<failed at ms>|<attempt>|<worker>|<error>", kept
--- `keep_s` seconds from the first failure (as long as a dead job is kept). This is on the path
--- of every failure, so it costs one command in the common case: the TTL is set when the list
--- is made and the list is trimmed only once it has grown past the cap.
-local function record_attempt(stored, worker, keep_s)
-  local j = parse_job(stored)
-  if not j or j.id == '' then return end
-  local k = attempts_key(j.id)
-  local n = redis.call('LPUSH', k, j.failed .. '|' .. j.attempts .. '|' .. worker .. '|' .. j.err)
+-- Appends an entry "<failed at ms>|<attempt>|<worker>|<error>" to the bounded history of failed
+-- attempts of the job `id`, newest first, kept `keep_s` seconds from the first failure (as
+-- long as a dead job is). This is on the path of every failure, so it costs one command in the
+-- common case: the TTL is set when the list is made and the list is trimmed only once it has
+-- grown past the cap.
+local function add_attempt(id, entry, keep_s)
+  local k = attempts_key(id)
+  local n = redis.call('LPUSH', k, entry)
   if n == 1 then
     redis.call('EXPIRE', k, math.max(math.floor(keep_s), 1))
   elseif n > ATTEMPTS_KEPT then
     redis.call('LTRIM', k, 0, ATTEMPTS_KEPT - 1)
   end
+end
+
+-- Appends a failed attempt of `stored` (its header already updated with the failure) to the
+-- job's history, as add_attempt does, reading the entry off the header.
+local function record_attempt(stored, worker, keep_s)
+  local j = parse_job(stored)
+  if not j or j.id == '' then return end
+  add_attempt(j.id, j.failed .. '|' .. j.attempts .. '|' .. worker .. '|' .. j.err, keep_s)
 end
 
 -- Deletes the history of attempts of a stored job that leaves the store for good (it

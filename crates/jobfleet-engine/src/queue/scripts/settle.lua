@@ -7,9 +7,9 @@
 -- ARGV[4] dead cap by count, ARGV[5] dead cutoff (ms; older deaths are evicted),
 -- ARGV[6] worker id, ARGV[7] lane (`settle` or `requeue`) and ARGV[8] call id, ARGV[9] how
 -- long the reply is remembered (s; see `remembered` in the prelude), ARGV[10] '1' to keep the
--- history of failed attempts, '0' not to, then 6 values per job:
+-- history of failed attempts, '0' not to, then 7 values per job:
 --   the stored job as leased, action, due time (ms), the job to store instead ('' to keep it),
---   id, unique key
+--   id, unique key, the entry of its history of attempts ('' for none; see calls.rs)
 -- Actions:
 --   retry   a failed attempt: the updated job (attempts + 1, error) to the retry set at the due
 --           time, or straight to pending when already due
@@ -22,7 +22,9 @@
 -- A killed job of a flow reports its death to the flow's outbox (flow_end in the prelude).
 -- Every job is fenced like in ack.lua: only a job still in this worker's in-flight list moves.
 -- A retried or killed job's failure is added to its history of attempts (`attempts:<id>`),
--- kept as long as a dead job is, unless ARGV[10] turns the history off.
+-- kept as long as a dead job is, unless ARGV[10] turns the history off. The entry comes
+-- written from the caller, which knows what the header it stores instead says, so that the
+-- script never parses a job here.
 local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local keep = (now - tonumber(ARGV[5])) / 1000
 local keep_attempts = ARGV[10] == '1'
@@ -31,14 +33,17 @@ local ready, front, retry, sched = {}, {}, {}, {}
 local again = remembered(ARGV[6], ARGV[7], ARGV[8])
 if again then return again end
 local stale_at = {}
-for i = 11, #ARGV, 6 do
+for i = 11, #ARGV, 7 do
   local job, action, due, new = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   if new == '' then new = job end
   if n[action] == nil or redis.call('LREM', KEYS[1], 1, job) == 0 then
-    stale_at[#stale_at + 1] = (i - 11) / 6 + 1
+    stale_at[#stale_at + 1] = (i - 11) / 7 + 1
   else
     n[action] = n[action] + 1
-    if keep_attempts and (action == 'retry' or action == 'kill') then record_attempt(new, ARGV[6], keep) end
+    local entry = ARGV[i + 6]
+    if keep_attempts and entry ~= '' and (action == 'retry' or action == 'kill') then
+      add_attempt(ARGV[i + 4], entry, keep)
+    end
     if action == 'requeue' then
       front[#front + 1] = job
     elseif action == 'kill' then
