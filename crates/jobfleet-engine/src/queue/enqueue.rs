@@ -9,14 +9,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
+use redis::Value;
 
 use super::client::QueueClient;
 use super::envelope::{Enqueued, Envelope, NewJob};
 use super::keys::{QueueKeys, validate_queue_name};
 use super::payload::{Header, valid_id};
 use super::priority::Priority;
-use redis::Value;
-
 use super::{QueueError, Result, bytes, int, now_ms};
 
 /// Jobs per enqueue script call: large enough to amortise the round trip, small enough that
