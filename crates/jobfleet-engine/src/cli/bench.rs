@@ -62,7 +62,7 @@ pub enum Work {
 }
 
 /// A ~100-byte JSON payload, like a small real job's args.
-pub(super) fn payload(i: usize) -> serde_json::Value {
+fn payload(i: usize) -> serde_json::Value {
     serde_json::json!({"order_id": i, "customer": "c5fbdb2315678afecb367f032d93f642f641", "note": "bench"})
 }
 
@@ -280,6 +280,7 @@ async fn phases<S: Send + Sync + 'static>(
             PROFILE_QUEUE,
             n,
             args.concurrency + app.settings.worker.prefetch,
+            payload,
             &mut lines,
         )
         .await;

@@ -141,7 +141,8 @@ pub(super) fn worker_line(before: f64, after: f64, jobs: usize, processes: usize
     )
 }
 
-/// Drives each path on its own on `queue` with `n` jobs, fetching `batch` at a time and
+/// Drives each path on its own on `queue` with `n` no-op jobs of `payload`'s args, fetching
+/// `batch` at a time and
 /// settling half a batch per call as a worker under load does, and adds a line per path to
 /// `out`. Each fetched batch goes to a fake worker of its own, so that each in-flight list
 /// holds one batch as a real worker's does; the bench's cleanup removes the queue with every
@@ -151,13 +152,14 @@ pub(super) async fn paths(
     queue: &str,
     n: usize,
     batch: usize,
+    payload: fn(usize) -> serde_json::Value,
     out: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     let settle_batch = batch.div_ceil(2).max(1);
     let mut workers = 0;
     let jobs = |i0: usize| {
         (0..n)
-            .map(|i| NewJob::new("noop", queue, super::bench::payload(i0 + i)).max_attempts(3))
+            .map(|i| NewJob::new("noop", queue, payload(i0 + i)).max_attempts(3))
             .collect::<Vec<_>>()
     };
     let r0 = reading(client).await?;

@@ -5,7 +5,7 @@
 //! worker's acker built on them) without the Redis plumbing.
 
 use super::envelope::Leased;
-use super::payload::Header;
+use super::payload::{Header, may_be_flow_child};
 
 /// One ack or settle call, named so that Redis recognises its retries: a call whose reply was
 /// lost (a dropped connection, a restarted Redis) is sent again with the same `Call`, and
@@ -129,7 +129,7 @@ pub(super) fn ack_extra(job: &Leased) -> String {
     if h.attempts > 0 && !h.id.is_empty() {
         flags.push('a');
     }
-    if crate::queue::flow::may_be_flow_child(&job.stored) {
+    if may_be_flow_child(&job.stored) {
         flags.push('f');
     }
     if !h.unique.is_empty() {

@@ -32,12 +32,7 @@ use super::keys::validate_queue_name;
 use super::payload::valid_id;
 use super::{QueueError, Result, now_ms};
 
-/// Whether a stored job may belong to a flow: its bytes hold `"flow":`, the test the scripts'
-/// `flow_end` makes before decoding anything. A job for which this is false never wrote to a
-/// flow outbox, so its end needs no delivery.
-pub fn may_be_flow_child(stored: &[u8]) -> bool {
-    memchr::memmem::find(stored, b"\"flow\":").is_some()
-}
+pub use super::payload::may_be_flow_child;
 
 /// Failed children's ids a callback is given at most; `jobfleet flows show` lists them all.
 pub const FAILED_IDS: usize = 1000;

@@ -62,6 +62,14 @@ pub enum MalformedHeader {
     NotUtf8(usize),
 }
 
+/// Whether a stored job may belong to a flow: its bytes hold `"flow":`, the test the scripts'
+/// `flow_end` makes before decoding anything. A job for which this is false never wrote to a
+/// flow outbox, so its end needs no delivery. It lives here, with the stored job's format, so
+/// that the settling calls can ask it without depending on the flows above them.
+pub fn may_be_flow_child(stored: &[u8]) -> bool {
+    memchr::memmem::find(stored, b"\"flow\":").is_some()
+}
+
 /// Checks that an id can stand in the header and in a SCAN pattern.
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
