@@ -315,7 +315,7 @@ async fn phases<S: Send + Sync + 'static>(
         "",
         rate(n, took),
         took.as_secs_f64(),
-        w = 13 - work_name(args.work).len(),
+        w = 14 - work_name(args.work).len(),
     )?;
     let mut per_shard = std::collections::BTreeMap::new();
     for q in queues {
