@@ -62,54 +62,45 @@ fn parse_commandstats(text: &str) -> Vec<(String, u64, u64)> {
 /// scripts per job, and the commands that took the most of it. The readings' own `INFO`
 /// calls are left out.
 pub(super) fn line(label: &str, before: &Reading, after: &Reading, jobs: usize) -> String {
-    let per_job = |us: f64| if jobs == 0 { 0.0 } else { us / jobs as f64 };
-    let cpu = per_job((after.cpu - before.cpu) * 1e6);
-    let mut spent: Vec<(String, u64, u64)> = after
+    let per_job = |x: f64| if jobs == 0 { 0.0 } else { x / jobs as f64 };
+    let mut spent: Vec<(&str, u64, u64)> = after
         .commands
         .iter()
         .filter(|(name, _)| name.as_str() != "info")
         .map(|(name, &(calls, usec))| {
             let (c0, u0) = before.commands.get(name).copied().unwrap_or_default();
             (
-                name.clone(),
+                name.as_str(),
                 calls.saturating_sub(c0),
                 usec.saturating_sub(u0),
             )
         })
         .filter(|(_, calls, _)| *calls > 0)
         .collect();
-    spent.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
-    let scripts: u64 = spent
+    spent.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(b.0)));
+    let (scripts, commands): (Vec<_>, Vec<_>) = spent
+        .into_iter()
+        .partition(|(n, ..)| matches!(*n, "evalsha" | "eval" | "fcall"));
+    let (calls, usec) = scripts
         .iter()
-        .filter(|(n, ..)| matches!(n.as_str(), "evalsha" | "eval" | "fcall"))
-        .map(|(_, _, us)| us)
-        .sum();
-    let calls: u64 = spent
+        .fold((0, 0), |(c, u), (_, calls, usec)| (c + calls, u + usec));
+    let inner: Vec<String> = commands
         .iter()
-        .filter(|(n, ..)| matches!(n.as_str(), "evalsha" | "eval" | "fcall"))
-        .map(|(_, c, _)| c)
-        .sum();
-    let inner: Vec<String> = spent
-        .iter()
-        .filter(|(n, ..)| !matches!(n.as_str(), "evalsha" | "eval" | "fcall"))
         .take(6)
         .map(|(n, c, us)| {
             format!(
                 "{} {:.2} ({:.1}/job)",
                 n.to_uppercase(),
                 per_job(*us as f64),
-                if jobs == 0 {
-                    0.0
-                } else {
-                    *c as f64 / jobs as f64
-                }
+                per_job(*c as f64)
             )
         })
         .collect();
     format!(
-        "  {label:<24} redis {cpu:>5.2} µs/job; scripts {:>5.2} µs/job in {calls} calls; \
+        "  {label:<24} redis {:>5.2} µs/job; scripts {:>5.2} µs/job in {calls} calls; \
          commands µs/job: {}",
-        per_job(scripts as f64),
+        per_job((after.cpu - before.cpu) * 1e6),
+        per_job(usec as f64),
         inner.join(", ")
     )
 }
@@ -142,9 +133,8 @@ pub(super) fn worker_line(before: f64, after: f64, jobs: usize, processes: usize
 }
 
 /// Drives each path on its own on `queue` with `n` no-op jobs of `payload`'s args, fetching
-/// `batch` at a time and
-/// settling half a batch per call as a worker under load does, and adds a line per path to
-/// `out`. Each fetched batch goes to a fake worker of its own, so that each in-flight list
+/// `batch` at a time and settling half a batch per call as a worker under load does, and adds
+/// a line per path to `out`. Each fetched batch goes to a fake worker of its own, so that each in-flight list
 /// holds one batch as a real worker's does; the bench's cleanup removes the queue with every
 /// key they leave.
 pub(super) async fn paths(
@@ -169,12 +159,7 @@ pub(super) async fn paths(
     let leased = fetch_all(client, queue, batch, &mut workers, n).await?;
     let r2 = reading(client).await?;
     out.push(line(&format!("fetch ({batch} per call)"), &r1, &r2, n));
-    for (worker, held) in &leased {
-        for chunk in held.chunks(settle_batch) {
-            let refs: Vec<&Leased> = chunk.iter().collect();
-            client.ack(queue, worker, &Call::new("ack"), &refs).await?;
-        }
-    }
+    ack_all(client, queue, &leased, settle_batch).await?;
     let r3 = reading(client).await?;
     out.push(line(&format!("ack ({settle_batch} per call)"), &r2, &r3, n));
 
@@ -202,14 +187,25 @@ pub(super) async fn paths(
     let leased = fetch_all(client, queue, batch, &mut workers, n).await?;
     let r6 = reading(client).await?;
     out.push(line("fetch (retried)", &r5, &r6, n));
-    for (worker, held) in &leased {
-        for chunk in held.chunks(settle_batch) {
+    ack_all(client, queue, &leased, settle_batch).await?;
+    let r7 = reading(client).await?;
+    out.push(line("ack (after a failure)", &r6, &r7, n));
+    Ok(())
+}
+
+/// Acks every leased job, `per_call` of one fake worker's at a time.
+async fn ack_all(
+    client: &QueueClient,
+    queue: &str,
+    leased: &[(String, Vec<Leased>)],
+    per_call: usize,
+) -> anyhow::Result<()> {
+    for (worker, held) in leased {
+        for chunk in held.chunks(per_call) {
             let refs: Vec<&Leased> = chunk.iter().collect();
             client.ack(queue, worker, &Call::new("ack"), &refs).await?;
         }
     }
-    let r7 = reading(client).await?;
-    out.push(line("ack (after a failure)", &r6, &r7, n));
     Ok(())
 }
 

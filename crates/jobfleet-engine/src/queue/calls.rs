@@ -5,7 +5,7 @@
 //! worker's acker built on them) without the Redis plumbing.
 
 use super::envelope::Leased;
-use super::payload::{Header, may_be_flow_child};
+use super::payload::Header;
 
 /// One ack or settle call, named so that Redis recognises its retries: a call whose reply was
 /// lost (a dropped connection, a restarted Redis) is sent again with the same `Call`, and
@@ -93,9 +93,7 @@ impl Settle<'_> {
             .encode_bytes(&self.job.stored),
         }
     }
-}
 
-impl Settle<'_> {
     /// The entry `settle.lua` adds to the job's history of failed attempts for a retry or a
     /// kill: "<failed at ms>|<attempt>|<worker>|<error>", what the header stored instead says
     /// (see `replacement`), so that the script does not parse it. Empty for the other actions
@@ -104,13 +102,12 @@ impl Settle<'_> {
         if !matches!(self.action, SettleAction::Retry | SettleAction::Kill) {
             return String::new();
         }
-        let (attempts, id) = match &self.job.header {
-            Ok(h) => (h.next_attempt(), h.id.clone()),
-            Err(_) => (1, self.job.id()),
+        // An undecodable job is stored with attempt 1 under an id of its own (`replacement`).
+        let attempts = match &self.job.header {
+            Ok(h) if h.id.is_empty() => return String::new(),
+            Ok(h) => h.next_attempt(),
+            Err(_) => 1,
         };
-        if id.is_empty() {
-            return String::new();
-        }
         format!("{now}|{attempts}|{worker}|{}", self.error)
     }
 }
@@ -129,7 +126,7 @@ pub(super) fn ack_extra(job: &Leased) -> String {
     if h.attempts > 0 && !h.id.is_empty() {
         flags.push('a');
     }
-    if may_be_flow_child(&job.stored) {
+    if job.may_be_flow_child() {
         flags.push('f');
     }
     if !h.unique.is_empty() {

@@ -201,6 +201,9 @@ pub struct Leased {
     pub header: Result<Header, MalformedHeader>,
     /// Where the envelope JSON starts in `stored`.
     body_start: usize,
+    /// Whether the stored bytes hold a flow's marker (`may_be_flow_child`), looked for once:
+    /// both the ack and the delivery to the flows after it ask.
+    flow_child: bool,
 }
 
 impl Leased {
@@ -212,10 +215,16 @@ impl Leased {
         Self {
             queue: queue.to_owned(),
             worker: worker.to_owned(),
+            flow_child: super::payload::may_be_flow_child(&stored),
             stored,
             header,
             body_start,
         }
+    }
+
+    /// Whether the job may belong to a flow, so that its end is delivered to the flow.
+    pub fn may_be_flow_child(&self) -> bool {
+        self.flow_child
     }
 
     /// The job's id; an undecodable job is named by the hash of its bytes.

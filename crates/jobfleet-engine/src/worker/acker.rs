@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 
 use super::runner::{Outcome, Ran};
 use super::state::{MAX_BATCH, Shared, WorkerReport};
-use crate::queue::flow::may_be_flow_child;
 use crate::queue::{Call, Leased, QueueError, Settle, SettleAction};
 
 /// A finished run on its way to the acker.
@@ -169,7 +168,7 @@ async fn flush<S: Send + Sync + 'static>(
 fn deliver_flows<S: Send + Sync + 'static>(shared: &Shared<S>, written: &[(Finished, bool)]) {
     let queues: HashSet<&str> = written
         .iter()
-        .filter(|(f, stale)| !stale && may_be_flow_child(&f.job.stored))
+        .filter(|(f, stale)| !stale && f.job.may_be_flow_child())
         .map(|(f, _)| f.job.queue.as_str())
         .collect();
     for queue in queues {
