@@ -321,3 +321,78 @@ async fn the_dead_set_is_capped_by_count_and_age_and_counts_evictions() {
     assert_eq!((s.dead, s.dead_evicted), (0, 8));
     assert!(dbsize(&c).await < 10, "nothing of the evicted jobs is left");
 }
+
+#[tokio::test]
+async fn lease_tokens_are_never_handed_out_twice_in_a_queue() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    c.enqueue_bulk((0..4).map(noop).collect()).await.unwrap();
+    let a = fetch(&c, 2, "w").await;
+    let b = fetch(&c, 2, "w").await;
+    let tokens: Vec<u64> = a.iter().chain(&b).map(|j| j.token).collect();
+    assert!(
+        tokens.windows(2).all(|t| t[1] == t[0] + 1),
+        "one sequence: {tokens:?}"
+    );
+    // A queue removed with its jobs and used again starts a sequence past the old one, so a
+    // worker that still holds a token of the old queue acks nothing of the new one.
+    c.remove_queue("default", true).await.unwrap();
+    c.enqueue(noop(9)).await.unwrap();
+    let again = fetch(&c, 1, "w").await;
+    assert!(
+        again[0].token > tokens[3],
+        "{} after {tokens:?}",
+        again[0].token
+    );
+    assert_eq!(
+        acked(c.ack("default", "w", &Call::new("ack"), &refs(&a)).await),
+        (0, 2)
+    );
+    assert_eq!(
+        acked(
+            c.ack("default", "w", &Call::new("ack"), &refs(&again))
+                .await
+        ),
+        (1, 0)
+    );
+}
+
+#[tokio::test]
+async fn an_in_flight_list_left_by_an_earlier_release_is_listed_counted_and_reaped() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    // An earlier release's worker leased two jobs into a list, then died.
+    c.enqueue_bulk((0..2).map(noop).collect()).await.unwrap();
+    let jobs = fetch(&c, 2, "gone").await;
+    let k = c.keys().queue("default");
+    let mut con = c.connection();
+    let stored: Vec<&[u8]> = jobs.iter().map(|j| j.stored.as_slice()).collect();
+    let _: () = redis::pipe()
+        .del(k.inflight("gone"))
+        .rpush(k.inflight("gone"), stored)
+        .zadd(k.leases(), "gone", 1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let page = c.list("default", JobState::Active, 0, 10).await.unwrap();
+    assert_eq!(page.jobs.len(), 2);
+    assert!(
+        page.jobs
+            .iter()
+            .all(|j| j.worker.as_deref() == Some("gone"))
+    );
+    let refused = c.remove_queue("default", false).await.unwrap_err();
+    assert!(refused.to_string().contains("2 jobs active"), "{refused}");
+    let reaped = c.reap("default", 100).await.unwrap();
+    assert_eq!(reaped.requeued, 2);
+    let again = fetch(&c, 2, "new").await;
+    assert_eq!(ids(&again), ids(&jobs));
+    assert!(again.iter().all(|j| j.attempt() == 2));
+    assert_eq!(
+        acked(
+            c.ack("default", "new", &Call::new("ack"), &refs(&again))
+                .await
+        ),
+        (2, 0)
+    );
+}
