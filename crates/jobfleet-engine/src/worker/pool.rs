@@ -57,17 +57,26 @@ impl<S: Send + Sync + 'static> Worker<S> {
 
         let (tx, rx) = mpsc::unbounded_channel::<Finished>();
         let acker = tokio::spawn(ack_loop(shared.clone(), rx));
-        let mut jobs = JoinSet::new();
-        // The fetcher is never dropped mid-call: a fetch whose reply was lost would leave its
-        // jobs leased to nobody until their leases expire. It stops at its next safe point.
-        let stopper = async {
-            shutdown.await;
-            tracing::info!("shutdown requested: no new jobs are taken");
-            shared.stop.cancel();
-        };
-        tokio::join!(stopper, fetch_loop(&shared, &tx, &mut jobs));
-        drain(&shared, &mut jobs).await;
-        drop(tx);
+        // The fetcher runs as a task of its own, on the runtime's worker threads with the job
+        // tasks it starts and the acker they report to, not in whatever future awaits `run`
+        // (a `block_on` on the main thread, in our binaries): every batch would otherwise cross
+        // threads several times, and the thread switches cost more than the jobs. It is never
+        // dropped mid-call (a fetch whose reply was lost would leave its jobs leased to nobody
+        // until their leases expire): it stops at its next safe point once `stop` is cancelled.
+        let fetcher = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                let mut jobs = JoinSet::new();
+                fetch_loop(&shared, &tx, &mut jobs).await;
+                drain(&shared, &mut jobs).await;
+            }
+        });
+        shutdown.await;
+        tracing::info!("shutdown requested: no new jobs are taken");
+        shared.stop.cancel();
+        if fetcher.await.is_err() {
+            tracing::error!("the fetcher task failed; its jobs are handed back below");
+        }
         if acker.await.is_err() {
             tracing::error!("the acker task failed; unsettled jobs are handed back below");
         }
