@@ -247,7 +247,7 @@ async fn fetch_batch<S: Send + Sync + 'static>(
     (leased, next_due, failed)
 }
 
-/// Hands back jobs that are in this worker's in-flight hashes but unknown to the process: the
+/// Hands back jobs that are in this worker's in-flight lists but unknown to the process: the
 /// reply of a fetch that leased them was lost. Runs on the fetcher's task, between fetches, so
 /// no fetch is half done; without it those jobs would be renewed forever and never run.
 async fn reconcile<S: Send + Sync + 'static>(shared: &Shared<S>) {
@@ -256,7 +256,7 @@ async fn reconcile<S: Send + Sync + 'static>(shared: &Shared<S>) {
         let stored = match w.client.inflight(&queue, &w.cfg.id).await {
             Ok(stored) => stored,
             Err(e) => {
-                tracing::warn!(queue, error = %e, "could not check the in-flight jobs");
+                tracing::warn!(queue, error = %e, "could not check the in-flight list");
                 continue;
             }
         };
@@ -265,15 +265,15 @@ async fn reconcile<S: Send + Sync + 'static>(shared: &Shared<S>) {
         }
         let orphans: Vec<Leased> = {
             let held = shared.held();
-            let known: HashSet<u64> = held
+            let known: HashSet<&[u8]> = held
                 .values()
                 .filter(|h| h.job.queue == queue)
-                .map(|h| h.job.token)
+                .map(|h| h.job.stored.as_slice())
                 .collect();
             stored
                 .into_iter()
-                .filter(|(token, _)| !known.contains(token))
-                .map(|(token, s)| Leased::new(&queue, &w.cfg.id, token, s))
+                .filter(|s| !known.contains(s.as_slice()))
+                .map(|s| Leased::new(&queue, &w.cfg.id, s))
                 .collect()
         };
         if orphans.is_empty() {

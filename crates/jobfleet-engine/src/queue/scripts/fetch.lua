@@ -2,22 +2,18 @@
 --
 -- KEYS[1] pending list of the default priority, KEYS[2] scheduled set, KEYS[3] retry set,
 -- KEYS[4] leases set, KEYS[5] paused flag, KEYS[6] stats hash, KEYS[7] this worker's in-flight
--- hash, KEYS[8] the queue's lease token sequence
+-- list
 -- ARGV[1] queue prefix, ARGV[2] now (ms), ARGV[3] max jobs to lease, ARGV[4] lease (ms, from the
 -- server's clock),
 -- ARGV[5] worker id, ARGV[6] max jobs to promote per set
 -- Returns {paused (0|1), next due time in ms of a scheduled or retry job (-1: none),
---          promoted count, the first leased job's token (0: none), then the leased jobs, whose
---          tokens follow from the first: first, first + 1, ...}.
+--          promoted count, then the leased jobs}.
 -- Jobs are taken from the most urgent pending list that has any (pending_lists in the prelude,
 -- KEYS[1] among them), so priorities are strict; a queue whose jobs all have the default
 -- priority pays two LPOPs of empty lists per call (three when the batch is not filled),
 -- whatever the batch size.
--- Leasing moves the jobs into the worker's in-flight hash, each under a lease token of its own,
--- and sets the worker's lease deadline in the leases set: a constant number of commands per
--- batch, whatever its size. Tokens are never handed out twice in a queue, so an ack that names
--- one finds the lease it was given for or nothing (fencing): the sequence starts from the
--- server's clock (ms x 1000), past every token of an earlier sequence removed with its queue. Promotion is
+-- Leasing moves the jobs into the worker's in-flight list and sets the worker's lease deadline
+-- in the leases set: a constant number of commands per batch, whatever its size. Promotion is
 -- bounded per call so that a backlog of millions of due jobs drains over many calls instead of
 -- one script that blocks Redis; the next due time lets an idle worker sleep exactly that long.
 local now = tonumber(ARGV[2])
@@ -45,10 +41,10 @@ for _, zkey in ipairs({KEYS[2], KEYS[3]}) do
 end
 
 if redis.call('EXISTS', KEYS[5]) == 1 then
-  return {1, next_due, promoted, 0}
+  return {1, next_due, promoted}
 end
 
-local out = {0, next_due, promoted, 0}
+local out = {0, next_due, promoted}
 local want, jobs = tonumber(ARGV[3]), nil
 for _, key in ipairs(pending_lists()) do
   local got = redis.call('LPOP', key, want)
@@ -63,19 +59,7 @@ for _, key in ipairs(pending_lists()) do
   end
 end
 if jobs then
-  local last = redis.call('INCRBY', KEYS[8], #jobs)
-  if last == #jobs then
-    last = server_now() * 1000 + #jobs
-    redis.call('SET', KEYS[8], string.format('%d', last))
-  end
-  local first = last - #jobs + 1
-  local fields = {}
-  for i, job in ipairs(jobs) do
-    fields[2 * i - 1] = string.format('%d', first + i - 1)
-    fields[2 * i] = job
-  end
-  chunked('HSET', KEYS[7], fields)
-  out[4] = first
+  chunked('RPUSH', KEYS[7], jobs)
   redis.call('ZADD', KEYS[4], server_now() + tonumber(ARGV[4]), ARGV[5])
   redis.call('DEL', reaped_key(ARGV[5]))
   count(KEYS[6], 'active', #jobs)

@@ -14,7 +14,6 @@
 -- An entry without a readable header goes to dead inside a valid header that gives the reason.
 -- A job of a flow that dies here reports its death to the flow's outbox (flow_end).
 -- The expired run is added to the job's history of attempts, like a failure settle records.
--- An in-flight list left by a worker of an earlier release is reaped like a hash (held_jobs).
 local now, ttl = server_now(), tonumber(ARGV[2])
 local keep = (now - tonumber(ARGV[4])) / 1000
 local keep_attempts = ARGV[6] == '1'
@@ -26,7 +25,7 @@ for _, worker in ipairs(expired) do
   -- own worker ids is shown as '?'.
   local name = (string.gsub(worker, '[^%w%-%._:]', '?'))
   local err = 'lease expired: worker ' .. name .. ' stopped renewing it'
-  for _, job in ipairs(held_jobs(key)) do
+  for _, job in ipairs(redis.call('LRANGE', key, 0, -1)) do
     local j = parse_job(job)
     if j then
       j.attempts = math.min(j.attempts + 1, MAX_U32)
