@@ -60,10 +60,12 @@ impl<S: Send + Sync + 'static> Worker<S> {
         // The fetcher runs as a task of its own, on the runtime's worker threads with the job
         // tasks it starts and the acker they report to, not in whatever future awaits `run`
         // (a `block_on` on the main thread, in our binaries): every batch would otherwise cross
-        // threads several times, and the thread switches cost more than the jobs. It is never
-        // dropped mid-call (a fetch whose reply was lost would leave its jobs leased to nobody
-        // until their leases expire): it stops at its next safe point once `stop` is cancelled.
-        let fetcher = tokio::spawn({
+        // threads several times. It is never dropped mid-call (a fetch whose reply was lost
+        // would leave its jobs leased to nobody until their leases expire): it stops at its next
+        // safe point once `stop` is cancelled. It is held in a JoinSet so that a caller who
+        // drops `run` stops it too, as it stopped when it ran inside `run`.
+        let mut fetcher = JoinSet::new();
+        fetcher.spawn({
             let shared = shared.clone();
             async move {
                 let mut jobs = JoinSet::new();
@@ -74,7 +76,7 @@ impl<S: Send + Sync + 'static> Worker<S> {
         shutdown.await;
         tracing::info!("shutdown requested: no new jobs are taken");
         shared.stop.cancel();
-        if fetcher.await.is_err() {
+        if let Some(Err(_)) = fetcher.join_next().await {
             tracing::error!("the fetcher task failed; its jobs are handed back below");
         }
         if acker.await.is_err() {
