@@ -321,3 +321,89 @@ async fn the_dead_set_is_capped_by_count_and_age_and_counts_evictions() {
     assert_eq!((s.dead, s.dead_evicted), (0, 8));
     assert!(dbsize(&c).await < 10, "nothing of the evicted jobs is left");
 }
+
+#[tokio::test]
+async fn a_lease_lost_with_the_last_writes_is_never_confused_with_a_new_one() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    c.enqueue_bulk((0..2).map(noop).collect()).await.unwrap();
+    let before = fetch(&c, 1, "w").await;
+    // A failover that loses the master's last writes: the promoted replica never saw the
+    // fetch, so the job is pending again and the worker holds nothing there, while the worker
+    // still holds the lease it was given before.
+    let k = c.keys().queue("default");
+    let mut con = c.connection();
+    let _: () = redis::pipe()
+        .del(k.inflight("w"))
+        .lpush(k.pending(), &before[0].stored)
+        .zrem(k.leases(), "w")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let after = fetch(&c, 2, "w").await;
+    assert_eq!(after.len(), 2);
+    assert_eq!(after[0].id(), before[0].id(), "the job is leased again");
+    assert!(
+        after.iter().all(|j| j.token > before[0].token),
+        "tokens only grow: {} then {:?}",
+        before[0].token,
+        after.iter().map(|j| j.token).collect::<Vec<_>>()
+    );
+    // The old lease's ack changes nothing; the new leases are intact and ack.
+    assert_eq!(
+        acked(
+            c.ack("default", "w", &Call::new("ack"), &refs(&before))
+                .await
+        ),
+        (0, 1)
+    );
+    let held: usize = con.hlen(k.inflight("w")).await.unwrap();
+    assert_eq!(held, 2);
+    assert_eq!(
+        acked(
+            c.ack("default", "w", &Call::new("ack"), &refs(&after))
+                .await
+        ),
+        (2, 0)
+    );
+}
+
+#[tokio::test]
+async fn an_in_flight_list_left_by_an_earlier_release_is_listed_counted_and_reaped() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    // An earlier release's worker leased two jobs into a list, then died.
+    c.enqueue_bulk((0..2).map(noop).collect()).await.unwrap();
+    let jobs = fetch(&c, 2, "gone").await;
+    let k = c.keys().queue("default");
+    let mut con = c.connection();
+    let stored: Vec<&[u8]> = jobs.iter().map(|j| j.stored.as_slice()).collect();
+    let _: () = redis::pipe()
+        .del(k.inflight("gone"))
+        .rpush(k.inflight("gone"), stored)
+        .zadd(k.leases(), "gone", 1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let page = c.list("default", JobState::Active, 0, 10).await.unwrap();
+    assert_eq!(page.jobs.len(), 2);
+    assert!(
+        page.jobs
+            .iter()
+            .all(|j| j.worker.as_deref() == Some("gone"))
+    );
+    let refused = c.remove_queue("default", false).await.unwrap_err();
+    assert!(refused.to_string().contains("2 jobs active"), "{refused}");
+    let reaped = c.reap("default", 100).await.unwrap();
+    assert_eq!(reaped.requeued, 2);
+    let again = fetch(&c, 2, "new").await;
+    assert_eq!(ids(&again), ids(&jobs));
+    assert!(again.iter().all(|j| j.attempt() == 2));
+    assert_eq!(
+        acked(
+            c.ack("default", "new", &Call::new("ack"), &refs(&again))
+                .await
+        ),
+        (2, 0)
+    );
+}

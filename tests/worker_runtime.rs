@@ -382,7 +382,7 @@ async fn a_job_taken_back_from_a_live_worker_and_leased_to_it_again_finishes_onc
 }
 
 #[tokio::test]
-async fn jobs_in_the_in_flight_list_unknown_to_the_worker_are_handed_back() {
+async fn jobs_in_flight_unknown_to_the_worker_are_handed_back() {
     use jobfleet::queue::payload::Header;
     let s = setup().await;
     let opts = WorkerOpts {
@@ -390,7 +390,8 @@ async fn jobs_in_the_in_flight_list_unknown_to_the_worker_are_handed_back() {
         ..WorkerOpts::default()
     };
     let w = start_worker(&s.client, s.registry.clone(), &s.url, opts);
-    // A fetch whose reply was lost: the job sits in the worker's list, the process never saw it.
+    // A fetch whose reply was lost: the job sits in the worker's in-flight hash under a token
+    // the process never saw.
     let env = json!({"id": "lost-reply", "kind": "probe", "queue": "default",
         "args": {"tag": "orphan"}, "max_attempts": 1, "created_at": 0});
     let header = Header {
@@ -400,7 +401,7 @@ async fn jobs_in_the_in_flight_list_unknown_to_the_worker_are_handed_back() {
     };
     let k = s.client.keys().queue("default");
     let _: () = redis::pipe()
-        .rpush(k.inflight(&w.id), header.encode(&env.to_string()))
+        .hset(k.inflight(&w.id), "7", header.encode(&env.to_string()))
         .hincr(k.stats(), "active", 1)
         .query_async(&mut s.client.connection())
         .await

@@ -245,8 +245,8 @@ impl RedisSettings {
 
 impl WorkerSettings {
     fn validate(&self) -> Result<(), ConfigError> {
-        // An ack removes a job from its worker's in-flight list with LREM, which scans that
-        // list: the bounds keep it short.
+        // A fetch leases up to concurrency + prefetch jobs in one script call, which blocks
+        // Redis while it runs: the bounds keep one call short.
         if self.concurrency == 0 || self.concurrency > 1_000 {
             return Err(invalid("worker.concurrency", "must be between 1 and 1000"));
         }

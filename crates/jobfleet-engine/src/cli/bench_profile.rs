@@ -134,8 +134,8 @@ pub(super) fn worker_line(before: f64, after: f64, jobs: usize, processes: usize
 
 /// Drives each path on its own on `queue` with `n` no-op jobs of `payload`'s args, fetching
 /// `batch` at a time and settling half a batch per call as a worker under load does, and adds
-/// a line per path to `out`. Each fetched batch goes to a fake worker of its own, so that each in-flight list
-/// holds one batch as a real worker's does; the bench's cleanup removes the queue with every
+/// a line per path to `out`. Each fetched batch goes to a fake worker of its own, so that each
+/// in-flight hash holds one batch as a real worker's does; the bench's cleanup removes the queue with every
 /// key they leave.
 pub(super) async fn paths(
     client: &QueueClient,

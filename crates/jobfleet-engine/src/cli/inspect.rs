@@ -334,7 +334,7 @@ pub async fn list_all<S: Send + Sync + 'static>(
             outln!()?;
         }
         let name = state.as_str();
-        // The counter of active jobs can trail the in-flight lists by a moment.
+        // The counter of active jobs can trail the in-flight hashes by a moment.
         let total = s.total.max(s.page.jobs.len() as u64);
         if s.page.jobs.is_empty() {
             outln!("{name}: no jobs")?;

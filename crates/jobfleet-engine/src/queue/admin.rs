@@ -128,8 +128,8 @@ impl Move {
 pub(super) enum Holder {
     /// The pending lists: each job is in the one of its own priority.
     Pending,
-    /// One list (a worker's in-flight list).
-    List,
+    /// A worker's in-flight hash (or the list an earlier release wrote).
+    InFlight,
     /// One sorted set (scheduled, retry or dead).
     Set,
 }
@@ -138,7 +138,7 @@ impl Holder {
     fn as_str(self) -> &'static str {
         match self {
             Holder::Pending => "pending",
-            Holder::List => "list",
+            Holder::InFlight => "inflight",
             Holder::Set => "zset",
         }
     }
@@ -151,7 +151,7 @@ pub(super) fn location(k: &QueueKeys, info: &JobInfo) -> (String, Holder) {
         JobState::Pending => (k.pending(), Holder::Pending),
         JobState::Active => (
             k.inflight(info.worker.as_deref().unwrap_or_default()),
-            Holder::List,
+            Holder::InFlight,
         ),
         JobState::Scheduled => (k.scheduled(), Holder::Set),
         JobState::Retry => (k.retry(), Holder::Set),

@@ -167,7 +167,7 @@ pub struct AckReport {
     /// Jobs this worker no longer held, so nothing was done to them.
     pub stale: u64,
     /// Positions (in the call's slice) of the jobs whose result was stale: the store no longer
-    /// had them in this worker's in-flight list, so nothing of them changed.
+    /// had them in this worker's in-flight hash, so nothing of them changed.
     pub stale_at: Vec<usize>,
 }
 
@@ -211,13 +211,16 @@ mod tests {
             unique: unique.into(),
             ..Header::default()
         };
-        Leased::new("q", "w", h.encode(body).into_bytes())
+        Leased::new("q", "w", 1, h.encode(body).into_bytes())
     }
 
     #[test]
     fn a_plain_jobs_ack_needs_no_extra() {
         assert_eq!(ack_extra(&leased(0, "", "{\"x\":1}")), "");
-        assert_eq!(ack_extra(&Leased::new("q", "w", b"garbage".to_vec())), "");
+        assert_eq!(
+            ack_extra(&Leased::new("q", "w", 1, b"garbage".to_vec())),
+            ""
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::connection::Connection;
 use super::envelope::Leased;
 use super::keys::{Keys, QueueKeys, validate_queue_name};
 use super::scripts::{Invocation, Scripts};
+use super::tokens::LeaseTokens;
 use super::{QueueError, Result, StoreSettings, bytes, int, now_ms};
 
 /// A handle on the queue store; cheap to clone, safe to share between tasks.
@@ -140,6 +141,8 @@ impl QueueClient {
     ) -> Result<Fetched> {
         let keys = self.queue(queue)?;
         let now = now_ms();
+        let max = max.max(1);
+        let first = LeaseTokens::process().reserve(max);
         let reply: Vec<Value> = self
             .scripts
             .fetch
@@ -152,10 +155,11 @@ impl QueueClient {
             .key(keys.inflight(worker))
             .arg(keys.prefix())
             .arg(now)
-            .arg(max.max(1))
+            .arg(max)
             .arg(lease_ms(lease))
             .arg(worker)
             .arg(self.settings.promote_batch)
+            .arg(first)
             .invoke_async(&mut self.con.clone())
             .await?;
         if reply.len() < 3 {
@@ -166,9 +170,9 @@ impl QueueClient {
         }
         let next_due = int(&reply[1], "fetch")?;
         // Jobs are read as bytes: one entry that is not UTF-8 must not fail the whole batch.
-        let jobs = reply[3..]
-            .iter()
-            .map(|v| Ok(Leased::new(queue, worker, bytes(v, "fetch")?)))
+        let jobs = (first..)
+            .zip(&reply[3..])
+            .map(|(token, v)| Ok(Leased::new(queue, worker, token, bytes(v, "fetch")?)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Fetched {
             paused: int(&reply[0], "fetch")? == 1,
@@ -205,7 +209,7 @@ impl QueueClient {
             .arg(REPLY_TTL_SECS)
             .arg(self.history_flag());
         for job in jobs {
-            inv.arg(&job.stored).arg(job.id()).arg(ack_extra(job));
+            inv.arg(job.token).arg(job.id()).arg(ack_extra(job));
         }
         let r: Vec<u64> = self.invoke_write(&inv, "ack").await?;
         if r.len() < 2 {
@@ -254,11 +258,15 @@ impl QueueClient {
             .arg(REPLY_TTL_SECS)
             .arg(self.history_flag());
         for s in jobs {
-            inv.arg(&s.job.stored)
-                .arg(s.action.as_str())
-                .arg(s.due_ms)
-                .arg(s.replacement(now))
-                .arg(s.job.id())
+            inv.arg(s.job.token).arg(s.action.as_str()).arg(s.due_ms);
+            // A snoozed or handed-back job is stored again as it was leased.
+            let new = s.replacement(now);
+            if new.is_empty() {
+                inv.arg(&s.job.stored);
+            } else {
+                inv.arg(new);
+            }
+            inv.arg(s.job.id())
                 .arg(s.job.unique())
                 .arg(s.attempt_entry(now, worker));
         }
@@ -298,15 +306,21 @@ impl QueueClient {
         Ok(u64::try_from(held).ok())
     }
 
-    /// The jobs a worker holds in one queue, exactly as stored.
-    pub async fn inflight(&self, queue: &str, worker: &str) -> Result<Vec<Vec<u8>>> {
+    /// The jobs a worker holds in one queue, exactly as stored, with their lease tokens. A
+    /// field that is no token of ours (written by someone else) is left out.
+    pub async fn inflight(&self, queue: &str, worker: &str) -> Result<Vec<(u64, Vec<u8>)>> {
         let keys = self.queue(queue)?;
-        Ok(redis::cmd("LRANGE")
+        let all: std::collections::HashMap<Vec<u8>, Vec<u8>> = redis::cmd("HGETALL")
             .arg(keys.inflight(worker))
-            .arg(0)
-            .arg(-1)
             .query_async(&mut self.con.clone())
-            .await?)
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(field, stored)| {
+                let token = std::str::from_utf8(&field).ok()?.parse().ok()?;
+                Some((token, stored))
+            })
+            .collect())
     }
 
     /// The scripts' switch of the history of failed attempts (`StoreSettings::attempt_history`).

@@ -192,9 +192,12 @@ pub struct Enqueued {
 pub struct Leased {
     /// The queue it was fetched from.
     pub queue: String,
-    /// The worker whose in-flight list holds the job. Together with `stored` it is the lease
-    /// token: every later state change applies only while the job is still in that list.
+    /// The worker whose in-flight hash holds the job.
     pub worker: String,
+    /// The job's lease token, its field in that hash (reserved by `fetch` from the process's
+    /// `LeaseTokens`, never twice): every later state change applies only while the token is
+    /// still there, which fences out a worker whose lease expired.
+    pub token: u64,
     /// The job exactly as stored: bytes, which anyone with access to Redis may have written.
     pub stored: Vec<u8>,
     /// The decoded header, or the reason it could not be decoded.
@@ -207,7 +210,7 @@ pub struct Leased {
 }
 
 impl Leased {
-    pub(crate) fn new(queue: &str, worker: &str, stored: Vec<u8>) -> Self {
+    pub(crate) fn new(queue: &str, worker: &str, token: u64, stored: Vec<u8>) -> Self {
         let (header, body_start) = match Header::decode(&stored) {
             Ok((h, body)) => (Ok(h), stored.len() - body.len()),
             Err(e) => (Err(e), stored.len()),
@@ -215,6 +218,7 @@ impl Leased {
         Self {
             queue: queue.to_owned(),
             worker: worker.to_owned(),
+            token,
             flow_child: super::payload::may_be_flow_child(&stored),
             stored,
             header,
@@ -265,7 +269,7 @@ pub enum JobState {
     Pending,
     /// Enqueued with a delay, in the scheduled set until due.
     Scheduled,
-    /// Leased to a worker, in that worker's in-flight list.
+    /// Leased to a worker, in that worker's in-flight hash.
     Active,
     /// Failed, in the retry set until its next attempt is due.
     Retry,
@@ -338,16 +342,16 @@ mod tests {
             id: "j1".into(),
             ..Header::default()
         };
-        let l = Leased::new("q", "w", h.encode("{\"x\":1}").into_bytes());
+        let l = Leased::new("q", "w", 1, h.encode("{\"x\":1}").into_bytes());
         assert_eq!(
             (l.id(), l.attempt(), l.body()),
             ("j1".to_owned(), 2, Ok("{\"x\":1}"))
         );
         let stored = h.encode_bytes(b"{\"x\":\"\xff\"}");
-        let not_utf8 = Leased::new("q", "w", stored.clone());
+        let not_utf8 = Leased::new("q", "w", 2, stored.clone());
         let at = stored.iter().position(|&b| b == 0xff).unwrap();
         assert_eq!(not_utf8.body(), Err(MalformedHeader::NotUtf8(at)));
-        let bad = Leased::new("q", "w", b"garbage".to_vec());
+        let bad = Leased::new("q", "w", 3, b"garbage".to_vec());
         assert!(bad.header.is_err() && bad.id().starts_with("undecodable-"));
         assert_eq!(bad.attempt(), 1);
     }

@@ -97,7 +97,7 @@ impl QueueClient {
     }
 
     /// Looks for a job in a queue's sorted sets (by `ZSCAN MATCH` on the header's id) and its
-    /// in-flight lists: the structures that are cheap to search.
+    /// in-flight hashes: the structures that are cheap to search.
     async fn find_outside_pending(&self, queue: &str, id: &str) -> Result<Option<JobInfo>> {
         let k = self.queue(queue)?;
         // An undecodable entry has no header to match, only the name derived from its bytes.
@@ -212,7 +212,7 @@ impl QueueClient {
         Ok(lo)
     }
 
-    /// Finds a job by id in one queue: the sorted sets by SCAN cursor, the in-flight lists,
+    /// Finds a job by id in one queue: the sorted sets by SCAN cursor, the in-flight hashes,
     /// then the pending lists. A miss is looked for once more, as in [`QueueClient::show`].
     pub(super) async fn find_in(&self, queue: &str, id: &str) -> Result<Option<JobInfo>> {
         self.find_in_queues(&[queue.to_owned()], id).await
@@ -220,7 +220,7 @@ impl QueueClient {
 
     /// Where the jobs `ids` of one queue are, in a few calls whatever their number: the
     /// completed history by `ZMSCORE`, each sorted set by one `ZSCAN` pass matching the ids'
-    /// common prefix (a schedule's tick jobs share theirs), and the in-flight lists. Pending is
+    /// common prefix (a schedule's tick jobs share theirs), and the in-flight hashes. Pending is
     /// not searched (that is `show`'s linear part): an id missing from the answer is pending,
     /// ended, or removed.
     pub async fn locate(&self, queue: &str, ids: &[String]) -> Result<HashMap<String, Located>> {
@@ -277,7 +277,7 @@ impl QueueClient {
     /// `find_in_pending`), so that a job in a small queue is not found only after a scan of
     /// a long one.
     ///
-    /// A pass is no snapshot: a job fetched from pending just after the in-flight lists were
+    /// A pass is no snapshot: a job fetched from pending just after the in-flight hashes were
     /// read is in neither place the pass looks next. So a miss is looked for once more; a
     /// job still stored is missed twice only if it moved at the wrong moment both times.
     pub async fn show(&self, id: &str) -> Result<JobInfo> {

@@ -11,7 +11,7 @@
 //! | `ns:{q}:scheduled`          | sorted set | stored job -> run time (ms), delayed, snoozed   |
 //! | `ns:{q}:retry`              | sorted set | stored job -> next attempt time (ms)            |
 //! | `ns:{q}:dead`               | sorted set | stored job -> time of death (ms)                |
-//! | `ns:{q}:inflight:<worker>`  | list       | stored jobs leased to one worker                |
+//! | `ns:{q}:inflight:<worker>`  | hash       | lease token -> stored job, leased to one worker |
 //! | `ns:{q}:leases`             | sorted set | worker id -> lease deadline (ms, Redis's clock) |
 //! | `ns:{q}:reaped:<worker>`    | string     | marks a worker whose jobs the reaper took back  |
 //! | `ns:{q}:reply:<worker>:<l>` | string     | "call id|reply" of a worker's last ack/settle   |
@@ -62,7 +62,7 @@ use std::fmt;
 
 use super::priority::Priority;
 
-/// Suffix of a worker's in-flight list, shared with the Lua prelude (`inflight_key`).
+/// Suffix of a worker's in-flight hash, shared with the Lua prelude (`inflight_key`).
 pub const INFLIGHT_SUFFIX: &str = "inflight:";
 /// Suffix of a unique-lock key, shared with the Lua prelude (`unique_key`).
 pub const UNIQUE_SUFFIX: &str = "unique:";
@@ -267,7 +267,8 @@ impl QueueKeys {
     pub fn leases(&self) -> String {
         self.key("leases")
     }
-    /// The jobs one worker holds.
+    /// The jobs one worker holds, by lease token (a list, written by an earlier release, is
+    /// still read: see `held_jobs` in the Lua prelude).
     pub fn inflight(&self, worker: &str) -> String {
         format!("{}{}{}", self.prefix, INFLIGHT_SUFFIX, worker)
     }

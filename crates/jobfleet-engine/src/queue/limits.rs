@@ -101,6 +101,7 @@ impl QueueClient {
             .arg(count)
             .arg(millis(window).max(1))
             .arg(millis(ask.recheck).max(1))
+            .arg(job.token)
             .invoke_async(&mut self.connection())
             .await?;
         Ok(match reply {

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::Result;
 use super::client::QueueClient;
+use super::connection::Connection;
 use super::envelope::{Envelope, JobState};
 use super::keys::QueueKeys;
 use super::payload::{Header, MalformedHeader, escape_bytes, undecodable_id};
@@ -133,6 +134,27 @@ pub struct Page {
     pub next_cursor: Option<u64>,
 }
 
+/// The jobs in a worker's in-flight key: a hash by lease token, or a list that a worker of an
+/// earlier release left (as `held_jobs` in the Lua prelude).
+pub(super) async fn held_jobs(con: &mut Connection, key: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let kind: String = redis::cmd("TYPE").arg(key).query_async(con).await?;
+    Ok(match kind.as_str() {
+        "hash" => con.hvals(key).await?,
+        "list" => con.lrange(key, 0, -1).await?,
+        _ => Vec::new(),
+    })
+}
+
+/// How many jobs a worker's in-flight key holds, of either kind (see `held_jobs`).
+pub(super) async fn held_count(con: &mut Connection, key: &[u8]) -> Result<u64> {
+    let kind: String = redis::cmd("TYPE").arg(key).query_async(con).await?;
+    Ok(match kind.as_str() {
+        "hash" => con.hlen(key).await?,
+        "list" => con.llen(key).await?,
+        _ => 0,
+    })
+}
+
 impl QueueClient {
     /// Every active job of a queue, by worker.
     pub(crate) async fn active_jobs(&self, queue: &str) -> Result<Vec<JobInfo>> {
@@ -142,7 +164,7 @@ impl QueueClient {
         let workers: Vec<Vec<u8>> = con.zrange(k.leases(), 0, -1).await?;
         let mut out = Vec::new();
         for w in workers {
-            let jobs: Vec<Vec<u8>> = con.lrange(k.inflight_bytes(&w), 0, -1).await?;
+            let jobs = held_jobs(&mut con, &k.inflight_bytes(&w)).await?;
             let name = String::from_utf8_lossy(&w);
             for stored in jobs {
                 let mut info = JobInfo::from_stored(queue, JobState::Active, stored, None);

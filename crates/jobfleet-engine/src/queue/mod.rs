@@ -10,8 +10,8 @@
 //!   ready to run, taken from the head of the most urgent non-empty list by `fetch`;
 //! - `scheduled`, a sorted set scored by due time (ms): delayed and snoozed jobs;
 //! - `retry`, a sorted set scored by due time (ms): jobs waiting for their next attempt;
-//! - `inflight:<worker>`, one list per worker: the jobs leased to it, with the worker's lease
-//!   deadline in the `leases` sorted set (scored by Redis's clock);
+//! - `inflight:<worker>`, one hash per worker: the jobs leased to it by lease token, with the
+//!   worker's lease deadline in the `leases` sorted set (scored by Redis's clock);
 //! - `dead`, a sorted set scored by time of death (ms), capped by age and count.
 //!
 //! Beside them: `stats` (lifetime counters) and `stats:<minute>` (per-minute counts),
@@ -28,9 +28,9 @@
 //! ```
 //!
 //! Every change of state moves that exact string from one structure to another inside one
-//! Lua script (`scripts`), which also keeps the counters; a worker's later calls apply only
-//! while the job is still in its in-flight list, which fences out a worker whose lease
-//! expired.
+//! Lua script (`scripts`), which also keeps the counters; a worker's later calls name the
+//! job's lease token and apply only while that token is still in its in-flight hash, which
+//! fences out a worker whose lease expired (a process never hands out a token twice: `tokens`).
 //!
 //! # The modules
 //!
@@ -64,6 +64,7 @@ pub mod remove;
 pub mod scripts;
 mod sentinel;
 pub mod target;
+pub mod tokens;
 pub mod workers;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

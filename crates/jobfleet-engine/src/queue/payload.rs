@@ -10,7 +10,7 @@
 //! priority is stored byte for byte as before priorities existed.
 //!
 //! The whole string is the job: it is what the pending list, the scheduled, retry and dead sets
-//! and a worker's in-flight list hold, so moving a job is moving one string, and no per-job hash
+//! and a worker's in-flight hash hold, so moving a job is moving one string, and no per-job hash
 //! is read or written on the hot path. `attempts` counts the runs that already ended in failure
 //! (or lost their worker); the run a worker starts is `attempts + 1`. The unique key and the
 //! error are length-prefixed so they may contain any byte. The Lua side of this format is

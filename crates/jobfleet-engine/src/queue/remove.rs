@@ -33,7 +33,7 @@ pub struct Removed {
     pub retry: u64,
     /// Dead jobs.
     pub dead: u64,
-    /// Jobs leased to workers (in their in-flight lists).
+    /// Jobs leased to workers (in their in-flight hashes).
     pub active: u64,
     /// The workers that held those jobs.
     pub workers: Vec<String>,
@@ -91,7 +91,7 @@ impl QueueClient {
         let mut holding = Vec::new();
         let mut active = 0;
         for w in workers {
-            let held: u64 = con.llen(k.inflight_bytes(&w)).await?;
+            let held = super::listing::held_count(&mut con, &k.inflight_bytes(&w)).await?;
             if held > 0 {
                 active += held;
                 holding.push(String::from_utf8_lossy(&w).into_owned());

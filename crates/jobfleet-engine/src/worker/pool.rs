@@ -249,7 +249,7 @@ async fn fetch_batch<S: Send + Sync + 'static>(
     (leased, next_due, failed)
 }
 
-/// Hands back jobs that are in this worker's in-flight lists but unknown to the process: the
+/// Hands back jobs that are in this worker's in-flight hashes but unknown to the process: the
 /// reply of a fetch that leased them was lost. Runs on the fetcher's task, between fetches, so
 /// no fetch is half done; without it those jobs would be renewed forever and never run.
 async fn reconcile<S: Send + Sync + 'static>(shared: &Shared<S>) {
@@ -258,7 +258,7 @@ async fn reconcile<S: Send + Sync + 'static>(shared: &Shared<S>) {
         let stored = match w.client.inflight(&queue, &w.cfg.id).await {
             Ok(stored) => stored,
             Err(e) => {
-                tracing::warn!(queue, error = %e, "could not check the in-flight list");
+                tracing::warn!(queue, error = %e, "could not check the in-flight jobs");
                 continue;
             }
         };
@@ -267,15 +267,15 @@ async fn reconcile<S: Send + Sync + 'static>(shared: &Shared<S>) {
         }
         let orphans: Vec<Leased> = {
             let held = shared.held();
-            let known: HashSet<&[u8]> = held
+            let known: HashSet<u64> = held
                 .values()
                 .filter(|h| h.job.queue == queue)
-                .map(|h| h.job.stored.as_slice())
+                .map(|h| h.job.token)
                 .collect();
             stored
                 .into_iter()
-                .filter(|s| !known.contains(s.as_slice()))
-                .map(|s| Leased::new(&queue, &w.cfg.id, s))
+                .filter(|(token, _)| !known.contains(token))
+                .map(|(token, s)| Leased::new(&queue, &w.cfg.id, token, s))
                 .collect()
         };
         if orphans.is_empty() {

@@ -33,7 +33,7 @@ pub struct WorkerReport {
     pub dead: u64,
     /// Jobs snoozed without counting an attempt.
     pub snoozed: u64,
-    /// Handed back to pending at shutdown, or found in the in-flight list unknown to the process.
+    /// Handed back to pending at shutdown, or found in flight unknown to the process.
     pub requeued: u64,
     /// Settlements ignored because the lease had moved on.
     pub stale: u64,

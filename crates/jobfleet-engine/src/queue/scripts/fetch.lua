@@ -2,18 +2,23 @@
 --
 -- KEYS[1] pending list of the default priority, KEYS[2] scheduled set, KEYS[3] retry set,
 -- KEYS[4] leases set, KEYS[5] paused flag, KEYS[6] stats hash, KEYS[7] this worker's in-flight
--- list
+-- hash
 -- ARGV[1] queue prefix, ARGV[2] now (ms), ARGV[3] max jobs to lease, ARGV[4] lease (ms, from the
 -- server's clock),
--- ARGV[5] worker id, ARGV[6] max jobs to promote per set
+-- ARGV[5] worker id, ARGV[6] max jobs to promote per set, ARGV[7] the first of the lease
+-- tokens the worker reserved for this call (ARGV[3] of them, below 2^53)
 -- Returns {paused (0|1), next due time in ms of a scheduled or retry job (-1: none),
---          promoted count, then the leased jobs}.
+--          promoted count, then the leased jobs, whose tokens are ARGV[7], ARGV[7] + 1, ...}.
 -- Jobs are taken from the most urgent pending list that has any (pending_lists in the prelude,
 -- KEYS[1] among them), so priorities are strict; a queue whose jobs all have the default
 -- priority pays two LPOPs of empty lists per call (three when the batch is not filled),
 -- whatever the batch size.
--- Leasing moves the jobs into the worker's in-flight list and sets the worker's lease deadline
--- in the leases set: a constant number of commands per batch, whatever its size. Promotion is
+-- Leasing moves the jobs into the worker's in-flight hash, each under a lease token of its own,
+-- and sets the worker's lease deadline in the leases set: a constant number of commands per
+-- batch, whatever its size. The tokens come from the worker's process, which never hands one out
+-- twice (see `LeaseTokens` in client.rs): a sequence kept here would go back with a failover that
+-- loses the last writes, and a worker could then ack another job's lease under an old token. So
+-- an ack that names a token finds the lease it was given for or nothing (fencing). Promotion is
 -- bounded per call so that a backlog of millions of due jobs drains over many calls instead of
 -- one script that blocks Redis; the next due time lets an idle worker sleep exactly that long.
 local now = tonumber(ARGV[2])
@@ -59,7 +64,14 @@ for _, key in ipairs(pending_lists()) do
   end
 end
 if jobs then
-  chunked('RPUSH', KEYS[7], jobs)
+  -- '%d' and not tostring: Lua 5.1 prints a number above 10^14 in exponent notation.
+  local first = tonumber(ARGV[7])
+  local fields = {}
+  for i, job in ipairs(jobs) do
+    fields[2 * i - 1] = string.format('%d', first + i - 1)
+    fields[2 * i] = job
+  end
+  chunked('HSET', KEYS[7], fields)
   redis.call('ZADD', KEYS[4], server_now() + tonumber(ARGV[4]), ARGV[5])
   redis.call('DEL', reaped_key(ARGV[5]))
   count(KEYS[6], 'active', #jobs)

@@ -1,6 +1,6 @@
 -- limit_take: asks a kind's fleet-wide limits whether a leased job may start now.
 --
--- KEYS[1] this worker's in-flight list, KEYS[2] leases set, KEYS[3] scheduled set,
+-- KEYS[1] this worker's in-flight hash, KEYS[2] leases set, KEYS[3] scheduled set,
 -- KEYS[4] stats hash, KEYS[5] the limit's running set ("<worker>|<job id>" -> start ms),
 -- KEYS[6] its starts set (one member per start -> start ms), KEYS[7] its reservations set
 -- (job id -> the time the job was told to come back), KEYS[8] its waiting set (stored jobs
@@ -8,7 +8,8 @@
 -- names
 -- ARGV[1] queue prefix, ARGV[2] the stored job as leased, ARGV[3] worker id, ARGV[4] job id,
 -- ARGV[5] limit name, ARGV[6] concurrency (0: none), ARGV[7] starts per window (0: none),
--- ARGV[8] window (ms), ARGV[9] how long a job waiting for a slot sleeps at most (ms)
+-- ARGV[8] window (ms), ARGV[9] how long a job waiting for a slot sleeps at most (ms),
+-- ARGV[10] the job's lease token
 -- Returns {outcome, ms}, times by the server's clock:
 --   {1, start}  granted: the job runs now, holding a running slot (with a concurrency) and
 --               counted as a start (with a rate)
@@ -17,7 +18,7 @@
 --               because the holder died, until `due`, when it asks again
 --   {3, due}    the window's starts are used up: the job waits in the scheduled set until
 --               `due`, the time a start is free for it
---   {0, 0}      the job is no longer in this worker's in-flight list (its lease was lost)
+--   {0, 0}      the job is no longer in this worker's in-flight hash (its lease was lost)
 -- A waiting job is snoozed, not failed: its attempt is not used. A slot belongs to a worker's
 -- lease: a member whose worker no longer holds a live lease in KEYS[2] is a dead holder, and
 -- is dropped here, so a slot is never leaked by a worker that died. Starts are checked
@@ -26,14 +27,15 @@
 local now = server_now()
 local job, worker, id, name = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local conc, n, window = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-if not redis.call('LPOS', KEYS[1], job) then return {0, 0} end
+local token = ARGV[10]
+if redis.call('HEXISTS', KEYS[1], token) == 0 then return {0, 0} end
 redis.call('SADD', KEYS[9], name)
 
--- Moves the job from the in-flight list to the scheduled set, due at `due`.
+-- Moves the job from the in-flight hash to the scheduled set, due at `due`.
 local function wait_until(due)
-  redis.call('LREM', KEYS[1], 1, job)
+  redis.call('HDEL', KEYS[1], token)
   redis.call('ZADD', KEYS[3], due, job)
-  if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], worker) end
+  if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], worker) end
   count(KEYS[4], 'active', -1)
 end
 

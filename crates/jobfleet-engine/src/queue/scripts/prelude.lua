@@ -13,6 +13,37 @@
 local prefix = ARGV[1]
 
 local function inflight_key(worker) return prefix .. 'inflight:' .. worker end
+
+-- A worker's in-flight key is a hash of lease token -> stored job (the worker's process
+-- reserves the tokens for each fetch.lua call), so that ack and settle remove a job in O(1) whatever the number it holds. A worker
+-- of an earlier release held its jobs in a list under the same name; the readers that may meet
+-- one it left behind (the reaper, remove, an operator's move) accept both.
+local function held_jobs(key)
+  local t = redis.call('TYPE', key)['ok']
+  if t == 'hash' then return redis.call('HVALS', key) end
+  if t == 'list' then return redis.call('LRANGE', key, 0, -1) end
+  return {}
+end
+
+local function held_count(key)
+  local t = redis.call('TYPE', key)['ok']
+  if t == 'hash' then return redis.call('HLEN', key) end
+  if t == 'list' then return redis.call('LLEN', key) end
+  return 0
+end
+
+-- Takes one exact stored job out of an in-flight key of either kind; returns 1 when it was
+-- there. A hash is searched by value: only an operator's move asks, never a worker's path.
+local function take_held(key, job)
+  local t = redis.call('TYPE', key)['ok']
+  if t == 'list' then return redis.call('LREM', key, 1, job) end
+  if t ~= 'hash' then return 0 end
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    if all[i + 1] == job then return redis.call('HDEL', key, all[i]) end
+  end
+  return 0
+end
 local function reaped_key(worker) return prefix .. 'reaped:' .. worker end
 local function reply_key(worker, lane) return prefix .. 'reply:' .. worker .. ':' .. lane end
 

@@ -14,6 +14,7 @@
 -- An entry without a readable header goes to dead inside a valid header that gives the reason.
 -- A job of a flow that dies here reports its death to the flow's outbox (flow_end).
 -- The expired run is added to the job's history of attempts, like a failure settle records.
+-- An in-flight list left by a worker of an earlier release is reaped like a hash (held_jobs).
 local now, ttl = server_now(), tonumber(ARGV[2])
 local keep = (now - tonumber(ARGV[4])) / 1000
 local keep_attempts = ARGV[6] == '1'
@@ -25,7 +26,7 @@ for _, worker in ipairs(expired) do
   -- own worker ids is shown as '?'.
   local name = (string.gsub(worker, '[^%w%-%._:]', '?'))
   local err = 'lease expired: worker ' .. name .. ' stopped renewing it'
-  for _, job in ipairs(redis.call('LRANGE', key, 0, -1)) do
+  for _, job in ipairs(held_jobs(key)) do
     local j = parse_job(job)
     if j then
       j.attempts = math.min(j.attempts + 1, MAX_U32)
@@ -48,7 +49,7 @@ for _, worker in ipairs(expired) do
       dead[#dead + 1] = build_job({attempts = 1, max = 1,
         id = 'undecodable-' .. string.sub(redis.sha1hex(job), 1, 16), failed = now, uniq = '',
         err = 'undecodable payload: malformed job header (found by the reaper in the ' ..
-          'in-flight list of worker ' .. name .. ')', body = '\n' .. job})
+          'in-flight jobs of worker ' .. name .. ')', body = '\n' .. job})
     end
   end
   redis.call('DEL', key)

@@ -7,7 +7,7 @@
 -- KEYS[5] leases set
 -- ARGV[1] queue prefix, ARGV[2] force (1) or not (0)
 -- Returns {removed (0|1), pending, scheduled, retry, dead, active, keys unlinked}: the jobs the
--- queue held at that moment. Without force and with any job, nothing is removed. The in-flight lists of
+-- queue held at that moment. Without force and with any job, nothing is removed. The in-flight hashes of
 -- the workers in the leases set are removed with the rest; the other keys of the queue (stats,
 -- ticks, unique locks, ...) hold no jobs and are removed by the caller afterwards. UNLINK frees
 -- big lists in the background instead of blocking the server.
@@ -20,7 +20,7 @@ local lists = {}
 local active = 0
 for _, worker in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
   local key = inflight_key(worker)
-  active = active + redis.call('LLEN', key)
+  active = active + held_count(key)
   lists[#lists + 1] = key
 end
 if ARGV[2] ~= '1' and pending + scheduled + retry + dead + active > 0 then

@@ -1,9 +1,9 @@
 -- replace: an operator's move of exact stored jobs: retry from dead, run now, kill, or delete.
 --
--- KEYS[1] the list or set the jobs are in (scheduled, retry, dead, an in-flight list, or the
+-- KEYS[1] the key the jobs are in (scheduled, retry, dead, a worker's in-flight key, or the
 -- default pending list standing for every level's), KEYS[2] pending list of the default
 -- priority, KEYS[3] stats hash, KEYS[4] dead set
--- ARGV[1] queue prefix, ARGV[2] 'list' or 'zset' (the type of KEYS[1]), or 'pending' (each job
+-- ARGV[1] queue prefix, ARGV[2] 'inflight' or 'zset' (what KEYS[1] is), or 'pending' (each job
 -- is in the pending list of its own priority), ARGV[3] action ('pending': move to the tail of
 -- its priority's pending list; 'dead': move to the dead set, scored ARGV[4]; 'delete':
 -- remove), ARGV[4] now (ms), then 4 values per job:
@@ -19,8 +19,8 @@ for i = 5, #ARGV, 4 do
   local removed
   if kind == 'pending' then
     removed = redis.call('LREM', pending_key(job), 1, job)
-  elseif kind == 'list' then
-    removed = redis.call('LREM', KEYS[1], 1, job)
+  elseif kind == 'inflight' then
+    removed = take_held(KEYS[1], job)
   else
     removed = redis.call('ZREM', KEYS[1], job)
   end
@@ -44,7 +44,7 @@ end
 push_pending(push)
 chunked('ZADD', KEYS[4], dead)
 count(KEYS[3], 'dead', #dead / 2)
--- An operator taking a job from a worker's in-flight list makes it no longer active.
-if kind == 'list' and KEYS[1] ~= KEYS[2] then redis.call('HINCRBY', KEYS[3], 'active', -moved) end
+-- An operator taking a job from a worker's in-flight hash makes it no longer active.
+if kind == 'inflight' then redis.call('HINCRBY', KEYS[3], 'active', -moved) end
 wake(#push)
 return moved

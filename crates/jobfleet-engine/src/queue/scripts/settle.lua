@@ -1,6 +1,6 @@
 -- settle: every outcome of a leased job other than success, for a batch of jobs.
 --
--- KEYS[1] the worker's in-flight list, KEYS[2] leases set, KEYS[3] pending list of the default
+-- KEYS[1] the worker's in-flight hash, KEYS[2] leases set, KEYS[3] pending list of the default
 -- priority (a job goes to the pending list of its own priority: pending_key in the prelude),
 -- KEYS[4] scheduled set, KEYS[5] retry set, KEYS[6] dead set, KEYS[7] stats hash
 -- ARGV[1] queue prefix, ARGV[2] now (ms), ARGV[3] TTL of per-minute stats (s),
@@ -8,8 +8,9 @@
 -- ARGV[6] worker id, ARGV[7] lane (`settle` or `requeue`) and ARGV[8] call id, ARGV[9] how
 -- long the reply is remembered (s; see `remembered` in the prelude), ARGV[10] '1' to keep the
 -- history of failed attempts, '0' not to, then 7 values per job:
---   the stored job as leased, action, due time (ms), the job to store instead ('' to keep it),
---   id, unique key, the entry of its history of attempts ('' for none; see calls.rs)
+--   its lease token (from fetch.lua), action, due time (ms), the job to store (the updated
+--   header for a retry or a kill, the job as leased for a snooze or a hand-back), id, unique
+--   key, the entry of its history of attempts ('' for none; see calls.rs)
 -- Actions:
 --   retry   a failed attempt: the updated job (attempts + 1, error) to the retry set at the due
 --           time, or straight to pending when already due
@@ -20,7 +21,8 @@
 -- Returns {retried, snoozed, requeued, killed, stale, evicted by age, evicted by count, then the
 -- 1-based positions of the stale jobs among the call's jobs}.
 -- A killed job of a flow reports its death to the flow's outbox (flow_end in the prelude).
--- Every job is fenced like in ack.lua: only a job still in this worker's in-flight list moves.
+-- Every job is fenced like in ack.lua: only a token still in this worker's in-flight hash moves,
+-- and the job it held is never read: what is stored comes from the caller.
 -- A retried or killed job's failure is added to its history of attempts (`attempts:<id>`),
 -- kept as long as a dead job is, unless ARGV[10] turns the history off. The entry comes
 -- written from the caller, which knows what the header it stores instead says, so that the
@@ -34,9 +36,8 @@ local again = remembered(ARGV[6], ARGV[7], ARGV[8])
 if again then return again end
 local stale_at = {}
 for i = 11, #ARGV, 7 do
-  local job, action, due, new = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-  if new == '' then new = job end
-  if n[action] == nil or redis.call('LREM', KEYS[1], 1, job) == 0 then
+  local token, action, due, new = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+  if n[action] == nil or redis.call('HDEL', KEYS[1], token) == 0 then
     stale_at[#stale_at + 1] = (i - 11) / 7 + 1
   else
     n[action] = n[action] + 1
@@ -45,7 +46,7 @@ for i = 11, #ARGV, 7 do
       add_attempt(ARGV[i + 4], entry, keep)
     end
     if action == 'requeue' then
-      front[#front + 1] = job
+      front[#front + 1] = new
     elseif action == 'kill' then
       redis.call('ZADD', KEYS[6], now, new)
       end_unique(ARGV[i + 5], ARGV[i + 4])
@@ -61,7 +62,7 @@ for i = 11, #ARGV, 7 do
     end
   end
 end
-if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[6]) end
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[6]) end
 push_pending(ready)
 push_pending(front, true)
 chunked('ZADD', KEYS[5], retry)
