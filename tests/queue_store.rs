@@ -407,3 +407,37 @@ async fn an_in_flight_list_left_by_an_earlier_release_is_listed_counted_and_reap
         (2, 0)
     );
 }
+
+#[tokio::test]
+async fn a_job_that_succeeds_after_a_failure_leaves_no_history_of_attempts() {
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    c.enqueue(noop(1)).await.unwrap();
+    let first = fetch(&c, 1, "w").await;
+    let id = first[0].id();
+    c.settle(
+        "default",
+        "w",
+        &Call::new("settle"),
+        &[settle(&first[0], SettleAction::Retry, 0)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.attempts("default", &id).await.unwrap().len(), 1);
+    let again = fetch(&c, 1, "w").await;
+    assert_eq!((again[0].id(), again[0].attempt()), (id.clone(), 2));
+    assert_eq!(
+        acked(
+            c.ack("default", "w", &Call::new("ack"), &refs(&again))
+                .await
+        ),
+        (1, 0)
+    );
+    assert!(c.attempts("default", &id).await.unwrap().is_empty());
+    assert!(
+        !c.connection()
+            .exists::<_, bool>(c.keys().queue("default").attempts(&id))
+            .await
+            .unwrap()
+    );
+}

@@ -27,13 +27,17 @@ local function finish(job, id, extra)
   if not flags then return end
   if string.find(flags, 'u', 1, true) then end_unique(uniq, id) end
   if string.find(flags, 'f', 1, true) then flow_end(job, 'succeeded', now) end
-  if keep_attempts and string.find(flags, 'a', 1, true) then forget_attempts(job) end
+  -- `a` is set only for a job whose header gives this id and a failed attempt (ack_extra), so
+  -- the history is found by the id alone, without reading the job.
+  if keep_attempts and string.find(flags, 'a', 1, true) then
+    redis.call('DEL', attempts_key(id))
+  end
 end
--- Only a flow's outbox and the history of attempts want the stored job; a unique lock is
--- released by its key and id alone.
+-- Only a flow's outbox wants the stored job; a unique lock and the history of attempts are
+-- found by the job's id.
 local function wants_job(extra)
   local flags = string.match(extra, '^(%l*)|')
-  return flags ~= nil and string.find(flags, '[af]') ~= nil
+  return flags ~= nil and string.find(flags, 'f', 1, true) ~= nil
 end
 for i = 9, #ARGV, 3 do
   local token, extra = ARGV[i], ARGV[i + 2]
