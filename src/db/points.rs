@@ -112,38 +112,26 @@ const SUMS: &str = r#"
 /// below the last one folded can still appear. The triggers of the migration
 /// `20261203000001_leaderboard_incremental.sql` add the user ids of each insert into
 /// `points_transactions` (and of each new user, who gets a zero ledger) to the list in the
-/// writer's transaction. The fold deletes the rows it can see and sums those users'
-/// transactions in one statement, so in one snapshot: a listed user's transactions are
-/// visible whenever the row that lists them is (they commit together), and a writer that has
-/// not committed yet keeps its row for the next fold. The list has no unique key, so writers
-/// never wait for each other on it; a user listed twice is folded once. A one-row state of
-/// folded id ranges would also be exact, but must keep the gaps of uncommitted ids until the
-/// transaction horizon passes them; the list needs no such bookkeeping.
+/// writer's transaction, so a listed user's transactions are visible whenever the row that
+/// lists them is (they commit together). The fold deletes the rows it can see, then sums
+/// those users' transactions in a later statement, whose snapshot sees at least as much; a
+/// writer that has not committed yet keeps its row for the next fold. The list has no unique
+/// key, so writers never wait for each other on it; a user listed twice is folded once.
+/// A one-row state of folded id ranges would also be exact, but must keep the gaps of
+/// uncommitted ids until the transaction horizon passes them; the list needs no such
+/// bookkeeping.
 pub async fn fold_ledgers(pool: &PgPool, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    let sql = format!(
-        "WITH dirty AS (DELETE FROM points_ledger_dirty RETURNING user_id),
-              targets AS (SELECT id FROM users WHERE id IN (SELECT user_id FROM dirty)),
-              sums AS ({SUMS} WHERE user_id IN (SELECT id FROM targets) GROUP BY user_id)
-         {UPSERT_LEDGERS}"
-    );
-    write_ledgers(pool, &sql, now).await
+    write_ledgers(pool, now, false).await
 }
 
 /// Recomputes every user's ledger from all the transactions, the repair for a ledger that was
 /// changed by hand or a dirty list that lost rows (job args `{"full": true}`). It empties the
-/// dirty list in the same statement, so what it removes is folded here. Returns how many
-/// ledger rows changed.
+/// dirty list first, so what it removes is folded here. Returns how many ledger rows changed.
 pub async fn rebuild_ledgers(pool: &PgPool, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    let sql = format!(
-        "WITH cleared AS (DELETE FROM points_ledger_dirty),
-              targets AS (SELECT id FROM users),
-              sums AS ({SUMS} GROUP BY user_id)
-         {UPSERT_LEDGERS}"
-    );
-    write_ledgers(pool, &sql, now).await
+    write_ledgers(pool, now, true).await
 }
 
-async fn write_ledgers(pool: &PgPool, sql: &str, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+async fn write_ledgers(pool: &PgPool, now: DateTime<Utc>, full: bool) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // Two folds at once could each sum a user from its own snapshot, and the older one could
     // commit last; taking turns makes the later fold see everything the earlier one wrote
@@ -151,11 +139,40 @@ async fn write_ledgers(pool: &PgPool, sql: &str, now: DateTime<Utc>) -> Result<u
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('jobfleet:points_ledgers'))")
         .execute(&mut *tx)
         .await?;
-    let changed = sqlx::query(sql)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let mut dirty: Vec<i64> =
+        sqlx::query_scalar("DELETE FROM points_ledger_dirty RETURNING user_id")
+            .fetch_all(&mut *tx)
+            .await?;
+    let changed = if full {
+        let sql = format!(
+            "WITH targets AS (SELECT id FROM users), sums AS ({SUMS} GROUP BY user_id)
+             {UPSERT_LEDGERS}"
+        );
+        sqlx::query(&sql)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+    } else if dirty.is_empty() {
+        0
+    } else {
+        dirty.sort_unstable();
+        dirty.dedup();
+        // The ids are passed in rather than read from the list in this statement: the planner
+        // then knows how many there are (the list's statistics are of whenever it was last
+        // analysed) and reads a few thousand users through the index, not the whole table.
+        let sql = format!(
+            "WITH targets AS (SELECT id FROM users WHERE id = ANY($2)),
+                  sums AS ({SUMS} WHERE user_id = ANY($2) GROUP BY user_id)
+             {UPSERT_LEDGERS}"
+        );
+        sqlx::query(&sql)
+            .bind(now)
+            .bind(&dirty)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+    };
     if changed > 0 {
         // The all-time board is built from the ledgers: a new generation tells it to rebuild.
         sqlx::query("UPDATE points_ledger_state SET generation = generation + 1")
@@ -273,8 +290,12 @@ async fn build_board(
              GROUP BY user_id"
         }
     };
-    // The checks come from the parent; the indexes are built after the fill, which is faster
-    // than keeping them up row by row, and ATTACH adopts them as the parent's.
+    // The ranking sorts every entry; in memory rather than in files on disk.
+    sqlx::query("SET LOCAL work_mem = '64MB'")
+        .execute(&mut *tx)
+        .await?;
+    // The checks come from the parent; the keys are the partition's own (see the migration)
+    // and are built after the fill, which is faster than keeping them up row by row.
     sqlx::query(&format!(
         r#"CREATE TABLE "{next}" (LIKE leaderboard_entries INCLUDING CONSTRAINTS)"#
     ))
@@ -294,8 +315,8 @@ async fn build_board(
     // The CHECK matching the partition bound lets ATTACH skip scanning the table for it.
     sqlx::query(&format!(
         r#"ALTER TABLE "{next}"
-             ADD CONSTRAINT "{next}_pkey" PRIMARY KEY (period, position),
-             ADD CONSTRAINT "{next}_user" UNIQUE (period, user_id),
+             ADD CONSTRAINT "{next}_pkey" PRIMARY KEY (position),
+             ADD CONSTRAINT "{next}_user" UNIQUE (user_id),
              ADD CONSTRAINT leaderboard_entries_bound CHECK (period = '{name}')"#
     ))
     .execute(&mut *tx)
@@ -307,7 +328,7 @@ async fn build_board(
         format!(r#"ALTER TABLE "{next}" RENAME TO "{table}""#),
         format!(r#"ALTER TABLE "{table}" RENAME CONSTRAINT "{next}_pkey" TO "{table}_pkey""#),
         format!(
-            r#"ALTER TABLE "{table}" RENAME CONSTRAINT "{next}_user" TO "{table}_period_user_id_key""#
+            r#"ALTER TABLE "{table}" RENAME CONSTRAINT "{next}_user" TO "{table}_user_id_key""#
         ),
         format!(
             r#"ALTER TABLE leaderboard_entries ATTACH PARTITION "{table}" FOR VALUES IN ('{name}')"#
