@@ -322,7 +322,12 @@ async fn build_board(
     .execute(&mut *tx)
     .await?;
     // The swap. Dropping the old partition locks the whole of leaderboard_entries until
-    // commit, so it comes last, after the slow part, and readers wait milliseconds.
+    // commit, so it comes last, after the slow part, and readers wait milliseconds. While the
+    // drop waits for a long reader, readers that come after queue behind it; the timeout fails
+    // the attempt (the job is retried) instead of stalling them.
+    sqlx::query("SET LOCAL lock_timeout = '5s'")
+        .execute(&mut *tx)
+        .await?;
     for step in [
         format!(r#"DROP TABLE IF EXISTS "{table}""#),
         format!(r#"ALTER TABLE "{next}" RENAME TO "{table}""#),
