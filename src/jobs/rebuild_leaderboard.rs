@@ -1,9 +1,20 @@
-//! `rebuild_leaderboard`: recomputes the points ledgers and one leaderboard.
+//! `rebuild_leaderboard`: folds new points transactions into the ledgers and refreshes one
+//! leaderboard.
 //!
-//! Args: `{"period": "all-time" | "current-week" | "previous-week" | "YYYY-Www"}`; relative
-//! weeks are resolved against the time the job was enqueued (its tick). Idempotent:
-//! the ledgers are recomputed from the append-only transactions (unchanged rows are not
-//! written), and the board is replaced in one transaction under an advisory lock.
+//! Args: `{"period": "all-time" | "current-week" | "previous-week" | "YYYY-Www", "full":
+//! false}`; relative weeks are resolved against the time the job was enqueued (its tick).
+//!
+//! A run recomputes only the ledgers of users with transactions since the last run (the
+//! `points_ledger_dirty` list the insert triggers keep, see `db::points::fold_ledgers`), then
+//! rebuilds the board unless its inputs are unchanged since it was last built. With `"full":
+//! true` it is the repair: every ledger is recomputed from all the transactions and the board
+//! is rebuilt regardless, for a ledger row changed by hand or after restoring a backup.
+//! Operators run it with `jobfleet enqueue rebuild_leaderboard --args '{"full":true}'` or in the
+//! foreground with `jobfleet run rebuild_leaderboard --args '{"full":true}'`.
+//!
+//! Idempotent: the ledgers are recomputed from the append-only transactions under an advisory
+//! lock (unchanged rows are not written), and the board is swapped in whole in one transaction
+//! under that period's advisory lock.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +27,9 @@ use crate::job::{Job, JobArgs, JobContext, JobError};
 pub struct RebuildLeaderboard {
     #[serde(default = "all_time")]
     pub period: String,
+    /// Recompute every ledger and rebuild the board even if nothing changed: the repair.
+    #[serde(default)]
+    pub full: bool,
 }
 
 fn all_time() -> String {
@@ -31,13 +45,31 @@ impl Job<Resources> for RebuildLeaderboard {
         let now = chrono::Utc::now();
         let period = Period::parse(&self.period, ctx.enqueued_at).map_err(JobError::fatal)?;
         let pool = &ctx.state().db;
-        let changed = points::rebuild_ledgers(pool, now)
-            .await
-            .map_err(JobError::retry)?;
-        let entries = points::rebuild_board(pool, &period, now)
-            .await
-            .map_err(JobError::retry)?;
-        tracing::info!(period = %period.name(), ledgers_changed = changed, entries, "leaderboard rebuilt");
+        let changed = if self.full {
+            points::rebuild_ledgers(pool, now).await
+        } else {
+            points::fold_ledgers(pool, now).await
+        }
+        .map_err(JobError::retry)?;
+        let board = if self.full {
+            points::rebuild_board(pool, &period, now)
+                .await
+                .map(|entries| points::BoardBuild {
+                    entries,
+                    skipped: false,
+                })
+        } else {
+            points::refresh_board(pool, &period, now).await
+        }
+        .map_err(JobError::retry)?;
+        tracing::info!(
+            period = %period.name(),
+            full = self.full,
+            ledgers_changed = changed,
+            entries = board.entries,
+            board_skipped = board.skipped,
+            "leaderboard rebuilt"
+        );
         Ok(())
     }
 }
