@@ -236,8 +236,11 @@ async fn build_board(
     );
     let next = format!("{table}_next");
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('jobfleet:leaderboard:' || $1))")
-        .bind(&name)
+    // One lock for every board, not one per period: each build holds a lock on the parent
+    // table from `CREATE TABLE ... LIKE` on and then needs it alone to drop its old
+    // partition, so two periods built at once (the hourly and the weekly board both start at
+    // Monday 00:00) would deadlock. A build takes a fraction of a second; they take turns.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('jobfleet:leaderboards'))")
         .execute(&mut *tx)
         .await?;
     // Read before the board, so that inputs changed in between make the next run build again

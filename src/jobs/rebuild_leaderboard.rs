@@ -14,7 +14,7 @@
 //!
 //! Idempotent: the ledgers are recomputed from the append-only transactions under an advisory
 //! lock (unchanged rows are not written), and the board is swapped in whole in one transaction
-//! under that period's advisory lock.
+//! under the boards' advisory lock (one for every period, so that two builds never deadlock).
 
 use serde::{Deserialize, Serialize};
 

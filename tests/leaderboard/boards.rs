@@ -227,3 +227,27 @@ async fn the_migration_keeps_existing_ledgers_and_boards(pool: PgPool) {
         [(1, 1, 2, 70), (2, 2, 3, 50), (3, 3, 1, 30)]
     );
 }
+
+#[sqlx::test]
+async fn boards_of_different_periods_build_at_once(pool: PgPool) {
+    // The scheduler starts the hourly all-time board and the weekly board at the same minute
+    // (Monday 00:00), and each build swaps a partition of the same table.
+    users(&pool, 300).await;
+    let now = Utc.with_ymd_and_hms(2026, 11, 18, 12, 0, 0).unwrap(); // in ISO week 47
+    sqlx::query("INSERT INTO points_transactions (user_id, kind, amount, reason, created_at) SELECT id, 'EARNED', id % 7 + 1, 'seed', $1 FROM users")
+        .bind(now)
+        .execute(&pool)
+        .await
+        .unwrap();
+    fold_ledgers(&pool, now).await.unwrap();
+    let week = Period::parse("2026-W47", now).unwrap();
+    for _ in 0..15 {
+        let (a, b) = tokio::join!(
+            jobfleet::db::points::rebuild_board(&pool, &Period::AllTime, now),
+            jobfleet::db::points::rebuild_board(&pool, &week, now),
+        );
+        assert_eq!((a.unwrap(), b.unwrap()), (300, 300));
+    }
+    assert_eq!(board(&pool, "all-time").await.len(), 300);
+    assert_eq!(board(&pool, "2026-W47").await.len(), 300);
+}
