@@ -441,3 +441,36 @@ async fn a_job_that_succeeds_after_a_failure_leaves_no_history_of_attempts() {
             .unwrap()
     );
 }
+
+#[tokio::test]
+async fn a_fetch_sent_again_after_its_first_run_leased_jobs_leases_nothing_and_loses_nothing() {
+    use jobfleet::queue::tokens::LeaseTokens;
+    let redis = TestRedis::start();
+    let c = client(&redis.url()).await;
+    c.enqueue_bulk((0..2).map(noop).collect()).await.unwrap();
+    // The first run of a call leased a job under the call's first token and its reply was
+    // lost; the client sends the same call (the same tokens) again. Tests run one per
+    // process, so the next fetch reserves the token right after this one.
+    let next = LeaseTokens::process().reserve(1) + 1;
+    let k = c.keys().queue("default");
+    let mut con = c.connection();
+    let _: () = con
+        .hset(k.inflight("w"), next.to_string(), "the first run's job")
+        .await
+        .unwrap();
+    let err = c
+        .fetch("default", 2, LEASE, "w")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sent again"), "{err}");
+    let first_run: Option<String> = con.hget(k.inflight("w"), next.to_string()).await.unwrap();
+    assert_eq!(first_run.as_deref(), Some("the first run's job"));
+    assert_eq!(
+        c.stats("default").await.unwrap().pending,
+        2,
+        "nothing leased"
+    );
+    // A new call has tokens of its own and leases as usual.
+    assert_eq!(fetch(&c, 2, "w").await.len(), 2);
+}

@@ -168,6 +168,14 @@ impl QueueClient {
                 detail: format!("{} values", reply.len()),
             });
         }
+        if int(&reply[0], "fetch")? == 2 {
+            return Err(QueueError::Reply {
+                script: "fetch",
+                detail: "the call was sent again after its first run leased jobs, whose reply \
+                         was lost; the worker hands them back when it reconciles"
+                    .to_owned(),
+            });
+        }
         let next_due = int(&reply[1], "fetch")?;
         // Jobs are read as bytes: one entry that is not UTF-8 must not fail the whole batch.
         let jobs = (first..)

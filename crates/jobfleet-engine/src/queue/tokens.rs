@@ -6,6 +6,9 @@
 //! after a failover that loses the master's last writes such a counter goes back, and the
 //! same worker would be handed a token it still holds for a job leased before the failover.
 //!
+//! A client that sends a fetch again after losing its reply sends the same tokens; fetch.lua
+//! finds the first one taken and leases nothing rather than overwrite the first run's jobs.
+//!
 //! One sequence serves the whole process, so every client and every worker in it draws from
 //! it. It starts from the wall clock in microseconds: a worker id that outlives its process
 //! (an operator may set one) starts its next process past every token the last one used, as

@@ -8,7 +8,9 @@
 -- ARGV[5] worker id, ARGV[6] max jobs to promote per set, ARGV[7] the first of the lease
 -- tokens the worker reserved for this call (ARGV[3] of them, below 2^53)
 -- Returns {paused (0|1), next due time in ms of a scheduled or retry job (-1: none),
---          promoted count, then the leased jobs, whose tokens are ARGV[7], ARGV[7] + 1, ...}.
+--          promoted count, then the leased jobs, whose tokens are ARGV[7], ARGV[7] + 1, ...},
+--          or {2, next due, promoted} when the call is a replay of one that already leased
+--          jobs under these tokens (see below): nothing is leased.
 -- Jobs are taken from the most urgent pending list that has any (pending_lists in the prelude,
 -- KEYS[1] among them), so priorities are strict; a queue whose jobs all have the default
 -- priority pays two LPOPs of empty lists per call (three when the batch is not filled),
@@ -47,6 +49,16 @@ end
 
 if redis.call('EXISTS', KEYS[5]) == 1 then
   return {1, next_due, promoted}
+end
+
+-- A client may send a call again when it lost the reply (the cluster client retries after a
+-- connection error), and the first run may have leased jobs under these tokens: leasing again
+-- under them would overwrite those jobs in the hash and lose them. The first token is used
+-- whenever a run leased anything, and a process never reserves it twice, so finding it means
+-- a replay. The first run's jobs stay where they are; the worker, told so, finds them as
+-- jobs it holds but never saw and hands them back (reconcile in worker/pool.rs).
+if redis.call('HEXISTS', KEYS[7], ARGV[7]) == 1 then
+  return {2, next_due, promoted}
 end
 
 local out = {0, next_due, promoted}
