@@ -28,26 +28,39 @@ pub struct WorkerArgs {
     pub concurrency: Option<u16>,
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// A future that resolves on the first SIGTERM or SIGINT. The handlers are installed when this
+/// is called, not when the future is first polled: a worker starts leasing and running jobs on
+/// the runtime's threads before the future that awaits its shutdown is polled, and a SIGTERM
+/// that came in between would otherwise kill the process with its default action instead of
+/// stopping it cleanly. Call it inside the runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut term), Some(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                (Some(mut term), None) => {
+                    term.recv().await;
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -142,7 +155,9 @@ where
         .health(health)
         .metrics_addr(target)
         .build();
-    let report = worker.run(shutdown_signal()).await?;
+    // Listening before the worker starts: see shutdown_signal.
+    let stop = shutdown_signal();
+    let report = worker.run(stop).await?;
     cancel_http.cancel();
     tracing::info!(?report, "bye");
     Ok(ExitCode::SUCCESS)
