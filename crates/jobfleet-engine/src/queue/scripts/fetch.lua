@@ -18,7 +18,7 @@
 -- Leasing moves the jobs into the worker's in-flight hash, each under a lease token of its own,
 -- and sets the worker's lease deadline in the leases set: a constant number of commands per
 -- batch, whatever its size. The tokens come from the worker's process, which never hands one out
--- twice (see `LeaseTokens` in client.rs): a sequence kept here would go back with a failover that
+-- twice (see queue/tokens.rs): a sequence kept here would go back with a failover that
 -- loses the last writes, and a worker could then ack another job's lease under an old token. So
 -- an ack that names a token finds the lease it was given for or nothing (fencing). Promotion is
 -- bounded per call so that a backlog of millions of due jobs drains over many calls instead of
