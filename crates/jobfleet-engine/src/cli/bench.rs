@@ -77,6 +77,7 @@ impl Fleet {
         queues: &[String],
         n: usize,
         concurrency: usize,
+        threads: &str,
     ) -> anyhow::Result<Self> {
         // Workers of this very binary, running the engine's own kinds with the benchmark's
         // specs, so that the figures do not depend on the application's kinds or specs.
@@ -91,6 +92,7 @@ impl Fleet {
                 .env("JOBFLEET__REDIS__NAMESPACE", namespace)
                 .env("JOBFLEET__TELEMETRY__HTTP_ADDR", "")
                 .env("JOBFLEET__TELEMETRY__LOG_FILTER", "error")
+                .env("TOKIO_WORKER_THREADS", threads)
                 .env_remove("RUST_LOG")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -236,11 +238,12 @@ pub async fn run<S: Send + Sync + 'static>(
     let client = app.client_in(&namespace, app.settings.store()).await?;
     let queues = bench_shards::queue_names(&client, args.queues as usize).await?;
     outln!(
-        "jobfleet bench: {} jobs, {} processes x concurrency {}, {} queue(s) on {} ({}), \
-         namespace {namespace}",
+        "jobfleet bench: {} jobs, {} processes x concurrency {} ({} runtime thread(s) each), \
+         {} queue(s) on {} ({}), namespace {namespace}",
         args.jobs,
         args.processes,
         args.concurrency,
+        bench_shards::runtime_threads(args.processes),
         queues.len(),
         client.mode(),
         durability_name(&client),
@@ -302,7 +305,8 @@ async fn phases<S: Send + Sync + 'static>(
         took.as_secs_f64()
     )?;
 
-    let mut fleet = Fleet::start(app, ns, queues, args.processes, args.concurrency)?;
+    let threads = bench_shards::runtime_threads(args.processes);
+    let mut fleet = Fleet::start(app, ns, queues, args.processes, args.concurrency, &threads)?;
     wait_for_workers(client, args.processes).await?;
     let cpu_before = bench_shards::cpu(client).await?;
     let before = Profiled::read(client, &fleet, args.profile).await?;

@@ -1,10 +1,30 @@
-//! The benchmark's queues and what each Redis master spent on them: on a cluster the queues
-//! are chosen so that every master holds as many of them, and each master's CPU time (from
-//! `INFO cpu`) is divided by the jobs of its queues, which says what one shard costs per job.
+//! Where the benchmark's load goes, and what each Redis master spent on it: on a cluster the
+//! queues are chosen so that every master holds as many of them, and each master's CPU time
+//! (from `INFO cpu`) is divided by the jobs of its queues, which says what one shard costs per
+//! job; the worker processes share the machine's cores out between them (`runtime_threads`).
 
 use std::collections::BTreeMap;
 
 use crate::queue::QueueClient;
+
+/// The runtime threads of each of `processes` worker processes started on this machine:
+/// `TOKIO_WORKER_THREADS` when the caller set it, else the cores shared out between them, at
+/// least one each. Each runtime would otherwise start a thread per core, and the processes'
+/// threads would preempt each other and Redis (on 2 cores, 2 processes of 2 threads drained
+/// about 15% fewer jobs per second than 2 processes of 1: docs/benchmark.md).
+pub(super) fn runtime_threads(processes: usize) -> String {
+    match std::env::var("TOKIO_WORKER_THREADS") {
+        Ok(set) if !set.trim().is_empty() => set,
+        _ => {
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            share_of_cores(cores, processes).to_string()
+        }
+    }
+}
+
+fn share_of_cores(cores: usize, processes: usize) -> usize {
+    (cores / processes.max(1)).max(1)
+}
 
 /// Names `count` benchmark queues (`bench`, or `bench-0`...); on a cluster, spread evenly over
 /// its masters, as many per master as can be.
@@ -101,6 +121,14 @@ fn jobs_of(jobs: &BTreeMap<String, u64>, node: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_cores_are_shared_out_between_the_processes() {
+        assert_eq!(share_of_cores(2, 2), 1);
+        assert_eq!(share_of_cores(8, 2), 4);
+        assert_eq!(share_of_cores(2, 3), 1, "at least one thread each");
+        assert_eq!(share_of_cores(4, 0), 4);
+    }
     use super::*;
 
     #[test]
