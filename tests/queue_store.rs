@@ -444,33 +444,44 @@ async fn a_job_that_succeeds_after_a_failure_leaves_no_history_of_attempts() {
 
 #[tokio::test]
 async fn a_fetch_sent_again_after_its_first_run_leased_jobs_leases_nothing_and_loses_nothing() {
-    use jobfleet::queue::tokens::LeaseTokens;
+    use jobfleet::queue::scripts::Scripts;
     let redis = TestRedis::start();
     let c = client(&redis.url()).await;
-    c.enqueue_bulk((0..2).map(noop).collect()).await.unwrap();
-    // The first run of a call leased a job under the call's first token and its reply was
-    // lost; the client sends the same call (the same tokens) again. Tests run one per
-    // process, so the next fetch reserves the token right after this one.
-    let next = LeaseTokens::process().reserve(1) + 1;
+    c.enqueue_bulk((0..4).map(noop).collect()).await.unwrap();
+    // The same call twice, as a client sends it again after losing the reply: the same
+    // tokens. The script is called directly so that the test names the tokens (the client
+    // reserves them from the process's sequence, which the other tests share).
+    let scripts = Scripts::new(false);
     let k = c.keys().queue("default");
     let mut con = c.connection();
-    let _: () = con
-        .hset(k.inflight("w"), next.to_string(), "the first run's job")
-        .await
-        .unwrap();
-    let err = c
-        .fetch("default", 2, LEASE, "w")
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("sent again"), "{err}");
-    let first_run: Option<String> = con.hget(k.inflight("w"), next.to_string()).await.unwrap();
-    assert_eq!(first_run.as_deref(), Some("the first run's job"));
-    assert_eq!(
-        c.stats("default").await.unwrap().pending,
-        2,
-        "nothing leased"
-    );
-    // A new call has tokens of its own and leases as usual.
+    let call = || {
+        let mut inv = scripts.fetch.key(k.pending());
+        inv.key(k.scheduled())
+            .key(k.retry())
+            .key(k.leases())
+            .key(k.paused())
+            .key(k.stats())
+            .key(k.inflight("w"))
+            .arg(k.prefix())
+            .arg(now_ms())
+            .arg(2)
+            .arg(30_000)
+            .arg("w")
+            .arg(1000)
+            .arg(7_000);
+        inv
+    };
+    let first: Vec<redis::Value> = call().invoke_async(&mut con).await.unwrap();
+    assert_eq!(first.len(), 5, "two jobs leased: {first:?}");
+    let again: Vec<redis::Value> = call().invoke_async(&mut con).await.unwrap();
+    assert_eq!(again.len(), 3, "nothing leased: {again:?}");
+    assert_eq!(again[0], redis::Value::Int(2), "the replay is told apart");
+    let held: std::collections::HashMap<String, Vec<u8>> =
+        con.hgetall(k.inflight("w")).await.unwrap();
+    let mut tokens: Vec<&str> = held.keys().map(String::as_str).collect();
+    tokens.sort_unstable();
+    assert_eq!(tokens, ["7000", "7001"], "the first run's jobs are intact");
+    assert_eq!(c.stats("default").await.unwrap().pending, 2);
+    // A worker's next call has tokens of its own and leases as usual.
     assert_eq!(fetch(&c, 2, "w").await.len(), 2);
 }
