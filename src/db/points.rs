@@ -221,7 +221,9 @@ pub async fn refresh_board(
     build_board(pool, period, now, false).await
 }
 
-async fn build_board(
+/// Rebuilds one board, or with `force` false leaves it as it was when its inputs are
+/// unchanged ([`refresh_board`]); `force` true is [`rebuild_board`], the repair's path.
+pub async fn build_board(
     pool: &PgPool,
     period: &Period,
     now: DateTime<Utc>,

@@ -51,17 +51,9 @@ impl Job<Resources> for RebuildLeaderboard {
             points::fold_ledgers(pool, now).await
         }
         .map_err(JobError::retry)?;
-        let board = if self.full {
-            points::rebuild_board(pool, &period, now)
-                .await
-                .map(|entries| points::BoardBuild {
-                    entries,
-                    skipped: false,
-                })
-        } else {
-            points::refresh_board(pool, &period, now).await
-        }
-        .map_err(JobError::retry)?;
+        let board = points::build_board(pool, &period, now, self.full)
+            .await
+            .map_err(JobError::retry)?;
         tracing::info!(
             period = %period.name(),
             full = self.full,
